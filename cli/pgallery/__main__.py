@@ -1,0 +1,3 @@
+from pgallery.commands import main
+
+main()

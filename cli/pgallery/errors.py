@@ -1,0 +1,128 @@
+"""Typed errors for the mistakes users make.
+
+Every error pgallery raises on purpose derives from :class:`PgalleryError`; the CLI turns
+them into a one-line message and an exit code instead of a traceback. The SQL functions
+raise errors with pgallery's own SQLSTATEs (class ``PG``); :func:`from_database_error` maps
+those back to these classes.
+"""
+
+from __future__ import annotations
+
+
+class PgalleryError(Exception):
+    """Base class: an error whose message is meant for the user."""
+
+    exit_code = 1
+
+
+class ConfigError(PgalleryError):
+    """A setting is missing or malformed (database URL, provider credentials, ...)."""
+
+    exit_code = 2
+
+
+class ArgError(PgalleryError):
+    """An argument is out of range or malformed (k <= 0, an empty prompt, ...)."""
+
+    exit_code = 2
+
+
+class MismatchedDimension(ArgError):
+    """A vector's dimension is not the one the model or column expects."""
+
+
+class InvalidVector(ArgError):
+    """A vector holds NaN or infinity, or is all zeros (no direction to compare)."""
+
+
+class FilterError(ArgError):
+    """A metadata filter is malformed (year_from after year_to, ...)."""
+
+
+class PaintingNotFound(PgalleryError):
+    """No painting has the given image_file."""
+
+    exit_code = 3
+
+
+class UnknownModel(PgalleryError):
+    """The embedding model is not registered in the database, or none is active."""
+
+    exit_code = 3
+
+
+class PromptNotEmbedded(PgalleryError):
+    """A text prompt has no cached embedding for the active model."""
+
+    exit_code = 3
+
+
+class DatabaseError(PgalleryError):
+    """The database could not be reached, started or migrated."""
+
+    exit_code = 4
+
+
+class SchemaNotReady(DatabaseError):
+    """The database has not been migrated yet (run `pgallery migrate`)."""
+
+
+class ProviderError(PgalleryError):
+    """The embedding provider failed in a way that stops the whole run."""
+
+    exit_code = 5
+
+
+class TextNotSupported(ProviderError):
+    """The provider embeds images only; text search needs `azure` or `clip`."""
+
+
+class ModelMismatch(ProviderError):
+    """The provider answered with another model than the one configured."""
+
+
+class EmbeddingFailed(ProviderError):
+    """One input could not be embedded (bad image, rejected by the API, ...).
+
+    ``code`` is a short machine-readable reason (the API's inner error code where there is
+    one); loaders record it per image and carry on.
+    """
+
+    def __init__(self, message: str, code: str = "EmbeddingFailed", retryable: bool = False):
+        super().__init__(message)
+        self.code = code
+        self.retryable = retryable
+
+
+# SQLSTATEs raised by the functions in sql/ (see sql/functions/_errors.sql for the list).
+SQLSTATE_ERRORS: dict[str, type[PgalleryError]] = {
+    "PGA01": MismatchedDimension,
+    "PGA02": InvalidVector,
+    "PGA03": PaintingNotFound,
+    "PGA04": UnknownModel,
+    "PGA05": PromptNotEmbedded,
+    "PGA06": ArgError,
+    "PGA07": FilterError,
+}
+
+
+def from_database_error(exc: Exception) -> Exception:
+    """Map a psycopg error raised by a pgallery SQL function to its typed error.
+
+    Errors that are not pgallery's own (a broken connection, a bug) are returned unchanged.
+    """
+    diag = getattr(exc, "diag", None)
+    sqlstate = getattr(exc, "sqlstate", None)
+    cls = SQLSTATE_ERRORS.get(sqlstate or "")
+    if cls is None:
+        # pgvector's own input checks ("NaN not allowed in vector", "expected 1024 dimensions")
+        if sqlstate == "22000" or sqlstate == "22P02":
+            text = str(getattr(diag, "message_primary", None) or exc)
+            if "dimensions" in text:
+                return MismatchedDimension(text)
+            if "NaN" in text or "infinite" in text.lower() or "Infinity" in text:
+                return InvalidVector(text)
+        return exc
+    message = diag.message_primary if diag and diag.message_primary else str(exc)
+    hint = diag.message_hint if diag else None
+    return cls(f"{message}\n  hint: {hint}" if hint else message)

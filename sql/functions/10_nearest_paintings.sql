@@ -1,0 +1,108 @@
+-- The engine behind every search_* function: the k paintings nearest to a vector among
+-- those that pass the metadata filters, under one model.
+--
+--   SELECT * FROM nearest_paintings('[...]'::vector, 'azure-vision/2023-04-15', 10,
+--                                   NULL, NULL, NULL, 'portrait', NULL, NULL, NULL,
+--                                   NULL, 100, 10, false);
+--
+-- Callers pass the recall settings they resolved (ef_search, probes, exact); this function
+-- applies them with set_config() and its own SET clauses keep those changes from leaking
+-- into the caller's transaction.
+--
+-- Strategy, per call:
+--   1. no filters              -> the ANN index (HNSW, or IVFFlat if that is what exists)
+--   2. filters matching few    -> exact: read the matching rows through the metadata
+--      rows (< prefilter_limit)   indexes and sort them by distance (fast, and exact)
+--   3. other filters           -> the ANN index with pgvector 0.8's iterative scan, which
+--                                 keeps walking the graph until k rows pass the filters
+--   4. if the ANN path returns fewer than k rows (the scan gave up after hnsw.max_scan_tuples),
+--      fall back to exact, so a full page comes back whenever k paintings match.
+-- prefilter_limit comes from the setting pgallery.prefilter_limit (default 2000); bench/
+-- measured where exact-over-matches stops beating the iterative index scan.
+CREATE OR REPLACE FUNCTION nearest_paintings(
+    q vector,                 -- already a 1024-d column vector (see to_column_vector)
+    model_name text,
+    k integer,
+    f_author text, f_technique text, f_school text, f_painting_type text, f_timeframe text,
+    f_year_from integer, f_year_to integer,
+    exclude_painting bigint,  -- search_by_image leaves the query painting out
+    ef_search integer,
+    probes integer,
+    exact boolean
+) RETURNS SETOF search_result
+LANGUAGE plpgsql STABLE
+SET search_path FROM CURRENT
+-- Placeholders: they make the set_config() calls below local to this function.
+SET hnsw.ef_search = 40
+SET hnsw.iterative_scan = relaxed_order
+SET ivfflat.probes = 1
+SET ivfflat.iterative_scan = relaxed_order
+AS $$
+DECLARE
+    has_filters boolean := num_nonnulls(f_author, f_technique, f_school, f_painting_type,
+                                        f_timeframe, f_year_from, f_year_to) > 0;
+    prefilter_limit integer :=
+        coalesce(nullif(current_setting('pgallery.prefilter_limit', true), '')::integer, 2000);
+    matching integer;
+    page search_result[];
+BEGIN
+    PERFORM set_config('hnsw.ef_search', greatest(ef_search, k)::text, true);
+    PERFORM set_config('ivfflat.probes', probes::text, true);
+
+    IF NOT exact AND has_filters THEN
+        -- A bounded count: stops reading at prefilter_limit matches.
+        SELECT count(*) INTO matching FROM (
+            SELECT 1 FROM painting p
+            WHERE painting_matches(p, f_author, f_technique, f_school, f_painting_type,
+                                   f_timeframe, f_year_from, f_year_to)
+            LIMIT prefilter_limit
+        ) AS bounded;
+        exact := matching < prefilter_limit;
+    END IF;
+
+    IF NOT exact THEN
+        -- ORDER BY embedding <=> q LIMIT k: the shape the HNSW/IVFFlat index answers. The
+        -- relaxed iterative scan may return rows slightly out of order, hence the
+        -- materialised CTE and the sort when the page is assembled (pgvector's pattern).
+        -- The page is kept in a variable, not returned at once: if it comes back short,
+        -- the exact path below replaces it.
+        WITH hits AS MATERIALIZED (
+            SELECT p.painting_id, p.image_file, p.title, p.author, p.technique,
+                   p.painting_type, p.school, p.timeframe, p.date,
+                   e.embedding <=> q AS distance
+            FROM painting_embedding e
+            JOIN painting p ON p.painting_id = e.painting_id
+            WHERE e.model = model_name
+              AND p.painting_id IS DISTINCT FROM exclude_painting
+              AND painting_matches(p, f_author, f_technique, f_school, f_painting_type,
+                                   f_timeframe, f_year_from, f_year_to)
+            ORDER BY e.embedding <=> q
+            LIMIT k
+        )
+        SELECT array_agg(ROW(h.*, 1 - h.distance, 1 - h.distance)::search_result
+                         ORDER BY h.distance, h.painting_id)
+        INTO page FROM hits h;
+        IF cardinality(page) = k THEN
+            RETURN QUERY SELECT * FROM unnest(page);
+            RETURN;
+        END IF;
+        -- Fewer than k: either fewer paintings match, or the index scan stopped early
+        -- (hnsw.max_scan_tuples). The exact path decides.
+    END IF;
+
+    RETURN QUERY
+    SELECT ranked.*, 1 - ranked.distance, 1 - ranked.distance FROM (
+        SELECT p.painting_id, p.image_file, p.title, p.author, p.technique,
+               p.painting_type, p.school, p.timeframe, p.date,
+               e.embedding <=> q AS distance
+        FROM painting p
+        JOIN painting_embedding e ON e.painting_id = p.painting_id AND e.model = model_name
+        WHERE p.painting_id IS DISTINCT FROM exclude_painting
+          AND painting_matches(p, f_author, f_technique, f_school, f_painting_type,
+                               f_timeframe, f_year_from, f_year_to)
+        -- "+ 0" keeps the planner off the ANN index: this path must be exact.
+        ORDER BY (e.embedding <=> q) + 0, p.painting_id
+        LIMIT k
+    ) AS ranked;
+END
+$$;

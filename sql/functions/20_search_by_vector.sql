@@ -1,0 +1,48 @@
+-- search_by_vector: the paintings nearest to a vector, best first.
+--
+--   SELECT title, author, similarity
+--   FROM search_by_vector('[0.01, -0.2, ...]'::vector, k => 5, school => 'dutch');
+--
+-- query_embedding  1024 dimensions, or the model's own dimension (zero-padded here)
+-- k                rows wanted (1..10000)
+-- author, technique, school   case-insensitive substring filters
+-- painting_type, timeframe    case-insensitive exact filters
+-- year_from, year_to          the painting's parsed year range overlaps [from, to]
+-- model            whose vectors to search; NULL = the active model
+-- ef_search        HNSW candidate list size; NULL = the session's hnsw.ef_search
+--                  (the migration sets the database default to 100)
+-- probes           IVFFlat lists to visit; NULL = the session's ivfflat.probes
+-- exact            true = no ANN index, exact brute force; NULL = the session's
+--                  pgallery.exact_search, else false
+-- Every filter is NULL by default, meaning "no filter".
+CREATE OR REPLACE FUNCTION search_by_vector(
+    query_embedding vector,
+    k integer DEFAULT 10,
+    author text DEFAULT NULL,
+    technique text DEFAULT NULL,
+    school text DEFAULT NULL,
+    painting_type text DEFAULT NULL,
+    timeframe text DEFAULT NULL,
+    year_from integer DEFAULT NULL,
+    year_to integer DEFAULT NULL,
+    model text DEFAULT NULL,
+    ef_search integer DEFAULT NULL,
+    probes integer DEFAULT NULL,
+    exact boolean DEFAULT NULL
+) RETURNS SETOF search_result
+LANGUAGE plpgsql STABLE
+SET search_path FROM CURRENT
+AS $$
+DECLARE
+    m embedding_model := resolve_model(model);
+BEGIN
+    IF query_embedding IS NULL THEN
+        RAISE EXCEPTION 'query_embedding is NULL' USING ERRCODE = 'PGA06';
+    END IF;
+    PERFORM check_search_args(k, year_from, year_to);
+    RETURN QUERY SELECT * FROM nearest_paintings(
+        to_column_vector(query_embedding, m), m.name, k,
+        author, technique, school, painting_type, timeframe, year_from, year_to,
+        NULL, ef_search_setting(ef_search), probes_setting(probes), exact_setting(exact));
+END
+$$;

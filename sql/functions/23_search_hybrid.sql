@@ -1,0 +1,105 @@
+-- search_hybrid: semantic and keyword search fused by reciprocal rank fusion (RRF).
+--
+--   SELECT title, author, score FROM search_hybrid('sunflowers', k => 5);
+--   SELECT * FROM search_hybrid('madonna child', school => 'italian', year_to => 1500);
+--
+-- Two rankings of the paintings that pass the filters:
+--   semantic  the prompt's cached embedding (see search_by_text) against image embeddings
+--   keyword   full-text match of the prompt's words (any of them) against title, author,
+--             description, technique, type and school, ranked by ts_rank_cd
+-- Each painting scores sum(1 / (rrf_k + rank)) over the rankings it appears in, the standard
+-- RRF with rrf_k = 60; each ranking contributes its best `candidates` rows (default 4k,
+-- at least 40). `score` holds the fused score; `distance`/`similarity` are the cosine
+-- distance to the prompt when it is embedded.
+-- If the prompt has no cached embedding (a provider without text, such as `local`), the
+-- ranking is keyword-only and a NOTICE says so.
+CREATE OR REPLACE FUNCTION search_hybrid(
+    prompt text,
+    k integer DEFAULT 10,
+    author text DEFAULT NULL,
+    technique text DEFAULT NULL,
+    school text DEFAULT NULL,
+    painting_type text DEFAULT NULL,
+    timeframe text DEFAULT NULL,
+    year_from integer DEFAULT NULL,
+    year_to integer DEFAULT NULL,
+    model text DEFAULT NULL,
+    ef_search integer DEFAULT NULL,
+    probes integer DEFAULT NULL,
+    exact boolean DEFAULT NULL,
+    rrf_k integer DEFAULT 60,
+    candidates integer DEFAULT NULL
+) RETURNS SETOF search_result
+LANGUAGE plpgsql STABLE
+SET search_path FROM CURRENT
+AS $$
+DECLARE
+    m embedding_model := resolve_model(model);
+    q vector;
+    n integer;
+    words tsquery;
+BEGIN
+    PERFORM check_search_args(k, year_from, year_to);
+    IF prompt IS NULL OR btrim(prompt) = '' THEN
+        RAISE EXCEPTION 'the prompt is empty' USING ERRCODE = 'PGA06';
+    END IF;
+    IF rrf_k IS NULL OR rrf_k < 0 THEN
+        RAISE EXCEPTION 'rrf_k must be 0 or more' USING ERRCODE = 'PGA06';
+    END IF;
+    n := greatest(coalesce(candidates, 4 * k), k, 40);
+    q := prompt_vector(prompt, m.name);
+    IF q IS NULL THEN
+        RAISE NOTICE 'prompt not embedded for model %: keyword ranking only', m.name
+            USING HINT = 'pgallery search text "<prompt>" embeds it (needs a text-capable provider)';
+    END IF;
+    -- Any of the prompt's words, stemmed (english) or as written (simple, for names).
+    -- plainto_tsquery parses the text safely; its canonical output joins lexemes with
+    -- ' & ', which we turn into ' | ' (lexemes are quoted and hold no spaces).
+    words := replace(plainto_tsquery('english', prompt)::text, ' & ', ' | ')::tsquery
+          || replace(plainto_tsquery('simple', prompt)::text, ' & ', ' | ')::tsquery;
+
+    RETURN QUERY
+    WITH semantic AS (
+        SELECT s.painting_id, row_number() OVER (ORDER BY s.distance, s.painting_id) AS rank
+        FROM nearest_paintings(q, m.name, n,
+                 author, technique, school, painting_type, timeframe, year_from, year_to,
+                 NULL, ef_search_setting(ef_search), probes_setting(probes),
+                 exact_setting(exact)) AS s
+        WHERE q IS NOT NULL
+    ),
+    keyword AS (
+        SELECT ranked.painting_id,
+               row_number() OVER (ORDER BY ranked.rank_cd DESC, ranked.painting_id) AS rank
+        FROM (
+            SELECT p.painting_id, ts_rank_cd(p.search_document, words) AS rank_cd
+            FROM painting p
+            WHERE p.search_document @@ words
+              AND painting_matches(p, search_hybrid.author, search_hybrid.technique,
+                                   search_hybrid.school, search_hybrid.painting_type,
+                                   search_hybrid.timeframe, year_from, year_to)
+              AND EXISTS (SELECT 1 FROM painting_embedding e
+                          WHERE e.painting_id = p.painting_id AND e.model = m.name)
+            ORDER BY rank_cd DESC, p.painting_id
+            LIMIT n
+        ) AS ranked
+    ),
+    fused AS (
+        SELECT coalesce(s.painting_id, kw.painting_id) AS painting_id,
+               coalesce(1.0 / (rrf_k + s.rank), 0) + coalesce(1.0 / (rrf_k + kw.rank), 0)
+                   AS rrf_score
+        FROM semantic s FULL JOIN keyword kw ON kw.painting_id = s.painting_id
+        ORDER BY rrf_score DESC, painting_id
+        LIMIT k
+    )
+    SELECT p.painting_id, p.image_file, p.title, p.author, p.technique, p.painting_type,
+           p.school, p.timeframe, p.date,
+           d.distance, 1 - d.distance, f.rrf_score::double precision
+    FROM fused f
+    JOIN painting p ON p.painting_id = f.painting_id
+    LEFT JOIN LATERAL (
+        SELECT e.embedding <=> q AS distance FROM painting_embedding e
+        WHERE e.painting_id = f.painting_id AND e.model = m.name AND q IS NOT NULL
+    ) AS d ON true
+    ORDER BY f.rrf_score DESC, f.painting_id;
+END
+$$;
