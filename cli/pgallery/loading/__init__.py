@@ -1,0 +1,1 @@
+"""Getting paintings into the database: readers for each input kind, and the batch writer."""

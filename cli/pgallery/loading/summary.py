@@ -1,0 +1,31 @@
+"""What a load did: counts for the summary, and every row or image that did not make it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from pgallery.loading.records import RejectedRow
+from pgallery.loading.writer import MergeCounts
+
+
+class Progress(Protocol):
+    """Where loaders report progress (the CLI shows a bar; library callers may pass None)."""
+
+    def start(self, total: int | None, description: str | None = None) -> None: ...
+
+    def advance(self, n: int = 1) -> None: ...
+
+
+@dataclass
+class LoadSummary:
+    model: str
+    seen: int = 0                 # input rows or images looked at
+    merged: MergeCounts = field(default_factory=MergeCounts)
+    unchanged: int = 0            # already embedded with the same content: not re-embedded
+    rejected: list[RejectedRow] = field(default_factory=list)   # bad input rows / images
+    ivfflat_rebuilt: bool = False
+
+    @property
+    def loaded(self) -> int:
+        return self.seen - len(self.rejected) - self.unchanged

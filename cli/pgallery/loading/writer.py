@@ -1,0 +1,110 @@
+"""Write paintings in batches: binary COPY into a staging table, then one merge per batch.
+
+Each batch is one transaction (``merge_staged_paintings`` in sql/functions/), so an
+interrupted load keeps every batch that committed and nothing of the one in flight.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import psycopg
+
+from pgallery.loading.records import PaintingRecord
+from pgallery.providers.base import pad_to_column
+
+STAGING_COLUMNS = ("ordinal", "image_file", "title", "author", "technique", "date",
+                   "painting_type", "school", "timeframe", "description", "image_uri",
+                   "content_hash", "embedding")
+STAGING_TYPES = ["int8"] + ["text"] * 11 + ["vector"]
+COPY_STAGING = f"COPY painting_staging ({', '.join(STAGING_COLUMNS)}) FROM STDIN (FORMAT binary)"
+
+
+@dataclass
+class MergeCounts:
+    inserted: int = 0
+    updated: int = 0
+    embeddings: int = 0
+
+    def __iadd__(self, other: "MergeCounts") -> "MergeCounts":
+        self.inserted += other.inserted
+        self.updated += other.updated
+        self.embeddings += other.embeddings
+        return self
+
+
+def register_model(conn: psycopg.Connection, model: str, dimension: int,
+                   provider: str | None = None) -> None:
+    """Make sure the model is known (the first one registered becomes active)."""
+    with conn.transaction():
+        conn.execute("SELECT register_model(%s, %s, %s)", (model, dimension, provider))
+
+
+def write_batch(conn: psycopg.Connection, model: str, records: list[PaintingRecord],
+                first_ordinal: int = 0) -> MergeCounts:
+    """Stage and merge one batch in its own transaction; returns what changed."""
+    if not records:
+        return MergeCounts()
+    with conn.transaction():
+        conn.execute("SELECT create_painting_staging()")
+        with conn.cursor() as cur:
+            with cur.copy(COPY_STAGING) as copy:
+                copy.set_types(STAGING_TYPES)
+                for offset, r in enumerate(records):
+                    vector = None if r.embedding is None else pad_to_column(r.embedding)
+                    copy.write_row((
+                        first_ordinal + offset, r.image_file, r.title, r.author, r.technique,
+                        r.date, r.painting_type, r.school, r.timeframe, r.description,
+                        r.image_uri, r.content_hash, vector,
+                    ))
+            cur.execute("SELECT * FROM merge_staged_paintings(%s)", (model,))
+            inserted, updated, embeddings = cur.fetchone()
+    return MergeCounts(inserted, updated, embeddings)
+
+
+def record_failures(conn: psycopg.Connection, model: str,
+                    failures: list[tuple[str, str | None, str, str]]) -> None:
+    """Remember images that could not be embedded: (image_file, image_uri, code, message)."""
+    if not failures:
+        return
+    with conn.transaction():
+        with conn.cursor() as cur:
+            cur.executemany(
+                "INSERT INTO embedding_failure (image_file, model, image_uri, code, message)"
+                " VALUES (%s, %s, %s, %s, %s)"
+                " ON CONFLICT (image_file, model) DO UPDATE SET image_uri = excluded.image_uri,"
+                " code = excluded.code, message = excluded.message, failed_at = now()",
+                [(f, model, uri, code, msg) for f, uri, code, msg in failures],
+            )
+
+
+def finish_load(conn: psycopg.Connection) -> bool:
+    """After a bulk load: refresh planner statistics, and rebuild the IVFFlat index if there
+    is one (IVFFlat's lists are trained on the data it was built from). True if rebuilt."""
+    previous = conn.autocommit
+    conn.autocommit = True
+    try:
+        conn.execute("ANALYZE painting")
+        conn.execute("ANALYZE painting_embedding")
+        exists = conn.execute(
+            "SELECT to_regclass('painting_embedding_ivfflat') IS NOT NULL").fetchone()[0]
+        if exists:
+            conn.execute("CALL build_ivfflat_index()")
+        return bool(exists)
+    finally:
+        conn.autocommit = previous
+
+
+def parse_vector_text(text: str) -> np.ndarray:
+    """'[0.1, 0.2, ...]' (JSON-style list) -> float32 array. Raises ValueError."""
+    body = text.strip()
+    if not (body.startswith("[") and body.endswith("]")):
+        raise ValueError("not a [...] list of numbers")
+    body = body[1:-1]
+    if not body.strip():
+        raise ValueError("empty vector")
+    try:
+        return np.array(body.split(","), dtype=np.float32)
+    except ValueError:
+        raise ValueError("holds something that is not a number") from None

@@ -1,0 +1,1 @@
+"""Showing results: terminal tables and JSON (tables.py), HTML pages (html.py)."""

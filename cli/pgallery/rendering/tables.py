@@ -1,0 +1,95 @@
+"""Terminal output: rich tables for people, JSON for scripts."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterable, Sequence
+
+from rich.console import Console
+from rich.table import Table
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+def _fmt(value) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.4f}"
+    return str(value)
+
+
+def results_table(rows: Sequence[dict], title: str | None = None) -> Table:
+    """Search results, best first: rank, similarity, title, author, and the key metadata."""
+    table = Table(title=title, show_lines=False, header_style="bold")
+    table.add_column("#", justify="right", style="dim")
+    table.add_column("similarity", justify="right")
+    table.add_column("title", overflow="fold", max_width=40)
+    table.add_column("author", overflow="fold", max_width=28)
+    table.add_column("date")
+    table.add_column("type")
+    table.add_column("school")
+    table.add_column("image_file", style="cyan", overflow="fold")
+    hybrid = any(r.get("score") is not None and r.get("score") != r.get("similarity")
+                 for r in rows)
+    if hybrid:
+        table.add_column("score", justify="right")
+    for rank, row in enumerate(rows, 1):
+        cells = [str(rank), _fmt(row.get("similarity")), _fmt(row.get("title")),
+                 _fmt(row.get("author")), _fmt(row.get("date")),
+                 _fmt(row.get("painting_type")), _fmt(row.get("school")),
+                 _fmt(row.get("image_file"))]
+        if hybrid:
+            cells.append(_fmt(row.get("score")))
+        table.add_row(*cells)
+    return table
+
+
+def key_value_table(items: Iterable[tuple[str, object]], title: str | None = None) -> Table:
+    table = Table(title=title, show_header=False, box=None, padding=(0, 2))
+    table.add_column(style="bold")
+    table.add_column(overflow="fold")
+    for key, value in items:
+        table.add_row(key, _fmt(value))
+    return table
+
+
+def rows_table(rows: Sequence[dict], columns: Sequence[str], title: str | None = None) -> Table:
+    table = Table(title=title, header_style="bold")
+    for column in columns:
+        table.add_column(column)
+    for row in rows:
+        table.add_row(*(_fmt(row.get(c)) for c in columns))
+    return table
+
+
+def print_json(data) -> None:
+    """JSON on stdout (plain, no colour codes), for scripts."""
+    sys.stdout.write(json.dumps(data, indent=2, default=str, ensure_ascii=False) + "\n")
+    sys.stdout.flush()
+
+
+def print_load_summary(summary, limit: int = 20) -> None:
+    """The end of a load: what went in, what was skipped, and every rejected row's reason."""
+    merged = summary.merged
+    items = [
+        ("model", summary.model),
+        ("seen", summary.seen),
+        ("new paintings", merged.inserted),
+        ("updated paintings", merged.updated),
+        ("embeddings written", merged.embeddings),
+        ("unchanged (skipped)", summary.unchanged),
+        ("rejected", len(summary.rejected)),
+    ]
+    if getattr(summary, "ivfflat_rebuilt", False):
+        items.append(("IVFFlat index", "rebuilt"))
+    console.print(key_value_table(items, title="load summary"))
+    if summary.rejected:
+        rows = [{"where": r.where, "image_file": r.image_file, "reason": r.reason}
+                for r in summary.rejected[:limit]]
+        err_console.print(rows_table(rows, ("where", "image_file", "reason"),
+                                     title="rejected (not loaded)"))
+        if len(summary.rejected) > limit:
+            err_console.print(f"... and {len(summary.rejected) - limit} more")

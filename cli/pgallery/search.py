@@ -1,0 +1,126 @@
+"""Call the SQL search functions. No search logic lives here: every ranking is SQL's.
+
+    from pgallery.database import connect
+    from pgallery.search import SearchFilters, search_by_image
+    rows = search_by_image(connect(), "19873-1portrai.jpg", k=5,
+                           filters=SearchFilters(school="italian"))
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import psycopg
+from psycopg.rows import dict_row
+
+from pgallery.errors import from_database_error
+
+RESULT_COLUMNS = ("painting_id", "image_file", "title", "author", "technique",
+                  "painting_type", "school", "timeframe", "date", "distance", "similarity",
+                  "score")
+
+
+@dataclass(frozen=True)
+class SearchFilters:
+    """Metadata filters; None means "no filter" (the SQL functions' NULL)."""
+
+    author: str | None = None         # case-insensitive substring
+    technique: str | None = None      # case-insensitive substring
+    school: str | None = None         # case-insensitive substring
+    painting_type: str | None = None  # case-insensitive exact
+    timeframe: str | None = None      # case-insensitive exact
+    year_from: int | None = None      # parsed year range overlaps [year_from, year_to]
+    year_to: int | None = None
+
+    def active(self) -> dict:
+        return {k: v for k, v in asdict(self).items() if v is not None}
+
+
+@dataclass(frozen=True)
+class RecallSettings:
+    """Per-call recall knobs; None = the session's setting (see sql/functions/01_settings.sql)."""
+
+    ef_search: int | None = None
+    probes: int | None = None
+    exact: bool | None = None
+
+
+# The SQL function each kind of search calls, and the name of its first argument.
+FUNCTIONS = {
+    "vector": ("search_by_vector", "query_embedding"),
+    "image": ("search_by_image", "image_file"),
+    "text": ("search_by_text", "prompt"),
+    "hybrid": ("search_hybrid", "prompt"),
+}
+
+
+def run_search(conn: psycopg.Connection, kind: str, query, *, k: int = 10,
+               filters: SearchFilters | None = None, model: str | None = None,
+               recall: RecallSettings | None = None) -> list[dict]:
+    """Call search_<kind> with named arguments; rows as dicts, best first.
+
+    The statement text is fixed (function and argument names come from FUNCTIONS and the
+    dataclasses above, never from the user); every value is a bound parameter.
+    """
+    function, first = FUNCTIONS[kind]
+    args = {first: query, "k": k, **(filters or SearchFilters()).active()}
+    if model is not None:
+        args["model"] = model
+    args.update({key: v for key, v in asdict(recall or RecallSettings()).items() if v is not None})
+    named = ", ".join(f"{name} => %({name})s" for name in args)
+    statement = f"SELECT * FROM {function}({named})"
+    if isinstance(query, np.ndarray):
+        args[first] = query.astype(np.float32)
+    try:
+        with conn.cursor(row_factory=dict_row) as cur:
+            cur.execute(statement, args)
+            rows = cur.fetchall()
+        if not conn.autocommit:
+            conn.commit()
+        return rows
+    except psycopg.Error as exc:
+        if not conn.autocommit:
+            conn.rollback()
+        raise from_database_error(exc) from None
+
+
+def search_by_vector(conn, vector, **kw) -> list[dict]:
+    return run_search(conn, "vector", np.asarray(vector, dtype=np.float32), **kw)
+
+
+def search_by_image(conn, image_file: str, **kw) -> list[dict]:
+    return run_search(conn, "image", image_file, **kw)
+
+
+def search_by_text(conn, prompt: str, **kw) -> list[dict]:
+    return run_search(conn, "text", prompt, **kw)
+
+
+def search_hybrid(conn, prompt: str, **kw) -> list[dict]:
+    return run_search(conn, "hybrid", prompt, **kw)
+
+
+def cache_prompt(conn: psycopg.Connection, prompt: str, vector, model: str | None = None) -> None:
+    """Store a prompt's embedding so SQL's search_by_text(prompt) can answer it."""
+    try:
+        with conn.transaction():
+            conn.execute("SELECT store_prompt_embedding(%s, %s, %s)",
+                         (prompt, np.asarray(vector, dtype=np.float32), model))
+    except psycopg.Error as exc:
+        raise from_database_error(exc) from None
+
+
+def prompt_is_cached(conn: psycopg.Connection, prompt: str, model: str) -> bool:
+    row = conn.execute("SELECT prompt_vector(%s, %s) IS NOT NULL", (prompt, model)).fetchone()
+    if not conn.autocommit:
+        conn.rollback()
+    return bool(row[0])
+
+
+def active_model(conn: psycopg.Connection) -> dict | None:
+    with conn.cursor(row_factory=dict_row) as cur:
+        row = cur.execute("SELECT * FROM embedding_model WHERE is_active").fetchone()
+    if not conn.autocommit:
+        conn.rollback()
+    return row
