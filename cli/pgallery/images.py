@@ -1,0 +1,227 @@
+"""Check and fix images before an embedding provider uploads them; hash image files.
+
+Azure AI Vision accepts an image of more than 0 and at most 20,971,520 bytes, larger than
+10 x 10 and smaller than 16,000 x 16,000 pixels, in a common format. :func:`prepare_image`
+returns the bytes to send:
+
+* an acceptable file (JPEG, PNG, GIF, BMP, WEBP or TIFF in an ordinary mode, within the
+  limits) is sent unchanged: it is decoded once to catch truncated files (JPEGs at 1/8
+  scale, which is cheap) and never re-encoded;
+* a file over a limit (bytes or pixels) is downscaled so its longest side is at most
+  ``DOWNSCALE_SIDE`` px (smaller still if the bytes do not fit) and re-encoded;
+* odd modes (CMYK, palette or grey with alpha, 16-bit and float) and other formats (ICO,
+  MPO, PSD, ...) are converted: to PNG when the image has transparency, else to JPEG. The
+  EXIF orientation is applied whenever an image is re-encoded.
+
+Files that cannot be sent raise :class:`~pgallery.errors.EmbeddingFailed` with one of the
+codes below, so loaders record the reason per image and carry on:
+
+    ImageNotFound    the file does not exist
+    EmptyImage       zero bytes
+    UnreadableImage  not an image (or a format Pillow cannot read), or a directory
+    TruncatedImage   the header is readable but the pixel data is cut short or corrupt
+    ImageTooSmall    a side of 10 px or less (also: too thin to downscale)
+    ImageTooLarge    over Pillow's decompression-bomb limit (about 179 megapixels)
+
+:func:`content_hash` is the sha256 of a file's bytes, which the loader stores to skip
+images that have not changed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from pgallery.errors import EmbeddingFailed
+
+MAX_BYTES = 20_971_520        # at most this many bytes
+MIN_SIDE = 10                 # each side must be greater than this
+MAX_SIDE = 16_000             # each side must be less than this
+DOWNSCALE_SIDE = 4096         # longest side after a downscale (the model sees far less)
+JPEG_QUALITY = 90
+SENDABLE_FORMATS = frozenset({"JPEG", "PNG", "GIF", "BMP", "WEBP", "TIFF"})
+SENDABLE_MODES = frozenset({"1", "L", "RGB", "RGBA", "P"})
+
+# Paintings are scanned large on purpose: Pillow's "possible decompression bomb" warning
+# (89 to 179 megapixels) is noise here; above that Pillow refuses and we say ImageTooLarge.
+warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
+
+
+@dataclass(frozen=True)
+class PreparedImage:
+    """The bytes to upload, and what (if anything) was changed to make them acceptable."""
+
+    data: bytes
+    format: str                  # JPEG, PNG, ... of `data`
+    size: tuple[int, int]        # (width, height) of `data`
+    changes: tuple[str, ...] = ()  # e.g. ("downscaled from 17000x300 to 4096x72",)
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.changes)
+
+
+def content_hash(path: str | Path) -> str:
+    """The sha256 hex digest of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def prepare_image(source: str | Path | bytes, name: str | None = None) -> PreparedImage:
+    """The bytes to send for one image (a file path, or the file's bytes).
+
+    Raises EmbeddingFailed (codes in the module docstring) when the image cannot be sent.
+    """
+    label = name or (f"{len(source)}-byte image" if isinstance(source, bytes) else str(source))
+    data = source if isinstance(source, bytes) else _read(Path(source), label)
+    if not data:
+        raise EmbeddingFailed(f"{label}: the file is empty (0 bytes)", code="EmptyImage")
+    image = _open(data, label)
+    width, height = image.size
+    if width <= MIN_SIDE or height <= MIN_SIDE:
+        raise EmbeddingFailed(
+            f"{label}: {width}x{height} px is too small; both sides must be more than "
+            f"{MIN_SIDE} px", code="ImageTooSmall")
+    fmt = image.format or "unknown"
+    too_big = width >= MAX_SIDE or height >= MAX_SIDE or len(data) > MAX_BYTES
+    odd = fmt not in SENDABLE_FORMATS or not _ordinary_mode(image)
+    if not too_big and not odd:
+        if fmt == "JPEG":  # decode at 1/8 scale: every byte is still read and checked
+            image.draft(image.mode, (max(1, width // 8), max(1, height // 8)))
+        _load(image, label)
+        return PreparedImage(data, fmt, (width, height))
+    if too_big and fmt == "JPEG" and image.mode in ("L", "RGB") and max(width, height) > DOWNSCALE_SIDE:
+        scale = DOWNSCALE_SIDE / max(width, height)  # decode big JPEGs at a reduced scale
+        image.draft(image.mode, (round(width * scale), round(height * scale)))
+    _load(image, label)
+    return _fix(image, data, fmt, too_big, label)
+
+
+def _read(path: Path, label: str) -> bytes:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise EmbeddingFailed(f"{label}: no such file", code="ImageNotFound") from None
+    except IsADirectoryError:
+        raise EmbeddingFailed(f"{label}: is a directory, not an image",
+                              code="UnreadableImage") from None
+    except OSError as exc:
+        raise EmbeddingFailed(f"{label}: cannot read the file ({exc.strerror or exc})",
+                              code="UnreadableImage") from None
+
+
+def _open(data: bytes, label: str) -> Image.Image:
+    try:
+        return Image.open(io.BytesIO(data))
+    except Image.DecompressionBombError as exc:
+        raise EmbeddingFailed(f"{label}: too many pixels to decode safely ({exc})",
+                              code="ImageTooLarge") from None
+    except UnidentifiedImageError:
+        raise EmbeddingFailed(f"{label}: not an image file (or a format Pillow cannot read)",
+                              code="UnreadableImage") from None
+    except Exception as exc:  # Pillow plugins raise assorted errors on garbage headers
+        raise EmbeddingFailed(f"{label}: unreadable image header ({exc})",
+                              code="UnreadableImage") from None
+
+
+def _load(image: Image.Image, label: str) -> None:
+    try:
+        image.load()
+    except Image.DecompressionBombError as exc:
+        raise EmbeddingFailed(f"{label}: too many pixels to decode safely ({exc})",
+                              code="ImageTooLarge") from None
+    except Exception as exc:  # OSError "image file is truncated", SyntaxError, ...
+        raise EmbeddingFailed(f"{label}: the image data is truncated or corrupt ({exc})",
+                              code="TruncatedImage") from None
+
+
+def _ordinary_mode(image: Image.Image) -> bool:
+    if image.mode not in SENDABLE_MODES:
+        return False
+    return not (image.mode == "P" and "transparency" in image.info)
+
+
+def _fix(image: Image.Image, data: bytes, fmt: str, too_big: bool,
+         label: str) -> PreparedImage:
+    """Convert to 8-bit RGB/L (JPEG) or RGBA (PNG), downscale if needed, re-encode."""
+    original = image.size
+    changes: list[str] = []
+    try:
+        image = ImageOps.exif_transpose(image)
+    except Exception:  # a broken EXIF block must not cost us the image
+        pass
+    converted, out_fmt = _to_8bit(image)
+    if fmt not in SENDABLE_FORMATS or converted.mode != image.mode or out_fmt != fmt:
+        changes.append(f"converted {fmt} {image.mode} to {out_fmt} {converted.mode}")
+    image = converted
+    if max(image.size) >= MAX_SIDE or (too_big and max(image.size) > DOWNSCALE_SIDE):
+        image = _downscale(image, DOWNSCALE_SIDE, label)
+    encoded = _encode(image, out_fmt)
+    while len(encoded) > MAX_BYTES:
+        if out_fmt == "PNG":  # flatten transparency onto white: JPEG is far smaller
+            image, out_fmt = _flatten(image), "JPEG"
+        else:
+            image = _downscale(image, int(max(image.size) * 0.75), label)
+        encoded = _encode(image, out_fmt)
+    if image.size != original:
+        changes.append(f"downscaled from {original[0]}x{original[1]} "
+                       f"to {image.size[0]}x{image.size[1]}")
+    if not changes:
+        changes.append(f"re-encoded {len(data):,} bytes as {len(encoded):,}")
+    return PreparedImage(encoded, out_fmt, image.size, tuple(changes))
+
+
+def _to_8bit(image: Image.Image) -> tuple[Image.Image, str]:
+    """An 8-bit image and the format to save it in (PNG if it has transparency)."""
+    mode = image.mode
+    if mode.startswith("I") or mode == "F":
+        pixels = np.asarray(image, dtype=np.float64)
+        if mode == "F":
+            low, high = float(np.nanmin(pixels)), float(np.nanmax(pixels))
+            pixels = (pixels - low) * (255.0 / (high - low) if high > low else 0.0)
+        elif pixels.max(initial=0) > 255:  # 16-bit samples
+            pixels = pixels / 257.0
+        return Image.fromarray(np.clip(np.rint(pixels), 0, 255).astype(np.uint8), "L"), "JPEG"
+    has_alpha = mode in ("RGBA", "LA", "PA", "La", "RGBa") or (
+        mode == "P" and "transparency" in image.info)
+    if has_alpha:
+        return image.convert("RGBA"), "PNG"
+    if mode in ("1", "L"):
+        return image.convert("L"), "JPEG"
+    return image.convert("RGB"), "JPEG"
+
+
+def _downscale(image: Image.Image, longest: int, label: str) -> Image.Image:
+    width, height = image.size
+    scale = longest / max(width, height)
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    if min(size) <= MIN_SIDE:
+        raise EmbeddingFailed(
+            f"{label}: {width}x{height} px is too large, and too thin to downscale to fewer "
+            f"than {MAX_SIDE} px without a side of {MIN_SIDE} px or less",
+            code="ImageTooSmall")
+    return image.resize(size, Image.Resampling.LANCZOS, reducing_gap=3.0)
+
+
+def _flatten(image: Image.Image) -> Image.Image:
+    background = Image.new("RGB", image.size, (255, 255, 255))
+    background.paste(image, mask=image.getchannel("A"))
+    return background
+
+
+def _encode(image: Image.Image, fmt: str) -> bytes:
+    buffer = io.BytesIO()
+    if fmt == "JPEG":
+        image.save(buffer, "JPEG", quality=JPEG_QUALITY)
+    else:
+        image.save(buffer, "PNG", compress_level=6)
+    return buffer.getvalue()
