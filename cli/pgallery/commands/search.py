@@ -48,7 +48,7 @@ def similar(
     with database(ctx) as conn:
         rows = core.search_by_image(conn, image_file, k=k, filters=filters, model=model,
                                     recall=make_recall(ef_search, probes, exact))
-        emit_results(conn, rows, query={"mode": "more like this", "image_file": image_file,
+        emit_results(conn, rows, query={"mode": "image", "image_file": image_file, "k": k,
                                         "filters": filters.active()},
                      json=json, html=html, open_page=open_page)
 
@@ -95,7 +95,7 @@ def vector(
     with database(ctx) as conn:
         rows = core.search_by_vector(conn, query, k=k, filters=filters, model=model,
                                      recall=make_recall(ef_search, probes, exact))
-        emit_results(conn, rows, query={"mode": "vector", "filters": filters.active()},
+        emit_results(conn, rows, query={"mode": "vector", "k": k, "filters": filters.active()},
                      json=json, html=html, open_page=open_page)
 
 
@@ -149,7 +149,7 @@ def text(
         kind = "hybrid" if hybrid else "text"
         rows = core.run_search(conn, kind, prompt, k=k, filters=filters, model=model,
                                recall=make_recall(ef_search, probes, exact))
-        emit_results(conn, rows, query={"mode": kind, "prompt": prompt,
+        emit_results(conn, rows, query={"mode": kind, "prompt": prompt, "k": k,
                                         "filters": filters.active()},
                      json=json, html=html, open_page=open_page)
 
@@ -187,7 +187,7 @@ def image(
         rows = core.search_by_vector(conn, query, k=k, filters=filters,
                                      model=model or embedder.model,
                                      recall=make_recall(ef_search, probes, exact))
-        emit_results(conn, rows, query={"mode": "image", "image": source, "prompt": with_text,
+        emit_results(conn, rows, query={"mode": "file", "image_path": source, "prompt": with_text, "k": k,
                                         "filters": filters.active()},
                      json=json, html=html, open_page=open_page)
 

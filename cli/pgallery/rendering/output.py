@@ -8,6 +8,10 @@ from pathlib import Path
 from pgallery.rendering.tables import console, err_console, print_json, results_table
 
 
+MODE_TITLES = {"image": "more like this", "file": "similar to your image",
+               "vector": "nearest to the vector", "text": "text search", "hybrid": "hybrid search"}
+
+
 def image_locations(conn, image_files: list[str]) -> dict[str, str]:
     """image_file -> where the image is (image_uri as loaded), for thumbnails."""
     if not image_files:
@@ -25,7 +29,7 @@ def emit_results(conn, rows: list[dict], *, query: dict, json: bool = False,
     if json:
         print_json(rows)
     else:
-        title = query.get("mode", "results")
+        title = MODE_TITLES.get(query.get("mode"), query.get("mode", "results"))
         console.print(results_table(rows, title=f"{title}: {len(rows)} result(s)"))
     if html is not None:
         from pgallery.rendering.html import write_results_page
@@ -33,7 +37,7 @@ def emit_results(conn, rows: list[dict], *, query: dict, json: bool = False,
         locations = image_locations(conn, [r["image_file"] for r in rows]
                                     + ([query["image_file"]] if query.get("image_file") else []))
         write_results_page(Path(html), rows, query=query,
-                           title=f"pgallery: {query.get('mode', 'results')}",
+                           title="pgallery: " + MODE_TITLES.get(query.get("mode"), "results"),
                            image_resolver=locations.get)
         err_console.print(f"wrote {html}")
         if open_page:

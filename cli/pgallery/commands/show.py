@@ -1,0 +1,52 @@
+"""`pgallery show IMAGE_FILE`: one painting's metadata (and, with --html, its picture)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from psycopg.rows import dict_row
+
+from pgallery.commands.common import Json, database
+from pgallery.errors import PaintingNotFound
+from pgallery.rendering.tables import console, err_console, key_value_table, print_json
+
+PAINTING_SQL = """
+SELECT p.painting_id, p.image_file, p.title, p.author, p.technique, p.date,
+       lower(p.years) AS year_from, upper(p.years) - 1 AS year_to,
+       p.painting_type, p.school, p.timeframe, p.description, p.image_uri,
+       (SELECT array_agg(e.model ORDER BY e.model) FROM painting_embedding e
+        WHERE e.painting_id = p.painting_id) AS embedded_with
+FROM painting p WHERE p.image_file = %s
+"""
+
+
+def show(
+    ctx: typer.Context,
+    image_file: Annotated[str, typer.Argument(help="The painting's image_file.")],
+    json: Json = False,
+    html: Annotated[Optional[Path], typer.Option(
+        "--html", dir_okay=False, help="Write a page with the picture and its metadata.")] = None,
+):
+    """Show one painting: metadata, parsed years, and the models it is embedded with.
+
+    Example: `pgallery show 19873-1portrai.jpg --html painting.html`
+    """
+    with database(ctx) as conn:
+        painting = conn.cursor(row_factory=dict_row).execute(PAINTING_SQL,
+                                                             (image_file,)).fetchone()
+    if painting is None:
+        raise PaintingNotFound(f"no painting with image_file {image_file!r}")
+    if json:
+        print_json(painting)
+    else:
+        console.print(key_value_table(
+            [(k, ", ".join(v) if isinstance(v, list) else v) for k, v in painting.items()],
+            title=painting["title"] or image_file))
+    if html is not None:
+        from pgallery.rendering.html import write_painting_page
+
+        location = painting.get("image_uri")
+        write_painting_page(html, painting, image_resolver=lambda _f: location)
+        err_console.print(f"wrote {html}")
