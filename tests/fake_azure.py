@@ -363,14 +363,16 @@ class FakeAzure:
             self._arrivals += 1
             return self._arrivals
 
+    def _count(self, key: str) -> None:
+        with self._lock:
+            self._requests[key] += 1
+
     def _record(self, request: Request) -> None:
         with self._lock:
             self.log.append(request)
             self.status_counts[request.status] += 1
-            if request.key:
-                self._requests[request.key] += 1
-                if request.status == 200:
-                    self._successes[request.key] += 1
+            if request.key and request.status == 200:
+                self._successes[request.key] += 1
 
     def _take_fault(self, number: int, key: str | None) -> Fault | None:
         with self._lock:
@@ -470,6 +472,7 @@ class _Handler(BaseHTTPRequestHandler):
             if endpoint is None:
                 raise _Reject(404, "404", "Resource not found")
             record.key, payload = self._parse_input(endpoint, body, content_type)
+            fake._count(record.key)
             status, data, headers = self._answer(fake, endpoint, query, record, payload)
         except _Reject as reject:
             status, data, headers = reject.status, reject.body(), (

@@ -28,7 +28,7 @@ class RateLimiter:
         self,
         rate: float,
         *,
-        min_fraction: float = 0.25,
+        min_fraction: float = 0.05,
         recovery_seconds: float = 10.0,
         clock: Callable[[], float] = time.monotonic,
     ):
