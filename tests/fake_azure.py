@@ -63,6 +63,8 @@ Fault injection (all thread-safe, configurable at any time):
   ``Fault.malformed_json()``, ``Fault.wrong_dimension(512)``, ``Fault.bad_values()`` (NaN
   in the vector), ``Fault.model_version("2022-04-11")``, ``Fault.drop()`` (close the
   connection without answering).
+* ``FakeAzure(latency=0.15)``: every accepted request takes that long to answer (Azure
+  takes 0.1 to 0.5 s; the default 0 keeps tests fast).
 * ``azure.clear_faults()`` removes scripted faults and the rate limit.
 
 Counters and the request log:
@@ -242,11 +244,12 @@ class FakeAzure:
 
     def __init__(self, key: str = DEFAULT_KEY, model_version: str = DEFAULT_MODEL_VERSION,
                  rate_limit: float | None = None, retry_after: str | float | None = "seconds",
-                 burst: float | None = None,
+                 burst: float | None = None, latency: float = 0.0,
                  image_vectorizer: Callable[[bytes], Any] | None = None,
                  text_vectorizer: Callable[[str], Any] | None = None):
         self.key = key
         self.model_version = model_version
+        self.latency = latency
         self.image_vectorizer = image_vectorizer or vector_for_bytes
         self.text_vectorizer = text_vectorizer or vector_for_text
         self._lock = threading.Lock()
@@ -542,6 +545,8 @@ class _Handler(BaseHTTPRequestHandler):
             if fault.kind == "slow":
                 fake._stopping.wait(fault.delay)
 
+        if fake.latency > 0:
+            fake._stopping.wait(fake.latency)
         vector = self._vectorize(fake, endpoint, payload)
         version = model_version
         if fault is not None and fault.kind == "model_version":

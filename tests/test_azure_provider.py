@@ -15,8 +15,7 @@ from PIL import Image
 
 from fake_azure import FakeAzure, Fault, vector_for_bytes, vector_for_text
 from pgallery.config import Settings
-from pgallery.errors import (ArgError, ConfigError, EmbeddingFailed, ModelMismatch,
-                             ProviderError)
+from pgallery.errors import ArgError, ConfigError, ModelMismatch, ProviderError
 from pgallery.providers import get_provider
 from pgallery.providers.azure import AzureVisionProvider
 

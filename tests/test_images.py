@@ -56,6 +56,13 @@ def test_an_image_with_a_side_of_16000_px_or_more_is_downscaled(tmp_path):
     assert any("downscaled from 16500x200 to 4096x50" in change for change in prepared.changes)
 
 
+def test_a_jpeg_with_a_side_of_16000_px_or_more_is_downscaled(tmp_path):
+    path = save(noise(16_100, 300), tmp_path / "scroll.jpg", "JPEG")
+    prepared = prepare_image(path)
+    assert decode(prepared.data).size == prepared.size == (4096, 76)
+    assert prepared.format == "JPEG"
+
+
 def test_a_file_over_20_mb_is_re_encoded_under_the_limit(tmp_path):
     gradient = np.tile(np.linspace(0, 255, 2700, dtype=np.uint8), (2700, 1))
     path = save(Image.fromarray(np.stack([gradient] * 3, axis=-1)), tmp_path / "big.bmp",

@@ -99,8 +99,9 @@ def prepare_image(source: str | Path | bytes, name: str | None = None) -> Prepar
             image.draft(image.mode, (max(1, width // 8), max(1, height // 8)))
         _load(image, label)
         return PreparedImage(data, fmt, (width, height))
-    if too_big and fmt == "JPEG" and image.mode in ("L", "RGB") and max(width, height) > DOWNSCALE_SIDE:
-        scale = DOWNSCALE_SIDE / max(width, height)  # decode big JPEGs at a reduced scale
+    longest = max(width, height)
+    if too_big and fmt == "JPEG" and image.mode in ("L", "RGB") and longest > DOWNSCALE_SIDE:
+        scale = DOWNSCALE_SIDE / longest  # decode big JPEGs at a reduced scale
         image.draft(image.mode, (round(width * scale), round(height * scale)))
     _load(image, label)
     return _fix(image, data, fmt, too_big, label)

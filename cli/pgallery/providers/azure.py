@@ -248,6 +248,9 @@ class AzureVisionProvider(EmbeddingProvider):
                 raise _Cancelled
             try:
                 vector = self._post_once(kind, label, data, content_type)
+            except EmbeddingFailed:
+                self._note_reached(True)  # the server answered: it is reachable
+                raise
             except _Transient as exc:
                 last = exc
                 if attempt == self.max_retries:
@@ -266,10 +269,7 @@ class AzureVisionProvider(EmbeddingProvider):
             self._note_reached(True)
             return vector
         assert last is not None
-        if last.unreachable:
-            self._note_reached(False)
-        else:
-            self._note_reached(True)
+        self._note_reached(not last.unreachable)
         tries = self.max_retries + 1
         raise EmbeddingFailed(f"{label}: {last.message} (gave up after {tries} "
                               f"attempt{'s' if tries > 1 else ''})",
