@@ -17,8 +17,19 @@
 --                                 keeps walking the graph until k rows pass the filters
 --   4. if the ANN path returns fewer than k rows (the scan gave up after hnsw.max_scan_tuples),
 --      fall back to exact, so a full page comes back whenever k paintings match.
--- prefilter_limit comes from the setting pgallery.prefilter_limit (default 2000); bench/
--- measured where exact-over-matches stops beating the iterative index scan.
+-- prefilter_limit comes from the setting pgallery.prefilter_limit; unset, it is
+-- 2000 * sqrt(rows / 100,000), at least 1000. Exact costs grow with the rows matching and
+-- the iterative scan with 1 / selectivity, so the crossover grows with sqrt(rows); bench/
+-- measured 2000 at 100k rows (bench/README.md, "Filtered search").
+--
+-- Plans are steered, not left to statistics (bench/README.md, "Plan steering"):
+--   - the ANN statements run with enable_sort off, so the planner takes the vector index
+--     even before the first ANALYZE (when it estimates a handful of rows and would sort);
+--   - the filtered statements are planned per call (plan_cache_mode = force_custom_plan):
+--     a generic plan cannot drop the "filter IS NULL OR ..." arms and so cannot use the
+--     metadata indexes; the unfiltered statements keep their cached generic plans;
+--   - the exact filtered statement joins by nested loop: the matching paintings are found
+--     through their index and only their vectors are read, never the whole table.
 CREATE OR REPLACE FUNCTION nearest_paintings(
     q vector,                 -- already a 1024-d column vector (see to_column_vector)
     model_name text,
@@ -37,19 +48,76 @@ SET hnsw.ef_search = 40
 SET hnsw.iterative_scan = relaxed_order
 SET ivfflat.probes = 1
 SET ivfflat.iterative_scan = relaxed_order
+SET enable_sort = on
+SET enable_hashjoin = on
+SET enable_mergejoin = on
+SET plan_cache_mode = auto
 AS $$
 DECLARE
     has_filters boolean := num_nonnulls(f_author, f_technique, f_school, f_painting_type,
                                         f_timeframe, f_year_from, f_year_to) > 0;
-    prefilter_limit integer :=
-        coalesce(nullif(current_setting('pgallery.prefilter_limit', true), '')::integer, 2000);
+    prefilter_limit integer;
     matching integer;
     page search_result[];
 BEGIN
-    PERFORM set_config('hnsw.ef_search', greatest(ef_search, k)::text, true);
+    -- pgvector accepts hnsw.ef_search up to 1000; beyond, the iterative scan supplies rows
+    PERFORM set_config('hnsw.ef_search', least(greatest(ef_search, k), 1000)::text, true);
     PERFORM set_config('ivfflat.probes', probes::text, true);
 
-    IF NOT exact AND has_filters THEN
+    IF NOT has_filters THEN
+        IF NOT exact THEN
+            -- ORDER BY embedding <=> q LIMIT k on the embeddings alone: the shape the
+            -- HNSW/IVFFlat index answers; the k paintings are joined afterwards. The
+            -- relaxed iterative scan may return rows slightly out of order, hence the sort
+            -- when the page is assembled. The page is kept in a variable: if it comes back
+            -- short, the exact path below replaces it.
+            PERFORM set_config('enable_sort', 'off', true);
+            SELECT array_agg(ROW(p.painting_id, p.image_file, p.title, p.author, p.technique,
+                                 p.painting_type, p.school, p.timeframe, p.date,
+                                 h.distance, 1 - h.distance, 1 - h.distance)::search_result
+                             ORDER BY h.distance, h.painting_id)
+            INTO page
+            FROM (SELECT e.painting_id, e.embedding <=> q AS distance
+                  FROM painting_embedding e
+                  WHERE e.model = model_name
+                    AND e.painting_id IS DISTINCT FROM exclude_painting
+                  ORDER BY e.embedding <=> q
+                  LIMIT k) AS h
+            JOIN painting p ON p.painting_id = h.painting_id;
+            IF cardinality(page) = k THEN
+                RETURN QUERY SELECT * FROM unnest(page);
+                RETURN;
+            END IF;
+            PERFORM set_config('enable_sort', 'on', true);
+        END IF;
+        -- Exact: every vector of the model, top k by a bounded sort; "+ 0" keeps the
+        -- planner off the ANN index.
+        RETURN QUERY
+        SELECT p.painting_id, p.image_file, p.title, p.author, p.technique,
+               p.painting_type, p.school, p.timeframe, p.date,
+               h.distance, 1 - h.distance, 1 - h.distance
+        FROM (SELECT e.painting_id, e.embedding <=> q AS distance
+              FROM painting_embedding e
+              WHERE e.model = model_name
+                AND e.painting_id IS DISTINCT FROM exclude_painting
+              ORDER BY (e.embedding <=> q) + 0, e.painting_id
+              LIMIT k) AS h
+        JOIN painting p ON p.painting_id = h.painting_id
+        ORDER BY h.distance, h.painting_id;
+        RETURN;
+    END IF;
+
+    -- Filtered: plan each statement for this call's filter values.
+    PERFORM set_config('plan_cache_mode', 'force_custom_plan', true);
+    IF NOT exact THEN
+        prefilter_limit := nullif(current_setting('pgallery.prefilter_limit', true), '')::integer;
+        IF prefilter_limit IS NULL THEN
+            -- (reltuples is -1 until the first ANALYZE: take the 100k figure)
+            SELECT greatest(1000, round(2000 * sqrt(
+                       CASE WHEN c.reltuples < 0 THEN 100000 ELSE c.reltuples END / 100000.0)))
+            INTO prefilter_limit
+            FROM pg_class c WHERE c.oid = 'painting_embedding'::regclass;
+        END IF;
         -- A bounded count: stops reading at prefilter_limit matches.
         SELECT count(*) INTO matching FROM (
             SELECT 1 FROM painting p
@@ -61,35 +129,36 @@ BEGIN
     END IF;
 
     IF NOT exact THEN
-        -- ORDER BY embedding <=> q LIMIT k: the shape the HNSW/IVFFlat index answers. The
-        -- relaxed iterative scan may return rows slightly out of order, hence the
-        -- materialised CTE and the sort when the page is assembled (pgvector's pattern).
-        -- The page is kept in a variable, not returned at once: if it comes back short,
-        -- the exact path below replaces it.
-        WITH hits AS MATERIALIZED (
-            SELECT p.painting_id, p.image_file, p.title, p.author, p.technique,
-                   p.painting_type, p.school, p.timeframe, p.date,
-                   e.embedding <=> q AS distance
-            FROM painting_embedding e
-            JOIN painting p ON p.painting_id = e.painting_id
-            WHERE e.model = model_name
-              AND p.painting_id IS DISTINCT FROM exclude_painting
-              AND painting_matches(p, f_author, f_technique, f_school, f_painting_type,
-                                   f_timeframe, f_year_from, f_year_to)
-            ORDER BY e.embedding <=> q
-            LIMIT k
-        )
+        -- Many rows match: the ANN index with the iterative scan, filters checked as the
+        -- graph is walked.
+        PERFORM set_config('enable_sort', 'off', true);
         SELECT array_agg(ROW(h.*, 1 - h.distance, 1 - h.distance)::search_result
                          ORDER BY h.distance, h.painting_id)
-        INTO page FROM hits h;
+        INTO page
+        FROM (SELECT p.painting_id, p.image_file, p.title, p.author, p.technique,
+                     p.painting_type, p.school, p.timeframe, p.date,
+                     e.embedding <=> q AS distance
+              FROM painting_embedding e
+              JOIN painting p ON p.painting_id = e.painting_id
+              WHERE e.model = model_name
+                AND p.painting_id IS DISTINCT FROM exclude_painting
+                AND painting_matches(p, f_author, f_technique, f_school, f_painting_type,
+                                     f_timeframe, f_year_from, f_year_to)
+              ORDER BY e.embedding <=> q
+              LIMIT k) AS h;
         IF cardinality(page) = k THEN
             RETURN QUERY SELECT * FROM unnest(page);
             RETURN;
         END IF;
         -- Fewer than k: either fewer paintings match, or the index scan stopped early
         -- (hnsw.max_scan_tuples). The exact path decides.
+        PERFORM set_config('enable_sort', 'on', true);
     END IF;
 
+    -- Exact over the matching paintings: found through the metadata indexes, each one's
+    -- vector read by primary key (nested loop), top k by a bounded sort.
+    PERFORM set_config('enable_hashjoin', 'off', true);
+    PERFORM set_config('enable_mergejoin', 'off', true);
     RETURN QUERY
     SELECT ranked.*, 1 - ranked.distance, 1 - ranked.distance FROM (
         SELECT p.painting_id, p.image_file, p.title, p.author, p.technique,

@@ -1,0 +1,91 @@
+"""The loaded benchmark database ``bench_<n>``: the synthetic dataset written through
+pgallery's own loader (staging COPY + merge), the HNSW index built after the load with
+the migration's parameters, ANALYZEd, and the query prompts cached for search_by_text.
+
+Built once per size and reused by the search, filter, storage and library benchmarks
+(``--rebuild`` forces a fresh one).
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+import datagen
+from common import MODEL, connect, database_exists, fresh_database, server_url
+
+HNSW_SQL = ("CREATE INDEX painting_embedding_hnsw ON painting_embedding "
+            "USING hnsw (embedding vector_cosine_ops) WITH (m = 16, ef_construction = 64)")
+
+
+def records(ds: datagen.Dataset, start: int, stop: int):
+    from pgallery.loading.records import PaintingRecord
+
+    return [PaintingRecord(
+        image_file=ds.image_file(i), title=f"Painting {i}", author=ds.value("author", i),
+        technique=ds.value("technique", i), date=str(int(ds.years[i])),
+        painting_type=ds.value("painting_type", i), school=ds.value("school", i),
+        timeframe=ds.value("timeframe", i), description=f"A painting, study {i}.",
+        embedding=np.asarray(ds.vectors[i]),
+    ) for i in range(start, stop)]
+
+
+def prompt(i: int) -> str:
+    return f"bench prompt {i}"
+
+
+def ensure(n: int, rebuild: bool = False, log=print) -> dict:
+    """The URL of bench_<n> (loaded and indexed), and how long building it took."""
+    name = f"bench_{n}"
+    url = server_url(name)
+    if not rebuild and database_exists(name):
+        with connect(url) as conn:
+            row = conn.execute("SELECT count(*) FROM painting_embedding").fetchone()
+            done = conn.execute("SELECT to_regclass('painting_embedding_hnsw') IS NOT NULL"
+                                ).fetchone()[0]
+        if row[0] == n and done:
+            with connect(url) as conn:
+                store_prompts(conn)
+            return {"url": url, "reused": True}
+    from pgallery.loading.writer import register_model, write_batch
+
+    ds = datagen.dataset(n)
+    url = fresh_database(name)
+    facts = {"url": url, "reused": False}
+    with connect(url, autocommit=True) as conn:
+        conn.execute("DROP INDEX painting_embedding_hnsw")
+    with connect(url) as conn:
+        register_model(conn, MODEL, datagen.DIM, "bench")
+        t = time.perf_counter()
+        for start in range(0, n, 5000):
+            write_batch(conn, MODEL, records(ds, start, min(n, start + 5000)), start)
+            log(f"  loaded {min(n, start + 5000):,}/{n:,}", end="\r")
+        facts["load_s"] = time.perf_counter() - t
+        store_prompts(conn)
+    with connect(url, autocommit=True) as conn:
+        t = time.perf_counter()
+        conn.execute(HNSW_SQL)
+        facts["hnsw_build_s"] = time.perf_counter() - t
+        conn.execute("VACUUM ANALYZE")
+    log(f"  bench_{n}: loaded in {facts['load_s']:.1f}s, HNSW built in "
+        f"{facts['hnsw_build_s']:.1f}s")
+    return facts
+
+
+def store_prompts(conn, count: int = 200) -> None:
+    """Cache query i's vector as the embedding of prompt(i), for search_by_text/hybrid."""
+    with conn.transaction():
+        conn.execute("DELETE FROM prompt_embedding WHERE model = %s", (MODEL,))
+        with conn.cursor() as cur:
+            cur.executemany(
+                "INSERT INTO prompt_embedding (model, prompt, embedding) VALUES (%s, %s, %s)",
+                [(MODEL, prompt(i), q) for i, q in enumerate(datagen.queries(count))])
+
+
+def painting_ids(conn, n: int) -> np.ndarray:
+    """painting_id of dataset row i (rows were loaded in order, but ask the database)."""
+    ids = np.zeros(n, dtype=np.int64)
+    for pid, image_file in conn.execute("SELECT painting_id, image_file FROM painting"):
+        ids[int(image_file[6:13])] = pid
+    return ids

@@ -1,0 +1,211 @@
+"""Unfiltered search: recall@10 against latency (p50, p95) and queries/s at 1 and 2 clients,
+for the raw pgvector query and each search_* function, over hnsw.ef_search.
+
+    python bench/search_bench.py --size 100000
+
+Raw and function calls alternate query by query in the same pass, so the overhead of the
+SQL function over ``ORDER BY embedding <=> q LIMIT 10`` is measured under the same load.
+Latency is client-observed (psycopg, prepared statements, binary vectors, one round trip).
+Writes bench/results/search_<n>.json and search_<n>.png (the recall-QPS curve).
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+
+import benchdb
+import datagen
+from common import (MODEL, connect, median, percentiles, print_table, recall_at_k,
+                    run_clients, server_facts, stopwatch, write_result)
+
+K = 10
+RAW = "SELECT painting_id FROM painting_embedding ORDER BY embedding <=> %s LIMIT 10"
+RAW_EXACT = ("SELECT painting_id FROM painting_embedding "
+             "ORDER BY (embedding <=> %s) + 0, painting_id LIMIT 10")
+
+
+def methods(ids: np.ndarray, qs: np.ndarray, image_rows: np.ndarray, ds) -> dict:
+    """name -> (sql with an ef placeholder, per-query params, per-query truth as ids)."""
+    truth_q = [list(ids[r]) for r in datagen.exact_top_k(ds.vectors, qs, K)]
+    image_q = np.asarray(ds.vectors[image_rows])
+    truth_img = [list(ids[r]) for r in datagen.exact_top_k(ds.vectors, image_q, K,
+                                                           exclude=image_rows)]
+    return {
+        "raw": (RAW, [(q,) for q in qs], truth_q),
+        "search_by_vector": (
+            "SELECT painting_id FROM search_by_vector(%s, k => 10, ef_search => {ef})",
+            [(q,) for q in qs], truth_q),
+        "search_by_image": (
+            "SELECT painting_id FROM search_by_image(%s, k => 10, ef_search => {ef})",
+            [(ds.image_file(int(r)),) for r in image_rows], truth_img),
+        "search_by_text": (
+            "SELECT painting_id FROM search_by_text(%s, k => 10, ef_search => {ef})",
+            [(benchdb.prompt(i),) for i in range(len(qs))], truth_q),
+        "search_hybrid": (
+            "SELECT painting_id FROM search_hybrid(%s, k => 10, ef_search => {ef})",
+            [(benchdb.prompt(i),) for i in range(len(qs))], None),
+    }
+
+
+def one_pass(conns: dict, plans: dict, ef: int) -> dict:
+    """Every query once through every method, interleaved; seconds and ids per method."""
+    names = list(plans)
+    times = {m: [] for m in names}
+    got = {m: [] for m in names}
+    for m in names:
+        conns[m].execute(f"SET hnsw.ef_search = {ef}")
+    nq = len(plans[names[0]][1])
+    for i in range(nq):
+        for m in names:
+            sql, params, _ = plans[m]
+            with stopwatch() as t:
+                rows = conns[m].execute(sql.format(ef=ef), params[i], prepare=True).fetchall()
+            times[m].append(t())
+            got[m].append([r[0] for r in rows])
+    return {"times": times, "got": got}
+
+
+def measure(url: str, plans: dict, efs: list[int], runs: int, qps_seconds: float,
+            qps_methods: set[str]) -> list[dict]:
+    conns = {m: connect(url, autocommit=True) for m in plans}
+    rows = []
+    for ef in efs:
+        one_pass(conns, plans, ef)  # warm-up: caches and plans
+        passes = [one_pass(conns, plans, ef) for _ in range(runs)]
+        for m, (sql, params, truth) in plans.items():
+            stats = [percentiles(p["times"][m]) for p in passes]
+            row = {"method": m, "ef_search": ef,
+                   "p50_ms": median([s["p50_ms"] for s in stats]),
+                   "p95_ms": median([s["p95_ms"] for s in stats]),
+                   "recall@10": (float(np.mean([recall_at_k(g, t) for g, t in
+                                                zip(passes[0]["got"][m], truth)]))
+                                 if truth else None),
+                   "rows": float(np.mean([len(g) for g in passes[0]["got"][m]]))}
+            rows.append(row)
+        raw_p50 = next(r["p50_ms"] for r in rows if r["method"] == "raw" and r["ef_search"] == ef)
+        for r in rows:
+            if r["ef_search"] == ef:
+                r["p50_vs_raw"] = r["p50_ms"] / raw_p50
+        for m in qps_methods:
+            sql, params, _ = plans[m]
+            for clients in (1, 2):
+                r = next(r for r in rows if r["method"] == m and r["ef_search"] == ef)
+                r[f"qps_{clients}c"] = _qps(url, sql.format(ef=ef), params, ef, clients,
+                                            qps_seconds)
+        print_table(f"ef_search = {ef}", [r for r in rows if r["ef_search"] == ef],
+                    ["method", "ef_search", "recall@10", "p50_ms", "p95_ms", "p50_vs_raw",
+                     "qps_1c", "qps_2c", "rows"])
+    for c in conns.values():
+        c.close()
+    return rows
+
+
+def _qps(url, sql, params, ef, clients, seconds) -> float:
+    def make(i):
+        conn = connect(url, autocommit=True)
+        conn.execute(f"SET hnsw.ef_search = {ef}")
+        offset = i * 7919
+
+        def work(j):
+            conn.execute(sql, params[(offset + j) % len(params)], prepare=True).fetchall()
+        return work
+    return run_clients(make, clients, seconds)["qps"]
+
+
+def defaults_and_exact(url: str, plans: dict, runs: int) -> list[dict]:
+    """What a user gets without tuning (the database defaults), and exact search."""
+    out = []
+    sql_default = "SELECT painting_id FROM search_by_vector(%s, k => 10)"
+    sql_exact = "SELECT painting_id FROM search_by_vector(%s, k => 10, exact => true)"
+    _, params, truth = plans["search_by_vector"]
+    with connect(url, autocommit=True) as conn:
+        ef_default = conn.execute("SHOW hnsw.ef_search").fetchone()[0]
+        for label, sql, count in (("search_by_vector (defaults)", sql_default, len(params)),
+                                  ("search_by_vector exact", sql_exact, 10),
+                                  ("raw exact (seq scan)", RAW_EXACT, 10)):
+            conn.execute(sql, params[0], prepare=True).fetchall()
+            samples, got = [], []
+            for _ in range(runs if count > 10 else 1):
+                times = []
+                got = []
+                for i in range(count):
+                    with stopwatch() as t:
+                        rows = conn.execute(sql, params[i], prepare=True).fetchall()
+                    times.append(t())
+                    got.append([r[0] for r in rows])
+                samples.append(percentiles(times))
+            out.append({"method": label, "ef_search": ef_default if "defaults" in label else None,
+                        "p50_ms": median([s["p50_ms"] for s in samples]),
+                        "p95_ms": median([s["p95_ms"] for s in samples]),
+                        "recall@10": float(np.mean([recall_at_k(g, t)
+                                                    for g, t in zip(got, truth)]))})
+    print_table("defaults and exact", out)
+    return out
+
+
+def plot(rows: list[dict], path, n: int) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(9, 3.6), dpi=80)
+    for m in dict.fromkeys(r["method"] for r in rows):
+        pts = [r for r in rows if r["method"] == m and r.get("recall@10") is not None]
+        if not pts:
+            continue
+        ax1.plot([r["recall@10"] for r in pts], [r["p50_ms"] for r in pts], "o-", ms=3, label=m)
+        if pts[0].get("qps_1c"):
+            ax2.plot([r["recall@10"] for r in pts], [r["qps_1c"] for r in pts], "o-", ms=3,
+                     label=f"{m}, 1 client")
+            ax2.plot([r["recall@10"] for r in pts], [r["qps_2c"] for r in pts], "s--", ms=3,
+                     label=f"{m}, 2 clients")
+    ax1.set_xlabel("recall@10")
+    ax1.set_ylabel("p50 latency (ms)")
+    ax1.set_title(f"latency vs recall, {n:,} x 1024-d")
+    ax1.legend(fontsize=7)
+    ax2.set_xlabel("recall@10")
+    ax2.set_ylabel("queries/s")
+    ax2.set_title("throughput vs recall (HNSW ef_search sweep)")
+    ax2.legend(fontsize=7)
+    for ax in (ax1, ax2):
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def main(argv=None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--size", type=int, default=100_000)
+    p.add_argument("--queries", type=int, default=200)
+    p.add_argument("--ef", default="10,20,40,60,100,150,200,400")
+    p.add_argument("--runs", type=int, default=3)
+    p.add_argument("--qps-seconds", type=float, default=3.0)
+    p.add_argument("--rebuild", action="store_true")
+    a = p.parse_args(argv)
+    db = benchdb.ensure(a.size, a.rebuild)
+    ds = datagen.dataset(a.size)
+    qs = datagen.queries(a.queries)
+    with connect(db["url"]) as conn:
+        ids = benchdb.painting_ids(conn, a.size)
+        facts = server_facts(conn)
+    image_rows = np.random.default_rng(5).choice(a.size, a.queries, replace=False)
+    plans = methods(ids, qs, image_rows, ds)
+    efs = [int(x) for x in a.ef.split(",")]
+    rows = measure(db["url"], plans, efs, a.runs, a.qps_seconds,
+                   {"raw", "search_by_vector"})
+    extra = defaults_and_exact(db["url"], plans, a.runs)
+    from common import RESULTS
+    RESULTS.mkdir(exist_ok=True)
+    plot(rows, RESULTS / f"search_{a.size}.png", a.size)
+    payload = {"size": a.size, "queries": a.queries, "runs": a.runs, "model": MODEL,
+               "server": facts,
+               "database": {k: v for k, v in db.items() if k != "url"}, "sweep": rows, "defaults_and_exact": extra}
+    write_result(f"search_{a.size}", payload)
+    return payload
+
+
+if __name__ == "__main__":
+    main()
