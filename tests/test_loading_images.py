@@ -166,6 +166,7 @@ def test_missing_and_corrupt_images_are_reported_recorded_and_loaded_by_retry_fa
 def test_retry_failed_with_nothing_failed_embeds_nothing(db, azure, tmp_path):
     result = load("--retry-failed")
     assert result.exit_code == 0, result.output
+    assert "no failed images to retry" in result.output
     assert azure.total_requests == 0
 
 

@@ -145,6 +145,9 @@ def load(
         summary = run_image_load(ctx, provider, batch_size,
                                  lambda conn, p: failed_images(conn, p.model),
                                  "retrying failed images")
+        if not summary.seen:
+            console.print(f"no failed images to retry for {summary.model}", highlight=False)
+            return
     print_image_summary(summary)
     if summary.rejected and summary.loaded <= 0 and not summary.unchanged:
         raise typer.Exit(1)

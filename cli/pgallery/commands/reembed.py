@@ -14,7 +14,7 @@ from typing import Annotated, Optional
 import typer
 
 from pgallery.commands.common import database, settings
-from pgallery.commands.load import BatchSize, print_image_summary
+from pgallery.commands.load import print_image_summary
 from pgallery.errors import ArgError
 from pgallery.loading.pipeline import (DEFAULT_BATCH_SIZE, collection_images, count_missing,
                                        load_images)
@@ -34,7 +34,8 @@ def reembed(
     activate: Annotated[bool, typer.Option(
         "--activate", help="Make the new model the active one once every painting has a "
                            "vector of it.")] = False,
-    batch_size: BatchSize = None,
+    batch_size: Annotated[int, typer.Option(
+        min=1, max=100000, help="Vectors per transaction.")] = DEFAULT_BATCH_SIZE,
 ):
     """Embed every painting with another provider's model, next to the current vectors.
 
@@ -53,7 +54,7 @@ def reembed(
                 raise ArgError("the collection is empty: load it first (`pgallery load ...`)")
             with LoadProgress(f"re-embedding with {embedder.model}") as progress:
                 summary = load_images(conn, embedder, listing, progress=progress,
-                                      batch_size=batch_size or DEFAULT_BATCH_SIZE)
+                                      batch_size=batch_size)
             missing = count_missing(conn, embedder.model)
             print_image_summary(summary)
             if activate:
