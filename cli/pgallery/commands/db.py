@@ -117,3 +117,103 @@ def migrate(
     else:
         migrations.upgrade(target, to)
     console.print(f"schema at {migrations.current_revision(target) or 'base'}")
+
+
+# -- `pgallery db replica ...`: a hot standby of the embedded server ------------------------
+
+replica_app = typer.Typer(
+    help="A read-only hot standby of the embedded server (streaming replication on a "
+         "second port): create, start, stop, status, url, wait, destroy.",
+    no_args_is_help=True)
+app.add_typer(replica_app, name="replica")
+
+
+def _replica(ctx: typer.Context):
+    from pgallery.database.replica import Replica
+
+    return Replica(_embedded_only(ctx))
+
+
+@replica_app.command("create")
+def replica_create(ctx: typer.Context):
+    """Copy the running server with the bundled pg_basebackup and start it as a standby.
+
+    It streams every change from the primary and answers every search read-only.
+    Example: `pgallery db replica create && psql "$(pgallery db replica url)"`
+    """
+    replica = _replica(ctx)
+    existed = replica.status().initialized
+    replica.create()
+    console.print(f"replica {'already existed' if existed else 'created'}: running on "
+                  f"127.0.0.1:{replica.port} (data in {replica.data_dir})")
+
+
+@replica_app.command("start")
+def replica_start(ctx: typer.Context):
+    """Start the standby (it catches up from the primary's replication slot).
+
+    Example: `pgallery db replica start`
+    """
+    replica = _replica(ctx)
+    if not replica.status().initialized:
+        raise ConfigError("no replica yet: run `pgallery db replica create`")
+    replica.start()
+    console.print(f"replica running on 127.0.0.1:{replica.port}")
+
+
+@replica_app.command("stop")
+def replica_stop(ctx: typer.Context):
+    """Stop the standby (its data and slot are kept; the primary keeps its WAL for it).
+
+    Example: `pgallery db replica stop`
+    """
+    console.print("stopped" if _replica(ctx).stop() else "not running")
+
+
+@replica_app.command("status")
+def replica_status(ctx: typer.Context):
+    """Whether the standby exists, runs, streams, and how far it lags behind the primary.
+
+    Example: `pgallery db replica status`
+    """
+    replica = _replica(ctx)
+    st = replica.replica_status()
+    console.print(key_value_table([
+        ("replica", replica.data_dir), ("created", st.created), ("running", st.running),
+        ("port", st.port), ("standby (in recovery)", st.in_recovery),
+        ("streaming", st.streaming), ("replay lag (bytes)", st.replay_lag_bytes),
+        ("replay lag (s)", st.replay_lag_seconds)]))
+
+
+@replica_app.command("url")
+def replica_url(ctx: typer.Context):
+    """Print the standby's URL (for psql, pgbench, or DATABASE_URL of read-only searches).
+
+    Example: `DATABASE_URL="$(pgallery db replica url)" pgallery search similar x.jpg`
+    """
+    replica = _replica(ctx)
+    if not replica.status().initialized:
+        raise ConfigError("no replica yet: run `pgallery db replica create`")
+    typer.echo(replica.url())
+
+
+@replica_app.command("wait")
+def replica_wait(ctx: typer.Context,
+                 timeout: Annotated[float, typer.Option(
+                     min=0.1, help="Give up after this many seconds.")] = 60.0):
+    """Wait until the standby has replayed everything committed on the primary so far.
+
+    Example: `pgallery load --csv ... && pgallery db replica wait`
+    """
+    seconds = _replica(ctx).wait_for_replay(timeout)
+    console.print(f"replica caught up ({seconds:.2f} s)")
+
+
+@replica_app.command("destroy")
+def replica_destroy(ctx: typer.Context):
+    """Stop the standby, delete its files and drop its replication slot on the primary.
+
+    Example: `pgallery db replica destroy`
+    """
+    _replica(ctx).destroy()
+    console.print("replica removed")
