@@ -53,6 +53,7 @@ FLAGS = (
 )
 
 REPORT_ID = "__browser_report__"
+SPARE_ROWS = 256  # extra window height for screenshot(), cropped off (one raster tile row)
 
 # Runs on window load; reads every <img>, the resources fetched and any CSP violation.
 _REPORT_SCRIPT = (
@@ -123,18 +124,35 @@ def _run(args: list[str], timeout: int = TIMEOUT) -> subprocess.CompletedProcess
             raise BrowserError(f"Chromium did not finish within {timeout} s") from exc
 
 
-def screenshot(html_path: str | Path, png_path: str | Path, width: int = 1280,
-               height: int = 900) -> Path:
-    """Load ``html_path`` from a file:// URL and save a width x height PNG of the viewport."""
-    html_path, png_path = Path(html_path).resolve(), Path(png_path).resolve()
-    png_path.parent.mkdir(parents=True, exist_ok=True)
+def _capture(html_path: Path, png_path: Path, width: int, height: int) -> bytes:
     if png_path.exists():
         png_path.unlink()
     result = _run([f"--screenshot={png_path}", f"--window-size={width},{height}",
-                   "--virtual-time-budget=5000", html_path.as_uri()])
+                   "--run-all-compositor-stages-before-draw", html_path.as_uri()])
     if not png_path.is_file() or png_path.stat().st_size == 0:
         raise BrowserError(f"no screenshot was written (exit {result.returncode}):\n"
                            f"{result.stderr[-2000:]}")
+    return png_path.read_bytes()
+
+
+def screenshot(html_path: str | Path, png_path: str | Path, width: int = 1280,
+               height: int = 900) -> Path:
+    """Load ``html_path`` from a file:// URL and save a width x height PNG of the viewport.
+
+    Headless Chromium now and then captures before the bottom row of raster tiles is drawn
+    (a blank band at the foot of the picture, about one run in five here), so the window is
+    made one tile row taller and the picture cropped back to width x height.
+    """
+    from PIL import Image  # a dependency of pgallery itself
+
+    html_path, png_path = Path(html_path).resolve(), Path(png_path).resolve()
+    png_path.parent.mkdir(parents=True, exist_ok=True)
+    _capture(html_path, png_path, width, height + SPARE_ROWS)
+    with Image.open(png_path) as shot:
+        shot.load()
+    if shot.size != (width, height + SPARE_ROWS):
+        raise BrowserError(f"the screenshot is {shot.size}, not {(width, height + SPARE_ROWS)}")
+    shot.crop((0, 0, width, height)).save(png_path, "PNG")
     return png_path
 
 

@@ -261,7 +261,14 @@ def test_a_query_picture_outside_the_gallery_is_embedded(gallery, tmp_path):
                                                           "image_path": query_file},
                                       title="t", image_resolver=resolver_for(images)))
     assert len(parsed.all("a", "qpic")) == 1
-    assert "mine.jpg" in parsed.text and "Query image" in parsed.text
+    assert "mine.jpg" in parsed.text and "Similar to your image" in parsed.text
+
+
+def test_a_file_uri_location_is_embedded_like_a_path(gallery):
+    images, results = gallery
+    parsed = Page(render_results_page(results[:1], title="t",
+                                      image_resolver=lambda f: (images / f).as_uri()))
+    assert len(parsed.all("img")) == 1
 
 
 def test_similarity_is_shown_with_three_decimals_and_hybrid_score_separately(gallery):

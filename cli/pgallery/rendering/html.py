@@ -12,14 +12,15 @@ mailed. A Content-Security-Policy meta tag forbids scripts and any non-data: ima
 a hostile string that slipped past escaping could not run or phone home. Every piece of
 text is HTML-escaped.
 
-``image_resolver(image_file)`` says where a picture is: a local path (str or Path) is
-embedded as a thumbnail and linked to the full file; an ``http(s)://`` URL is only linked
+``image_resolver(image_file)`` says where a picture is: a local path (str, Path or a
+``file://`` URI) is embedded as a thumbnail and linked to the full file; an ``http(s)://`` URL is only linked
 (never fetched by the page); None, or a path that is missing or not an image, shows a
 placeholder.
 
 ``query`` describes the search; every key is optional:
 
-    mode        "image" (more like this), "vector", "text", "hybrid", "file", or any label
+    mode        "image" (more like this), "file" (a picture of your own), "vector", "text",
+                "hybrid", or any other label (shown as given)
     image_file  the gallery painting the search started from (thumbnail via image_resolver)
     image_path  a query picture that is not in the gallery (a local file)
     prompt      the text prompt
@@ -36,6 +37,8 @@ import numbers
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, is_dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
+from urllib.request import url2pathname
 
 from pgallery.rendering.thumbnails import thumbnail_data_uri
 
@@ -47,10 +50,10 @@ PAINTING_SIDE = 1024
 
 MODE_LABELS = {
     "image": "More like this",
-    "vector": "Vector search",
+    "file": "Similar to your image",
+    "vector": "Nearest to a vector",
     "text": "Text search",
     "hybrid": "Hybrid search",
-    "file": "Query image",
 }
 
 FILTER_LABELS = {
@@ -135,7 +138,7 @@ def _picture(location: object, alt: str, max_side: int, css: str = "pic") -> str
         return _placeholder("no image")
     if _is_url(location):
         return _placeholder("open image ↗", href=str(location))
-    path = Path(location)
+    path = _local_path(location)
     uri = thumbnail_data_uri(path, max_side=max_side)
     if uri is None:
         return _placeholder("image not found" if not path.is_file() else "unreadable image")
@@ -147,6 +150,12 @@ def _picture(location: object, alt: str, max_side: int, css: str = "pic") -> str
     if href:
         return f'<a class="{css}" href="{esc(href)}" title="open the full image">{img}</a>'
     return f'<div class="{css}">{img}</div>'
+
+
+def _local_path(location: object) -> Path:
+    if isinstance(location, str) and location.lower().startswith("file:"):
+        return Path(url2pathname(urlsplit(location).path))
+    return Path(location)
 
 
 def _alt(row: Mapping) -> str:
@@ -373,7 +382,7 @@ border-radius:3px;box-shadow:0 6px 20px rgba(0,0,0,.6)}
 .query-text{min-width:0}
 .query-text p{margin:4px 0}
 .prompt q{font:italic 1.15rem/1.35 var(--serif);color:var(--text);quotes:"\\201C" "\\201D"}
-.source code{color:var(--muted)}
+.source code{color:var(--muted);overflow-wrap:anywhere}
 .filters{display:flex;flex-wrap:wrap;gap:6px;list-style:none;margin:10px 0 4px;padding:0}
 .filters li{display:inline-flex;border:1px solid var(--line);border-radius:999px;
 overflow:hidden;font-size:.82rem}
@@ -387,7 +396,8 @@ list-style:none;margin:0;padding:0}
 .card{display:flex;flex-direction:column;background:var(--panel);border:1px solid var(--line);
 border-radius:12px;overflow:hidden;transition:transform .15s ease,border-color .15s ease}
 .card:hover{transform:translateY(-2px);border-color:#4a4a52}
-.frame{position:relative;aspect-ratio:1/1;background:#0b0b0d}
+.frame{position:relative;aspect-ratio:4/3;background:radial-gradient(ellipse at center,#19191d 0,#0b0b0d 75%);
+border-bottom:1px solid var(--line)}
 .pic{position:absolute;inset:0;display:flex;align-items:center;justify-content:center;
 padding:10px;text-decoration:none}
 .pic img{display:block;max-width:100%;max-height:100%;object-fit:contain;
@@ -438,7 +448,8 @@ padding-top:2px}
 .none{color:var(--faint)}
 footer{margin-top:34px;padding-top:14px;border-top:1px solid var(--line);color:var(--faint);
 font-size:.75rem;text-align:center}
-@media (max-width:720px){.query{flex-direction:column;align-items:flex-start}
+@media (max-width:720px){.query{flex-direction:column;align-items:flex-start;gap:14px}
+.query-pic .qpic{aspect-ratio:auto;justify-content:flex-start}
 .painting{grid-template-columns:1fr}.grid{grid-template-columns:repeat(auto-fill,
 minmax(150px,1fr));gap:12px}}
 @media print{:root{--bg:#fff;--panel:#fff;--panel2:#eee;--line:#ccc;--text:#111;
