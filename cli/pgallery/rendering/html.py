@@ -431,7 +431,7 @@ white-space:nowrap;overflow:hidden;text-overflow:ellipsis}
 /* one painting */
 .painting{display:grid;grid-template-columns:minmax(0,3fr) minmax(260px,2fr);gap:32px;
 align-items:start}
-.big{margin:0;display:flex;align-items:center;justify-content:center;min-height:320px;
+.big{margin:0;overflow:hidden;display:flex;align-items:center;justify-content:center;min-height:320px;
 padding:22px;background:#0b0b0d;border:1px solid var(--line);border-radius:14px}
 .big img{display:block;max-width:100%;max-height:80vh;object-fit:contain;
 box-shadow:0 10px 30px rgba(0,0,0,.6)}
