@@ -37,7 +37,7 @@ def build(conn, index_sql: str, settings: dict, lists: int) -> dict:
         conn.execute(f"SET {k} = '{v}'")
     conn.execute("CHECKPOINT")
     with stopwatch() as t:
-        conn.execute(f"CREATE INDEX index_bench_idx ON index_bench_vectors "
+        conn.execute("CREATE INDEX index_bench_idx ON index_bench_vectors "
                      + index_sql.format(lists=lists))
     size = conn.execute("SELECT pg_relation_size('index_bench_idx')").fetchone()[0]
     for k in settings:

@@ -27,7 +27,7 @@
 --     even before the first ANALYZE (when it estimates a handful of rows and would sort);
 --   - the filtered statements are planned per call (plan_cache_mode = force_custom_plan):
 --     a generic plan cannot drop the "filter IS NULL OR ..." arms and so cannot use the
---     metadata indexes; the unfiltered statements keep their cached generic plans;
+--     metadata indexes; the unfiltered ANN statement always uses one cached generic plan;
 --   - the exact filtered statement joins by nested loop: the matching paintings are found
 --     through their index and only their vectors are read, never the whole table.
 CREATE OR REPLACE FUNCTION nearest_paintings(
@@ -61,8 +61,8 @@ DECLARE
     page search_result[];
 BEGIN
     -- pgvector accepts hnsw.ef_search up to 1000; beyond, the iterative scan supplies rows
-    PERFORM set_config('hnsw.ef_search', least(greatest(ef_search, k), 1000)::text, true);
-    PERFORM set_config('ivfflat.probes', probes::text, true);
+    PERFORM set_config('hnsw.ef_search', least(greatest(ef_search, k), 1000)::text, true),
+            set_config('ivfflat.probes', probes::text, true);
 
     IF NOT has_filters THEN
         IF NOT exact THEN
@@ -71,7 +71,13 @@ BEGIN
             -- relaxed iterative scan may return rows slightly out of order, hence the sort
             -- when the page is assembled. The page is kept in a variable: if it comes back
             -- short, the exact path below replaces it.
-            PERFORM set_config('enable_sort', 'off', true);
+            -- One cached generic plan (planning it per call costs more than the search:
+            -- with LIMIT k unknown the planner would keep re-planning), pinned to the
+            -- index scan and a nested-loop join of the k rows.
+            PERFORM set_config('enable_sort', 'off', true),
+                    set_config('enable_hashjoin', 'off', true),
+                    set_config('enable_mergejoin', 'off', true),
+                    set_config('plan_cache_mode', 'force_generic_plan', true);
             SELECT array_agg(ROW(p.painting_id, p.image_file, p.title, p.author, p.technique,
                                  p.painting_type, p.school, p.timeframe, p.date,
                                  h.distance, 1 - h.distance, 1 - h.distance)::search_result
@@ -88,7 +94,10 @@ BEGIN
                 RETURN QUERY SELECT * FROM unnest(page);
                 RETURN;
             END IF;
-            PERFORM set_config('enable_sort', 'on', true);
+            PERFORM set_config('enable_sort', 'on', true),
+                    set_config('enable_hashjoin', 'on', true),
+                    set_config('enable_mergejoin', 'on', true),
+                    set_config('plan_cache_mode', 'auto', true);
         END IF;
         -- Exact: every vector of the model, top k by a bounded sort; "+ 0" keeps the
         -- planner off the ANN index.
@@ -157,8 +166,8 @@ BEGIN
 
     -- Exact over the matching paintings: found through the metadata indexes, each one's
     -- vector read by primary key (nested loop), top k by a bounded sort.
-    PERFORM set_config('enable_hashjoin', 'off', true);
-    PERFORM set_config('enable_mergejoin', 'off', true);
+    PERFORM set_config('enable_hashjoin', 'off', true),
+            set_config('enable_mergejoin', 'off', true);
     RETURN QUERY
     SELECT ranked.*, 1 - ranked.distance, 1 - ranked.distance FROM (
         SELECT p.painting_id, p.image_file, p.title, p.author, p.technique,

@@ -26,8 +26,8 @@ import pandas as pd
 from pgallery.errors import ArgError
 from pgallery.loading.records import PaintingRecord, RejectedRow, clean
 from pgallery.loading.summary import LoadSummary, Progress
-from pgallery.loading.writer import (finish_load, parse_vector_text, register_model,
-                                     write_batch)
+from pgallery.loading.writer import (defer_hnsw_indexes, finish_load, parse_vector_text,
+                                     register_model, restore_indexes, write_batch)
 
 # input column (lower-cased) -> PaintingRecord field
 COLUMN_FIELDS = {
@@ -169,15 +169,21 @@ def load_embeddings_file(conn, path: Path, *, model: str, batch_size: int = 2000
             summary.rejected += chunk.rejected
         return summary
     register_model(conn, model, dimension, provider="file")
+    lines = count_data_lines(path)
     if progress:
-        progress.start(count_data_lines(path))
-    ordinal = 0
-    for chunk in read_embeddings_file(path, dimension=dimension, chunk_rows=batch_size):
-        summary.seen += len(chunk.records) + len(chunk.rejected)
-        summary.rejected += chunk.rejected
-        summary.merged += write_batch(conn, model, chunk.records, first_ordinal=ordinal)
-        ordinal += len(chunk.records)
-        if progress:
-            progress.advance(len(chunk.records) + len(chunk.rejected))
+        progress.start(lines)
+    # A bulk load builds the HNSW index once at the end (restored even if the load fails).
+    deferred = defer_hnsw_indexes(conn, lines)
+    try:
+        ordinal = 0
+        for chunk in read_embeddings_file(path, dimension=dimension, chunk_rows=batch_size):
+            summary.seen += len(chunk.records) + len(chunk.rejected)
+            summary.rejected += chunk.rejected
+            summary.merged += write_batch(conn, model, chunk.records, first_ordinal=ordinal)
+            ordinal += len(chunk.records)
+            if progress:
+                progress.advance(len(chunk.records) + len(chunk.rejected))
+    finally:
+        restore_indexes(conn, deferred)
     summary.ivfflat_rebuilt = finish_load(conn)
     return summary

@@ -79,6 +79,60 @@ def record_failures(conn: psycopg.Connection, model: str,
             )
 
 
+# A load of at least this many rows that also at least doubles the table builds the HNSW
+# index afterwards instead of inserting every row into the graph: CREATE INDEX with the
+# server's maintenance_work_mem and parallel workers is many times faster than row-by-row
+# graph inserts (bench/README.md, "Loading").
+BULK_LOAD_ROWS = 5000
+
+HNSW_INDEXES = """
+SELECT c.relname, pg_get_indexdef(c.oid)
+FROM pg_index i
+JOIN pg_class c ON c.oid = i.indexrelid
+JOIN pg_am am ON am.oid = c.relam
+WHERE i.indrelid = 'painting_embedding'::regclass AND am.amname = 'hnsw'
+"""
+
+
+def defer_hnsw_indexes(conn: psycopg.Connection, incoming_rows: int) -> list[str]:
+    """Before a bulk load: drop painting_embedding's HNSW indexes and return their
+    definitions for restore_indexes(). Nothing is dropped for a small load, or when the
+    role may not drop them (the index then stays and is maintained row by row)."""
+    if incoming_rows < BULK_LOAD_ROWS:
+        return []
+    previous = conn.autocommit
+    conn.autocommit = True
+    try:
+        existing = conn.execute("SELECT count(*) FROM painting_embedding").fetchone()[0]
+        if incoming_rows < existing:
+            return []
+        definitions = []
+        for name, definition in conn.execute(HNSW_INDEXES).fetchall():
+            try:
+                conn.execute(f'DROP INDEX "{name}"')
+            except psycopg.errors.InsufficientPrivilege:
+                continue
+            definitions.append(definition)
+        return definitions
+    finally:
+        conn.autocommit = previous
+
+
+def restore_indexes(conn: psycopg.Connection, definitions: list[str]) -> None:
+    """Recreate the indexes defer_hnsw_indexes() dropped (with their original definitions)."""
+    if not definitions:
+        return
+    if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+        conn.rollback()
+    previous = conn.autocommit
+    conn.autocommit = True
+    try:
+        for definition in definitions:
+            conn.execute(definition)
+    finally:
+        conn.autocommit = previous
+
+
 def finish_load(conn: psycopg.Connection) -> bool:
     """After a bulk load: refresh planner statistics, and rebuild the IVFFlat index if there
     is one (IVFFlat's lists are trained on the data it was built from). True if rebuilt."""
