@@ -112,7 +112,8 @@ def test_ctrl_c_commits_the_vectors_already_received_and_exits_130(db, azure, tm
     assert "interrupted" in stderr and "Traceback" not in stderr
     committed = embedded_files(db, AZURE_MODEL)
     answered = {p.name for p in paths if azure.successes_for(p)}
-    assert len(committed) >= 8
+    # eight were answered; all but those still on their way back (4 threads) are committed
+    assert len(committed) >= 8 - 4
     # lost: at most the requests in flight (the provider's 4 threads) and the one result
     # being taken when the signal arrived
     assert set(committed) <= answered and len(answered - set(committed)) <= 5

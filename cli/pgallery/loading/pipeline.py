@@ -120,7 +120,8 @@ class _Load:
         self.batch_size = batch_size
         self.flush_seconds = flush_seconds
         self.lock = threading.RLock()
-        self.in_flight: dict[str, ImageItem] = {}   # str(source) -> item sent to the provider
+        # str(source) -> the items sent to the provider (two paintings may share a file)
+        self.in_flight: dict[str, list[ImageItem]] = {}
         self.embedded: list[PaintingRecord] = []     # received, not yet committed
         self.failed: list[tuple[ImageItem, EmbeddingFailed]] = []
         self.lookup_error: BaseException | None = None
@@ -177,8 +178,8 @@ class _Load:
             for start in range(0, len(items), LOOKUP_CHUNK):
                 for item in self._classify(items[start:start + LOOKUP_CHUNK]):
                     source = item.path if is_url(item.path) else str(item.path)
-                    self.in_flight[str(source)] = item
                     with self.lock:
+                        self.in_flight.setdefault(str(source), []).append(item)
                         self.summary.requested += 1
                     yield source
         except Exception as exc:  # noqa: BLE001 -- re-raised by load_images
@@ -187,8 +188,11 @@ class _Load:
     # --- after the provider: collect, write in batches ----------------------------------
 
     def take(self, result) -> None:
-        item = self.in_flight.pop(str(result.source))
         with self.lock:
+            waiting = self.in_flight[str(result.source)]
+            item = waiting.pop(0)
+            if not waiting:
+                del self.in_flight[str(result.source)]
             if result.ok:
                 try:
                     item.record.embedding = check_vector(result.vector, self.provider.dimension)
