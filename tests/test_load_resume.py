@@ -19,7 +19,7 @@ import pytest
 from typer.testing import CliRunner
 
 from fake_azure import FakeAzure
-from gallery_files import embedded_files, make_semart, rows, scalar
+from gallery_files import embedded_files, make_image, make_semart, rows, scalar
 from pgallery.commands import app
 
 runner = CliRunner()
@@ -191,7 +191,6 @@ def test_reembed_activate_switches_only_when_every_painting_has_a_vector(db, azu
     moved = tmp_path / "moved"
     moved.mkdir()
     (images / paths[1].name).rename(moved / paths[1].name)
-    from gallery_files import make_image
     make_image(moved / paths[0].name, seed=0)
     (images / paths[2].name).rename(moved / paths[2].name)
     result = runner.invoke(app, ["reembed", "--provider", "local", "--images", str(moved),

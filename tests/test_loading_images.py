@@ -7,6 +7,7 @@ database per test. The CLI runs in-process.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import threading
@@ -327,7 +328,6 @@ def test_the_engine_skips_committed_images_by_content_hash(make_database, tmp_pa
         assert (provider.calls, first.merged.embeddings, first.unchanged) == (4, 4, 0)
         stored = rows(url, "SELECT p.image_file, e.content_hash FROM painting p"
                            " JOIN painting_embedding e USING (painting_id) ORDER BY 1")
-        import hashlib
         assert stored == [(p.name, hashlib.sha256(p.read_bytes()).hexdigest()) for p in paths]
         again = load_images(conn, provider, read_semart_csv(csv, images))
         assert (provider.calls, again.merged.embeddings, again.unchanged) == (4, 0, 4)
