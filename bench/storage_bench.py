@@ -1,6 +1,7 @@
 """Storage and precision trade-offs: the `vector` HNSW index against a `halfvec` one and
 binary quantization with exact re-ranking; and the embedding column in TOAST (pgvector's
-default: a 4 KB vector is moved out of line) against STORAGE PLAIN (kept in the heap row).
+default: a 4 KB vector is moved out of line) against STORAGE PLAIN (kept in the heap row,
+what migration 0002 sets).
 
     python bench/storage_bench.py --size 100000
 
@@ -27,17 +28,17 @@ BUILDS = {
     "binary": ("CREATE INDEX storage_bench_bit ON painting_embedding USING hnsw "
                "((binary_quantize(embedding)::bit(1024)) bit_hamming_ops) "
                "WITH (m = 16, ef_construction = 64)", "storage_bench_bit"),
-    "plain": ("CREATE INDEX storage_bench_plain_hnsw ON embedding_plain USING hnsw "
+    "toast": ("CREATE INDEX storage_bench_toast_hnsw ON embedding_toast USING hnsw "
               "(embedding vector_cosine_ops) WITH (m = 16, ef_construction = 64)",
-              "storage_bench_plain_hnsw"),
+              "storage_bench_toast_hnsw"),
 }
 # What a search reads: ids, distance and the painting's row (as nearest_paintings does).
 QUERIES = {
-    "vector (TOAST, default)":
+    "vector, PLAIN (pgallery)":
         "SELECT e.painting_id, e.embedding <=> %(q)s AS d, p.title FROM painting_embedding e "
         "JOIN painting p USING (painting_id) ORDER BY e.embedding <=> %(q)s LIMIT 10",
-    "vector, STORAGE PLAIN":
-        "SELECT e.painting_id, e.embedding <=> %(q)s AS d, p.title FROM embedding_plain e "
+    "vector, TOAST (pgvector default)":
+        "SELECT e.painting_id, e.embedding <=> %(q)s AS d, p.title FROM embedding_toast e "
         "JOIN painting p USING (painting_id) ORDER BY e.embedding <=> %(q)s LIMIT 10",
     "halfvec index":
         "SELECT e.painting_id, e.embedding <=> %(q)s AS d, p.title FROM painting_embedding e "
@@ -55,14 +56,14 @@ QUERIES = {
         "LIMIT %(ef)s) s ORDER BY d LIMIT 10) c JOIN painting p USING (painting_id) ORDER BY c.d",
 }
 EXACT = {
-    "exact scan, TOAST": "SELECT painting_id FROM painting_embedding "
+    "exact scan, TOAST": "SELECT painting_id FROM embedding_toast "
                          "ORDER BY (embedding <=> %(q)s) + 0 LIMIT 10",
-    "exact scan, PLAIN": "SELECT painting_id FROM embedding_plain "
+    "exact scan, PLAIN": "SELECT painting_id FROM painting_embedding "
                          "ORDER BY (embedding <=> %(q)s) + 0 LIMIT 10",
-    "exact over 2,000 ids, TOAST": "SELECT painting_id FROM painting_embedding "
-                                   "WHERE painting_id % 50 = 7 ORDER BY (embedding <=> %(q)s) + 0 LIMIT 10",
-    "exact over 2,000 ids, PLAIN": "SELECT painting_id FROM embedding_plain "
-                                   "WHERE painting_id % 50 = 7 ORDER BY (embedding <=> %(q)s) + 0 LIMIT 10",
+    "exact over 2,000 ids, TOAST": "SELECT painting_id FROM embedding_toast "
+                                   "WHERE painting_id %% 50 = 7 ORDER BY (embedding <=> %(q)s) + 0 LIMIT 10",
+    "exact over 2,000 ids, PLAIN": "SELECT painting_id FROM painting_embedding "
+                                   "WHERE painting_id %% 50 = 7 ORDER BY (embedding <=> %(q)s) + 0 LIMIT 10",
 }
 
 
@@ -82,27 +83,30 @@ def main(argv=None) -> dict:
     ids = benchdb.painting_ids(conn, a.size)
     truth = [list(ids[r]) for r in datagen.exact_top_k(ds.vectors, qs, 10)]
 
-    builds = {"vector (TOAST, default)": {
+    builds = {"vector, PLAIN (pgallery)": {
         "bytes": conn.execute("SELECT pg_relation_size('painting_embedding_hnsw')").fetchone()[0],
         "seconds": db.get("hnsw_build_s")}}
-    conn.execute("DROP TABLE IF EXISTS embedding_plain")
+    storage = conn.execute("SELECT attstorage FROM pg_attribute WHERE attrelid = "
+                           "'painting_embedding'::regclass AND attname = 'embedding'").fetchone()[0]
+    assert storage == "p", "bench_<n> predates STORAGE PLAIN: rerun with --rebuild"
+    conn.execute("DROP TABLE IF EXISTS embedding_toast")
     with stopwatch() as t:
-        conn.execute("CREATE TABLE embedding_plain (painting_id bigint PRIMARY KEY, "
-                     "embedding vector(1024) STORAGE PLAIN)")
-        conn.execute("INSERT INTO embedding_plain SELECT painting_id, embedding "
+        conn.execute("CREATE TABLE embedding_toast (painting_id bigint PRIMARY KEY, "
+                     "embedding vector(1024) STORAGE EXTERNAL)")
+        conn.execute("INSERT INTO embedding_toast SELECT painting_id, embedding "
                      "FROM painting_embedding")
-    copy_plain_s = t()
-    conn.execute("VACUUM ANALYZE embedding_plain")
+    copy_s = t()
+    conn.execute("VACUUM ANALYZE embedding_toast")
     table_sizes = {
-        "TOAST": conn.execute("SELECT pg_table_size('painting_embedding')").fetchone()[0],
-        "PLAIN": conn.execute("SELECT pg_table_size('embedding_plain')").fetchone()[0]}
+        "TOAST": conn.execute("SELECT pg_table_size('embedding_toast')").fetchone()[0],
+        "PLAIN": conn.execute("SELECT pg_table_size('painting_embedding')").fetchone()[0]}
     conn.execute("SET maintenance_work_mem = '1GB'")
     for key, (sql, name) in BUILDS.items():
         conn.execute(f"DROP INDEX IF EXISTS {name}")
         with stopwatch() as t:
             conn.execute(sql)
         label = {"halfvec": "halfvec index", "binary": "binary + exact re-rank of ef",
-                 "plain": "vector, STORAGE PLAIN"}[key]
+                 "toast": "vector, TOAST (pgvector default)"}[key]
         builds[label] = {"seconds": t(),
                          "bytes": conn.execute(f"SELECT pg_relation_size('{name}')").fetchone()[0]}
         print(f"  built {label}: {builds[label]['seconds']:.1f}s, "
@@ -152,11 +156,11 @@ def main(argv=None) -> dict:
     conn.execute("RESET max_parallel_workers_per_gather")
     print_table("exact distance scans (no parallel workers)", exact_rows)
     print(f"\ntable size: TOAST {fmt_bytes(table_sizes['TOAST'])}, "
-          f"PLAIN {fmt_bytes(table_sizes['PLAIN'])}; copying into PLAIN took {copy_plain_s:.1f}s")
+          f"PLAIN {fmt_bytes(table_sizes['PLAIN'])}; copying into TOAST took {copy_s:.1f}s")
     if not a.keep:
         for _, name in BUILDS.values():
             conn.execute(f"DROP INDEX IF EXISTS {name}")
-        conn.execute("DROP TABLE embedding_plain")
+        conn.execute("DROP TABLE embedding_toast")
     conn.close()
     payload = {"size": a.size, "queries": a.queries, "server": facts, "rows": rows,
                "exact": exact_rows, "table_bytes": table_sizes, "builds": builds}
