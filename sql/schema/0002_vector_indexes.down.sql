@@ -1,4 +1,3 @@
-ALTER TABLE painting_embedding ALTER COLUMN embedding SET STORAGE EXTERNAL;
 DROP INDEX IF EXISTS painting_embedding_ivfflat;
 DROP INDEX IF EXISTS painting_embedding_model;
 DROP INDEX IF EXISTS painting_embedding_hnsw;
