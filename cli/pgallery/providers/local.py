@@ -113,8 +113,10 @@ def decode(data: bytes, name: str = "image"):
             else:
                 image = image.convert("RGB")
             return image.resize((SIDE, SIDE), Image.Resampling.BILINEAR, reducing_gap=2.0)
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError,
-            Image.DecompressionBombError) as exc:
+    except UnidentifiedImageError:
+        raise EmbeddingFailed(f"{name}: not an image (or a format Pillow cannot read)",
+                              code="UnreadableImage") from None
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
         raise EmbeddingFailed(f"{name}: not a readable image ({exc})",
                               code="UnreadableImage") from None
 
