@@ -10,7 +10,6 @@ Skipped when torch or transformers is not installed
 from __future__ import annotations
 
 import http.server
-import json
 import math
 import shutil
 import sys
@@ -22,8 +21,8 @@ import numpy as np
 import pytest
 
 try:
-    import torch
-    import transformers
+    import torch  # noqa: F401  (the skip below names what is missing)
+    import transformers  # noqa: F401
 except ImportError as exc:  # the extra is optional: say exactly what is missing
     pytest.skip(f"the clip extra is not installed ({exc.name} missing): "
                 "pip install torch==2.13.0 && pip install -e .[clip]", allow_module_level=True)
@@ -35,57 +34,12 @@ from pgallery.database import connect
 from pgallery.errors import ArgError, ConfigError, EmbeddingFailed
 from pgallery.providers import get_provider, pad_to_column
 from pgallery.providers.clip import ClipProvider
-
-PROJECTION_DIM = 64
-
-
-def _byte_level_vocab() -> tuple[dict[str, int], list[str]]:
-    """CLIP's BPE alphabet (the 256 byte symbols, alone and word-final), two merges and the
-    start/end tokens: enough to tokenise any text, built offline."""
-    printable = (list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1))
-                 + list(range(ord("®"), ord("ÿ") + 1)))
-    codes, extra = printable[:], 0
-    for byte in range(256):
-        if byte not in printable:
-            codes.append(256 + extra)
-            extra += 1
-    symbols = [chr(c) for c in codes]
-    merges = ["t h", "th e</w>"]
-    tokens = symbols + [s + "</w>" for s in symbols] + ["th", "the</w>",
-                                                        "<|startoftext|>", "<|endoftext|>"]
-    return {token: i for i, token in enumerate(tokens)}, merges
-
+from tiny_clip import PROJECTION_DIM, build_tiny_clip
 
 @pytest.fixture(scope="module")
 def tiny_clip_dir(tmp_path_factory) -> Path:
     """A tiny CLIP checkpoint directory: config, weights, preprocessor and tokenizer files."""
-    root = tmp_path_factory.mktemp("clip")
-    vocab, merges = _byte_level_vocab()
-    tokenizer_src = root / "tokenizer-src"
-    tokenizer_src.mkdir()
-    (tokenizer_src / "vocab.json").write_text(json.dumps(vocab), encoding="utf-8")
-    (tokenizer_src / "merges.txt").write_text("#version: 0.2\n" + "\n".join(merges) + "\n",
-                                              encoding="utf-8")
-    tokenizer = transformers.CLIPTokenizer.from_pretrained(str(tokenizer_src))
-
-    torch.manual_seed(1234)
-    config = transformers.CLIPConfig(
-        text_config=dict(vocab_size=len(vocab), hidden_size=32, intermediate_size=64,
-                         num_hidden_layers=2, num_attention_heads=2, max_position_embeddings=32,
-                         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-                         pad_token_id=tokenizer.pad_token_id),
-        vision_config=dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                           num_attention_heads=2, image_size=32, patch_size=8),
-        projection_dim=PROJECTION_DIM,
-    )
-    model = transformers.CLIPModel(config).eval()
-    processor = transformers.CLIPImageProcessor(size={"shortest_edge": 32},
-                                                crop_size={"height": 32, "width": 32})
-    target = root / "tiny-clip"
-    model.save_pretrained(target)
-    tokenizer.save_pretrained(target)
-    processor.save_pretrained(target)
-    return target
+    return build_tiny_clip(tmp_path_factory.mktemp("clip") / "tiny-clip")
 
 
 @pytest.fixture(scope="module")
