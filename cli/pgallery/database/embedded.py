@@ -175,10 +175,14 @@ class EmbeddedServer:
                 fcntl.flock(fh, fcntl.LOCK_UN)
 
     def _run(self, args: list[str], **kwargs) -> subprocess.CompletedProcess:
-        user = SYSTEM_USER if _running_as_root() else None
+        # as root, run as the system user with its own group and no supplementary groups:
+        # keeping root's groups would let a directory's group bits (root's) deny it access
+        # that the "other" bits grant
+        as_user = (dict(user=SYSTEM_USER, group=pwd.getpwnam(SYSTEM_USER).pw_gid, extra_groups=[])
+                   if _running_as_root() else {})
         try:
             return subprocess.run(
-                args, check=True, capture_output=True, text=True, user=user, **kwargs
+                args, check=True, capture_output=True, text=True, **as_user, **kwargs
             )
         except subprocess.CalledProcessError as exc:
             detail = (exc.stderr or exc.stdout or "").strip()
