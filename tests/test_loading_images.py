@@ -304,6 +304,22 @@ def test_folder_load_with_the_local_provider(db, tmp_path):
     assert scalar(db, "SELECT provider FROM embedding_model") == "local"
 
 
+def test_search_image_uses_the_provider_of_the_active_model(db, azure, tmp_path):
+    # Azure is configured (the db fixture sets VISION_*), but the collection was embedded
+    # with `local`: a new image must be embedded by `local` too, and Azure never asked
+    root = tmp_path / "pictures"
+    for i in range(3):
+        make_image(root / f"p{i}.jpg", i, size=(64, 64))
+    assert load("--folder", root, "--provider", "local").exit_code == 0
+    result = runner.invoke(app, ["search", "image", str(root / "p1.jpg"), "--json", "--k", "1"])
+    assert result.exit_code == 0, result.output
+    assert '"p1.jpg"' in result.output
+    assert azure.total_requests == 0
+    # an explicit --provider of another model is still refused, not compared across models
+    refused = runner.invoke(app, ["search", "image", str(root / "p1.jpg"), "--provider", "azure"])
+    assert refused.exit_code != 0 and "never compared" in " ".join(refused.output.split())
+
+
 # --- the engine, called as a library ---------------------------------------------------
 
 class CountingLocalProvider(LocalDescriptorProvider):

@@ -124,3 +124,11 @@ def active_model(conn: psycopg.Connection) -> dict | None:
     if not conn.autocommit:
         conn.rollback()
     return row
+
+
+def model_named(conn: psycopg.Connection, name: str) -> dict | None:
+    with conn.cursor(row_factory=dict_row) as cur:
+        row = cur.execute("SELECT * FROM embedding_model WHERE name = %s", (name,)).fetchone()
+    if not conn.autocommit:
+        conn.rollback()
+    return row

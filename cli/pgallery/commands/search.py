@@ -26,7 +26,8 @@ Html = Annotated[Optional[Path], typer.Option(
 Open = Annotated[bool, typer.Option("--open", help="Open the HTML page in a browser.")]
 Provider = Annotated[Optional[str], typer.Option(
     help=f"Embedding provider: {', '.join(PROVIDERS)}. "
-         "[default: azure if VISION_ENDPOINT/VISION_KEY are set, else local]")]
+         "[default: the one that made the model's vectors; else azure if "
+         "VISION_ENDPOINT/VISION_KEY are set, else local]")]
 
 
 @app.command()
@@ -100,9 +101,15 @@ def vector(
 
 
 def _provider_for_active_model(ctx, conn, provider_name, model):
-    """The provider whose model the search will use; refuses to compare across models."""
+    """The provider whose model the search will use; refuses to compare across models.
+
+    Without --provider, the provider that made the target model's vectors (recorded when
+    they were loaded) is used, so `search image` works whichever model is active."""
+    target_model = (core.model_named(conn, model) if model else core.active_model(conn)) or {}
+    target = model or target_model.get("name")
+    if provider_name is None and target_model.get("provider") in PROVIDERS:
+        provider_name = target_model["provider"]
     provider = get_provider(provider_name, settings(ctx))
-    target = model or (core.active_model(conn) or {}).get("name")
     if target and target != provider.model:
         provider.close()
         raise ModelMismatch(
