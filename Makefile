@@ -6,24 +6,30 @@
 VENV   ?= .venv
 PYTHON ?= python3
 PY      = $(VENV)/bin/python
-STAMP   = $(VENV)/.installed
 
-.PHONY: install demo test clean
+.PHONY: install install-test demo test clean
 
-$(STAMP): pyproject.toml
+# the product alone: what `make demo` needs
+$(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	# CPU build of torch for the CLIP provider's tests (any other spec pulls a CUDA build)
+	$(PY) -m pip install --quiet -e .
+	touch $@
+
+# plus the test tools and the clip extra; torch==2.13.0 is the CPU build on this machine's
+# disk (any other torch spec pulls a multi-GB CUDA build)
+$(VENV)/.installed-test: $(VENV)/.installed
 	$(PY) -m pip install --quiet torch==2.13.0
 	$(PY) -m pip install --quiet -e '.[test,clip]'
-	touch $(STAMP)
+	touch $@
 
-install: $(STAMP)
+install: $(VENV)/.installed
+install-test: $(VENV)/.installed-test
 
 demo: install
 	$(VENV)/bin/pgallery demo
 
-test: install
+test: install-test
 	-bash .ci/install-chromium.sh
 	$(PY) -m pytest -q
 

@@ -1,0 +1,146 @@
+"""`pgallery demo`: the first five minutes in one command.
+
+Starts the embedded PostgreSQL, migrates it, generates a sample gallery in SemArt's layout,
+embeds it with the offline `local` provider, builds the indexes, runs a few searches and
+writes them as HTML pages. A second run reuses everything that exists and is fast.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from pgallery import migrations
+from pgallery import search as core
+from pgallery.commands.common import settings
+from pgallery.database import connect, resolve_url
+from pgallery.database.connection import redact
+from pgallery.loading.pipeline import load_images
+from pgallery.loading.semart import read_semart_csv
+from pgallery.providers import get_provider
+from pgallery.rendering.output import MODE_TITLES, image_locations
+from pgallery.rendering.progress import LoadProgress
+from pgallery.rendering.tables import console, results_table
+from pgallery.search import SearchFilters
+
+
+def _step(number: int, text: str) -> None:
+    console.rule(f"[bold]{number}/6[/] {text}", align="left")
+
+
+def _pick_query_painting(conn, model: str) -> str:
+    """A painting that has a near-duplicate version in the sample, else the first one."""
+    row = conn.execute(
+        "SELECT p.image_file FROM painting p JOIN painting_embedding e USING (painting_id)"
+        " WHERE e.model = %s ORDER BY (p.title ILIKE '%%version%%' OR p.title ILIKE"
+        " '%%study%%') DESC, p.image_file LIMIT 1", (model,)).fetchone()
+    conn.rollback()
+    return row[0]
+
+
+def demo(
+    ctx: typer.Context,
+    count: Annotated[int, typer.Option(
+        min=20, max=5000, help="How many sample paintings to generate.")] = 300,
+    out: Annotated[Optional[Path], typer.Option(
+        file_okay=False, help="Where the sample gallery and the HTML pages go. "
+                              "[default: $PGALLERY_HOME/demo]")] = None,
+    open_page: Annotated[bool, typer.Option("--open", help="Open the results page.")] = False,
+):
+    """Set everything up and show what pgallery does, on a generated sample gallery.
+
+    Example: `pgallery demo` (then open the printed HTML page, or try
+    `pgallery db psql -c "SELECT title, author, similarity FROM search_by_image('...')"`)
+    """
+    from pgallery.sample_gallery import generate
+
+    started = time.monotonic()
+    s = settings(ctx)
+    out = (out or s.home / "demo").absolute()
+
+    _step(1, "database")
+    url = resolve_url(s)
+    console.print("embedded PostgreSQL under " + str(s.home.absolute()) if not s.database_url
+                  else f"DATABASE_URL: {redact(url)}")
+    migrations.upgrade(url)
+    console.print(f"schema at {migrations.current_revision(url)}")
+
+    _step(2, "sample gallery")
+    gallery = out / "sample-gallery"
+    generate(gallery, count=count, seed=0)
+    csv = gallery / "semart.csv"
+    console.print(f"{count} procedural paintings in SemArt's layout: {csv} + {gallery / 'images'}")
+
+    _step(3, "embedding with the offline `local` provider")
+    with get_provider("local", s) as provider, connect(url) as conn:
+        listing = read_semart_csv(csv, gallery / "images")
+        with LoadProgress("embedding") as progress:
+            summary = load_images(conn, provider, listing, progress=progress)
+        model = provider.model
+    console.print(f"model {model}: {summary.merged.embeddings} embedded, "
+                  f"{summary.unchanged} unchanged, {len(summary.rejected)} rejected")
+
+    with connect(url, autocommit=True) as conn:
+        _step(4, "indexes")
+        conn.execute("CALL build_ivfflat_index()")
+        conn.execute("ANALYZE painting, painting_embedding")
+        for name, method, size in conn.execute(
+                "SELECT c.relname, am.amname, pg_size_pretty(pg_relation_size(c.oid))"
+                " FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid"
+                " JOIN pg_am am ON am.oid = c.relam"
+                " WHERE i.indrelid = 'painting_embedding'::regclass"
+                " AND am.amname IN ('hnsw', 'ivfflat') ORDER BY 1"):
+            console.print(f"{name}: {method}, {size}")
+
+        _step(5, "searches")
+        query_file = _pick_query_painting(conn, model)
+        title = conn.execute("SELECT title, painting_type FROM painting WHERE image_file = %s",
+                             (query_file,)).fetchone()
+        searches = [
+            ("more-like-this", "image", query_file, SearchFilters(),
+             f"SELECT * FROM search_by_image('{query_file}', k => 8);"),
+            ("filtered", "image", query_file, SearchFilters(painting_type="landscape"),
+             f"SELECT * FROM search_by_image('{query_file}', k => 8, "
+             "painting_type => 'landscape');"),
+            ("hybrid", "hybrid", "stormy sea lighthouse", SearchFilters(),
+             "SELECT * FROM search_hybrid('stormy sea lighthouse', k => 8);"),
+        ]
+        notices: list[str] = []
+        conn.add_notice_handler(lambda d: notices.append(d.message_primary))
+        pages = []
+        from pgallery.rendering.html import write_results_page
+
+        for name, kind, query, filters, sql in searches:
+            rows = core.run_search(conn, kind, query, k=8, filters=filters, model=model)
+            heading = MODE_TITLES[kind] + (f" '{title[0]}'" if kind == "image" else
+                                           f" '{query}'")
+            if filters.active():
+                heading += " where " + ", ".join(f"{k} = {v}" for k, v in filters.active().items())
+            console.print(results_table(rows, title=heading))
+            console.print(f"[dim]psql: {sql}[/]", highlight=False)
+            q = {"mode": kind, "k": 8, "filters": filters.active(), "model": model}
+            q.update({"image_file": query} if kind == "image" else {"prompt": query})
+            locations = image_locations(conn, [r["image_file"] for r in rows] + [query_file])
+            page = write_results_page(out / f"{name}.html", rows, query=q,
+                                      title=f"pgallery demo: {heading}",
+                                      image_resolver=locations.get)
+            pages.append(page)
+        if any("keyword ranking only" in n for n in notices):
+            console.print("[dim]The `local` provider embeds images only, so the hybrid search "
+                          "ranked by keywords alone. With Azure AI Vision configured "
+                          "(VISION_ENDPOINT/VISION_KEY) `pgallery search text` adds the "
+                          "semantic half.[/]")
+
+    _step(6, "results")
+    for page in pages:
+        console.print(f"HTML page: {page}")
+    console.print(f"done in {time.monotonic() - started:.1f} s. Next: open {pages[0]}, or "
+                  f"`pgallery search similar {query_file} --html similar.html`, or "
+                  "`pgallery db psql`.")
+    if open_page:
+        import webbrowser
+
+        webbrowser.open(pages[0].as_uri())
