@@ -237,6 +237,19 @@ def test_switching_the_active_model_is_one_statement(make_database):
         assert err.value.sqlstate == "PGA04"
 
 
+def test_switching_back_and_forth_among_models_in_any_row_order(make_database):
+    # the rows move around the heap as they are updated; whichever the UPDATE meets first,
+    # exactly one model is active after every switch
+    url = make_database()
+    with connect(url, autocommit=True) as conn:
+        for name in ("a/1", "b/1", "c/1"):
+            conn.execute("SELECT register_model(%s, 4)", (name,))
+        for name in ("c/1", "a/1", "b/1", "a/1", "c/1", "b/1", "b/1", "a/1"):
+            conn.execute("SELECT use_model(%s)", (name,))
+            active = conn.execute("SELECT name FROM embedding_model WHERE is_active").fetchall()
+            assert active == [(name,)]
+
+
 def test_searching_before_any_model_exists_says_what_to_do(make_database):
     url = make_database()
     with connect(url, autocommit=True) as conn:

@@ -38,7 +38,10 @@ END
 $$;
 
 -- Make `name` the active model: searches without an explicit model use its vectors.
--- One UPDATE, so every session sees either the old or the new model, never none.
+-- The switch is one transaction, so every other session sees either the old or the new
+-- model, never none. It takes two UPDATEs, old off then new on: a single UPDATE flipping
+-- both rows trips the one-active unique index whenever it reaches the new row first
+-- (unique indexes are checked row by row, not at the end of the statement).
 CREATE OR REPLACE FUNCTION use_model(name text) RETURNS embedding_model
 LANGUAGE plpgsql VOLATILE
 SET search_path FROM CURRENT
@@ -49,8 +52,12 @@ BEGIN
     IF name IS NULL THEN
         RAISE EXCEPTION 'use_model needs a model name' USING ERRCODE = 'PGA04';
     END IF;
-    UPDATE embedding_model em SET is_active = (em.name = use_model.name)
-    WHERE em.is_active OR em.name = use_model.name;
+    -- concurrent switches queue here; each of the UPDATEs below then sees the winner's rows
+    PERFORM 1 FROM embedding_model FOR UPDATE;
+    UPDATE embedding_model em SET is_active = false
+    WHERE em.is_active AND em.name <> use_model.name;
+    UPDATE embedding_model em SET is_active = true
+    WHERE em.name = use_model.name AND NOT em.is_active;
     chosen.is_active := true;
     RETURN chosen;
 END
