@@ -67,6 +67,26 @@ def test_load_embeddings_reports_bad_rows_and_loads_the_rest(loaded):
     assert models["test/cli"]["vectors"] == 12          # loaded twice, stored once
 
 
+def test_a_file_without_some_columns_keeps_what_the_database_knows(cli_env, tmp_path):
+    # a SemArt-style file with date and school, then another model's vectors from a file
+    # that has neither: the second load adds vectors, it does not erase metadata
+    rng = np.random.default_rng(9)
+    full = tmp_path / "full.tsv"
+    full.write_text("IMAGE_FILE\tAUTHOR\tTITLE\tDATE\tSCHOOL\tTYPE\tVECTOR\n"
+                    f"keep-1.jpg\tGOYA\tThe Parasol\t1777\tSpanish\tgenre\t"
+                    f"{vec(rng.standard_normal(1024))}\n", encoding="utf-8")
+    partial = tmp_path / "partial.tsv"
+    write_embeddings(partial, [("keep-1.jpg", "GOYA, Francisco", vec(rng.standard_normal(1024)))])
+    for path, model in ((full, "test/keep-a"), (partial, "test/keep-b")):
+        result = runner.invoke(app, ["load", "--embeddings", str(path), "--model", model])
+        assert result.exit_code == 0, result.output
+    shown = runner.invoke(app, ["show", "keep-1.jpg", "--json"])
+    painting = json.loads(shown.output)
+    assert (painting["date"], painting["school"]) == ("1777", "Spanish")   # kept
+    assert painting["author"] == "GOYA, Francisco"                        # updated
+    assert painting["painting_type"] == "portrait"                         # updated
+
+
 def test_search_similar_prints_json_for_scripts(loaded):
     path, _ = loaded
     runner.invoke(app, ["load", "--embeddings", str(path), "--model", "test/cli"])

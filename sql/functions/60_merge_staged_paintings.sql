@@ -63,23 +63,31 @@ BEGIN
                s.school, s.timeframe, s.description, s.image_uri, s.content_hash
         FROM pg_temp.painting_staging_dedup s
         ORDER BY s.image_file
+        -- A NULL in the input means "this input does not say", not "erase": a file of
+        -- another model's vectors without date or school columns must not wipe them.
         ON CONFLICT ON CONSTRAINT painting_image_file_key DO UPDATE SET
-            title = excluded.title, author = excluded.author, technique = excluded.technique,
-            date = excluded.date, painting_type = excluded.painting_type,
-            school = excluded.school, timeframe = excluded.timeframe,
-            description = excluded.description,
+            title = coalesce(excluded.title, p.title),
+            author = coalesce(excluded.author, p.author),
+            technique = coalesce(excluded.technique, p.technique),
+            date = coalesce(excluded.date, p.date),
+            painting_type = coalesce(excluded.painting_type, p.painting_type),
+            school = coalesce(excluded.school, p.school),
+            timeframe = coalesce(excluded.timeframe, p.timeframe),
+            description = coalesce(excluded.description, p.description),
             image_uri = coalesce(excluded.image_uri, p.image_uri),
             content_hash = coalesce(excluded.content_hash, p.content_hash),
             updated_at = now()
         -- leave unchanged rows alone: a re-run of the same file writes no dead tuples
         WHERE (p.title, p.author, p.technique, p.date, p.painting_type, p.school,
-               p.timeframe, p.description)
+               p.timeframe, p.description, p.image_uri, p.content_hash)
               IS DISTINCT FROM
-              (excluded.title, excluded.author, excluded.technique, excluded.date,
-               excluded.painting_type, excluded.school, excluded.timeframe,
-               excluded.description)
-           OR coalesce(excluded.image_uri, p.image_uri) IS DISTINCT FROM p.image_uri
-           OR coalesce(excluded.content_hash, p.content_hash) IS DISTINCT FROM p.content_hash
+              (coalesce(excluded.title, p.title), coalesce(excluded.author, p.author),
+               coalesce(excluded.technique, p.technique), coalesce(excluded.date, p.date),
+               coalesce(excluded.painting_type, p.painting_type),
+               coalesce(excluded.school, p.school), coalesce(excluded.timeframe, p.timeframe),
+               coalesce(excluded.description, p.description),
+               coalesce(excluded.image_uri, p.image_uri),
+               coalesce(excluded.content_hash, p.content_hash))
         RETURNING (p.xmax = 0) AS inserted
     )
     SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted)
