@@ -11,7 +11,7 @@ Revises: 0004
 
 from alembic import op
 
-from pgallery.migrations import apply_sql_file, pin_search_path
+from pgallery.migrations import apply_in_migration
 
 revision = "0005"
 down_revision = "0004"
@@ -19,17 +19,9 @@ branch_labels = None
 depends_on = None
 
 
-def _conn():
-    return op.get_bind().connection.driver_connection
-
-
 def upgrade() -> None:
-    conn = _conn()
-    pin_search_path(conn)
-    apply_sql_file(conn, "functions/40_models.sql")
+    apply_in_migration(op, "functions/40_models.sql")
 
 
 def downgrade() -> None:
-    conn = _conn()
-    pin_search_path(conn)
-    apply_sql_file(conn, "schema/0005_use_model.down.sql")
+    apply_in_migration(op, "schema/0005_use_model.down.sql")

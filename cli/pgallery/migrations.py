@@ -68,6 +68,18 @@ def apply_sql_file(conn: psycopg.Connection, relative_path: str) -> None:
     conn.execute(text)
 
 
+def apply_in_migration(op, *relative_paths: str) -> None:
+    """From an Alembic migration: pin the search path, then apply files of ``sql/`` in order.
+
+        def upgrade() -> None:
+            apply_in_migration(op, "functions/40_models.sql")
+    """
+    conn = op.get_bind().connection.driver_connection
+    pin_search_path(conn)
+    for path in relative_paths:
+        apply_sql_file(conn, path)
+
+
 def function_files() -> list[str]:
     return sorted(f"functions/{p.name}" for p in (SQL_DIR / "functions").glob("*.sql"))
 
