@@ -1,11 +1,16 @@
-"""Write paintings in batches: binary COPY into a staging table, then one merge per batch.
+"""Write paintings in batches: COPY into a staging table, then one merge per batch.
 
 Each batch is one transaction (``merge_staged_paintings`` in sql/functions/), so an
 interrupted load keeps every batch that committed and nothing of the one in flight.
+
+:func:`write_batch` sends float32 arrays in binary COPY (vectors computed in process);
+:func:`write_batch_staged` may also send rows already in COPY text format, their vectors as
+pgvector text for the server to parse (vectors read from a file, see embeddings_file.py).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -19,6 +24,17 @@ STAGING_COLUMNS = ("ordinal", "image_file", "title", "author", "technique", "dat
                    "content_hash", "embedding")
 STAGING_TYPES = ["int8"] + ["text"] * 11 + ["vector"]
 COPY_STAGING = f"COPY painting_staging ({', '.join(STAGING_COLUMNS)}) FROM STDIN (FORMAT binary)"
+COPY_STAGING_TEXT = f"COPY painting_staging ({', '.join(STAGING_COLUMNS)}) FROM STDIN"
+
+# COPY text format: these four characters must be escaped in a field; None is \N.
+_COPY_TEXT_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+_COPY_TEXT_SPECIAL = ("\\", "\t", "\n", "\r")
+_COPY_BLOCK_ROWS = 32     # rows joined per copy.write() (~0.7 MB of 1024-d vectors)
+
+
+class VectorsRejected(Exception):
+    """The server refused a row of a text COPY (a vector literal pgvector cannot read, or
+    out of float4 range). Nothing of the batch was written."""
 
 
 @dataclass
@@ -46,21 +62,70 @@ def write_batch(conn: psycopg.Connection, model: str, records: list[PaintingReco
     """Stage and merge one batch in its own transaction; returns what changed."""
     if not records:
         return MergeCounts()
+    return write_batch_staged(
+        conn, model, list(enumerate(records, start=first_ordinal)), [])
+
+
+def write_batch_staged(conn: psycopg.Connection, model: str,
+                       records: list[tuple[int, PaintingRecord]], text_lines: list[str],
+                       before_merge: Callable[[], None] | None = None) -> MergeCounts:
+    """Stage and merge one batch in its own transaction: ``records`` (ordinal, record) in
+    binary COPY, and ``text_lines`` (staging_text_line) in a text COPY. Raises
+    VectorsRejected, with nothing written, if the server refuses a text line's data.
+
+    ``before_merge`` is called between the COPY and the merge (a loader staging on two
+    connections waits there for the previous batch's commit; if it raises, nothing of
+    this batch is written)."""
+    if not records and not text_lines:
+        if before_merge:
+            before_merge()
+        return MergeCounts()
     with conn.transaction():
         conn.execute("SELECT create_painting_staging()")
         with conn.cursor() as cur:
-            with cur.copy(COPY_STAGING) as copy:
-                copy.set_types(STAGING_TYPES)
-                for offset, r in enumerate(records):
-                    vector = None if r.embedding is None else pad_to_column(r.embedding)
-                    copy.write_row((
-                        first_ordinal + offset, r.image_file, r.title, r.author, r.technique,
-                        r.date, r.painting_type, r.school, r.timeframe, r.description,
-                        r.image_uri, r.content_hash, vector,
-                    ))
+            if records:
+                with cur.copy(COPY_STAGING) as copy:
+                    copy.set_types(STAGING_TYPES)
+                    for ordinal, r in records:
+                        vector = None if r.embedding is None else pad_to_column(r.embedding)
+                        copy.write_row((
+                            ordinal, r.image_file, r.title, r.author, r.technique,
+                            r.date, r.painting_type, r.school, r.timeframe, r.description,
+                            r.image_uri, r.content_hash, vector,
+                        ))
+            if text_lines:
+                try:
+                    with cur.copy(COPY_STAGING_TEXT) as copy:
+                        for start in range(0, len(text_lines), _COPY_BLOCK_ROWS):
+                            copy.write("".join(text_lines[start:start + _COPY_BLOCK_ROWS]))
+                except psycopg.DataError as exc:   # SQLSTATE class 22
+                    raise VectorsRejected(str(exc).splitlines()[0]) from exc
+            if before_merge:
+                before_merge()
             cur.execute("SELECT * FROM merge_staged_paintings(%s)", (model,))
             inserted, updated, embeddings = cur.fetchone()
     return MergeCounts(inserted, updated, embeddings)
+
+
+def _copy_text_field(value: str | None) -> str:
+    if value is None:
+        return "\\N"
+    if any(c in value for c in _COPY_TEXT_SPECIAL):
+        return value.translate(_COPY_TEXT_ESCAPES)
+    return value
+
+
+def staging_text_line(ordinal: int, r: PaintingRecord, vector_literal: str | None) -> str:
+    """One staging row in COPY text format. ``vector_literal``: pgvector text of exactly
+    1024 dimensions made only of ``[]-+0-9.eE,`` and spaces (nothing to escape), or None."""
+    return "\t".join((
+        str(ordinal), _copy_text_field(r.image_file), _copy_text_field(r.title),
+        _copy_text_field(r.author), _copy_text_field(r.technique), _copy_text_field(r.date),
+        _copy_text_field(r.painting_type), _copy_text_field(r.school),
+        _copy_text_field(r.timeframe), _copy_text_field(r.description),
+        _copy_text_field(r.image_uri), _copy_text_field(r.content_hash),
+        "\\N" if vector_literal is None else vector_literal,
+    )) + "\n"
 
 
 def record_failures(conn: psycopg.Connection, model: str,
