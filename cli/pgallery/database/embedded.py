@@ -269,9 +269,13 @@ class EmbeddedServer:
             return
         if _running_as_root():
             self._prepare_root()
-        # A port taken by someone else since init: pick another one.
+        # A port taken by someone else since init: pick another one. The probe sets
+        # SO_REUSEADDR as PostgreSQL's own listen socket does: right after a stop, the old
+        # connections sit in TIME_WAIT on the port, which blocks a plain bind() but not the
+        # server; only a socket still listening there means the port is really taken.
         try:
             with socket.socket() as s:
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
                 s.bind(("127.0.0.1", self.port))
         except OSError:
             if not self._accepting():
