@@ -212,10 +212,6 @@ def test_the_reader_can_search_from_the_cli_but_not_load(reader_url, tmp_path, m
     assert result.exit_code == 0 and MODEL in result.output, result.output
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "commands/__init__.py's PgalleryGroup re-raises psycopg errors that errors.py's "
-    "from_database_error does not map (SQLSTATE 42501 insufficient_privilege), so a "
-    "read-only user who runs a write command gets a Python traceback, not a message"))
 def test_a_reader_running_a_write_command_gets_a_message_not_a_traceback(
         reader_url, tmp_path, monkeypatch):
     monkeypatch.setenv("DATABASE_URL", reader_url)

@@ -67,6 +67,10 @@ class SchemaNotReady(DatabaseError):
     """The database has not been migrated yet (run `pgallery migrate`)."""
 
 
+class PermissionDenied(DatabaseError):
+    """The database role may not do this (e.g. pgallery_reader running a write command)."""
+
+
 class ProviderError(PgalleryError):
     """The embedding provider failed in a way that stops the whole run."""
 
@@ -114,6 +118,12 @@ def from_database_error(exc: Exception) -> Exception:
     diag = getattr(exc, "diag", None)
     sqlstate = getattr(exc, "sqlstate", None)
     cls = SQLSTATE_ERRORS.get(sqlstate or "")
+    if sqlstate == "42501":  # insufficient_privilege
+        text = str(getattr(diag, "message_primary", None) or exc).strip()
+        return PermissionDenied(
+            f"{text}\n  hint: this database role may not do that; pgallery_reader only "
+            "searches: load, reembed, switch models and build indexes as pgallery_writer "
+            "or the owner")
     if cls is None:
         # pgvector's own input checks ("NaN not allowed in vector", "expected 1024 dimensions")
         if sqlstate == "22000" or sqlstate == "22P02":
