@@ -14,11 +14,12 @@ import numpy as np
 import psycopg
 from psycopg.rows import dict_row
 
-from pgallery.errors import from_database_error
+from pgallery.errors import FilterError, from_database_error
 
 RESULT_COLUMNS = ("painting_id", "image_file", "title", "author", "technique",
                   "painting_type", "school", "timeframe", "date", "distance", "similarity",
                   "score")
+INT4_MIN, INT4_MAX = -2**31, 2**31 - 1  # PostgreSQL's integer
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,15 @@ class SearchFilters:
     timeframe: str | None = None      # case-insensitive exact
     year_from: int | None = None      # parsed year range overlaps [year_from, year_to]
     year_to: int | None = None
+
+    def __post_init__(self):
+        # The SQL functions take integer years; a bigger number would be bound as bigint and
+        # match no function signature at all, so say what is wrong here instead.
+        for name in ("year_from", "year_to"):
+            year = getattr(self, name)
+            if year is not None and not INT4_MIN <= year <= INT4_MAX:
+                raise FilterError(f"{name} must be between {INT4_MIN} and {INT4_MAX}, "
+                                  f"got {year}")
 
     def active(self) -> dict:
         return {k: v for k, v in asdict(self).items() if v is not None}

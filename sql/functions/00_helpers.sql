@@ -20,6 +20,9 @@ RETURN '%' || replace(replace(replace(value, '\', '\\'), '%', '\%'), '_', '\_') 
 --   author, technique, school: case-insensitive substring ('gogh' matches 'GOGH, Vincent van')
 --   painting_type, timeframe:  case-insensitive exact
 --   year_from, year_to:        the painting's parsed year range overlaps [year_from, year_to]
+-- The range is built half-open, [year_from, year_to + 1), as int4range stores it anyway;
+-- int4range(year_from, year_to, '[]') would overflow computing that bound for year_to =
+-- 2147483647, the largest integer, which is as good as no upper bound.
 CREATE OR REPLACE FUNCTION painting_matches(
     p painting,
     author text, technique text, school text, painting_type text, timeframe text,
@@ -34,7 +37,9 @@ RETURN (painting_matches.author IS NULL OR p.author ILIKE like_pattern(painting_
    AND (painting_matches.timeframe IS NULL
         OR lower(p.timeframe) = lower(painting_matches.timeframe))
    AND (painting_matches.year_from IS NULL AND painting_matches.year_to IS NULL
-        OR p.years && int4range(painting_matches.year_from, painting_matches.year_to, '[]'));
+        OR p.years && int4range(painting_matches.year_from,
+                                CASE WHEN painting_matches.year_to < 2147483647
+                                     THEN painting_matches.year_to + 1 END, '[)'));
 
 -- The model to search: the one named, or the active one. Raises PGA04 otherwise.
 CREATE OR REPLACE FUNCTION resolve_model(model text) RETURNS embedding_model

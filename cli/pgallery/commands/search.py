@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json as jsonlib
+import os
 import sys
 from pathlib import Path
 from typing import Annotated, Optional
@@ -62,9 +63,12 @@ def _read_vector(spec: str) -> np.ndarray:
         text = spec
     else:
         path = Path(spec)
-        if not path.is_file():
-            raise ArgError(f"{spec}: not a file, '-' or a [..] list")
-        text = path.read_text()
+        if not os.path.isfile(path):  # False, not OSError, for a 10 KB argument
+            raise ArgError(f"{spec:.200}: not a file, '-' or a [..] list")
+        try:
+            text = path.read_text()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ArgError(f"{spec:.200}: cannot read the vector file ({exc})") from None
     try:
         values = jsonlib.loads(text)
         vector = np.asarray(values, dtype=np.float32)
@@ -179,8 +183,8 @@ def image(
 
     Example: `pgallery search image ~/photos/sunflowers.jpg --k 8`
     """
-    if not source.startswith(("http://", "https://")) and not Path(source).is_file():
-        raise ArgError(f"{source}: no such file (give a path or an http(s) URL)")
+    if not source.startswith(("http://", "https://")) and not os.path.isfile(source):
+        raise ArgError(f"{source:.200}: no such file (give a path or an http(s) URL)")
     filters = make_filters(author, technique, school, painting_type, timeframe, year_from,
                            year_to)
     with database(ctx) as conn:

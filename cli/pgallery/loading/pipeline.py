@@ -317,7 +317,7 @@ def collection_images(conn: psycopg.Connection, images_dir: Path | None = None,
     listing = SourceListing()
     for row in rows:
         uri = row["image_uri"]
-        usable = uri and (is_url(uri) or Path(uri).is_file())
+        usable = uri and (is_url(uri) or os.path.isfile(uri))
         if not usable and base is not None:
             uri = str(base / row["image_file"])
         if not uri:

@@ -34,6 +34,7 @@ from __future__ import annotations
 import html
 import math
 import numbers
+import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, is_dataclass
 from pathlib import Path
@@ -141,7 +142,7 @@ def _picture(location: object, alt: str, max_side: int, css: str = "pic") -> str
     path = _local_path(location)
     uri = thumbnail_data_uri(path, max_side=max_side)
     if uri is None:
-        return _placeholder("image not found" if not path.is_file() else "unreadable image")
+        return _placeholder("image not found" if not os.path.isfile(path) else "unreadable image")
     try:
         href = path.resolve().as_uri()
     except ValueError:
