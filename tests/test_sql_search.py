@@ -120,6 +120,23 @@ def test_rare_filter_of_one_in_a_thousand_still_returns_k_rows(db, collection):
         assert files(rows) == collection.exact_top_k(q, 10, author="gogh")
 
 
+def test_the_strategy_starts_from_the_planners_estimate_of_the_matching_rows(
+        db, collection, make_database):
+    # nearest_paintings decides exact vs. ANN from estimated_matches (an EXPLAIN, well under
+    # a millisecond) and counts for real only near the crossover or without statistics
+    def estimate(sql):
+        return db.execute(f"SELECT estimated_matches({sql}, NULL, NULL, NULL)").fetchone()[0]
+
+    common = int(collection.mask(painting_type="genre").sum())
+    assert common / 2 <= estimate("NULL, NULL, NULL, 'genre'") <= common * 2
+    # a rare substring is estimated loosely, but on the right side of the crossover (1000
+    # rows at this size), which is all the choice needs
+    assert estimate("'gogh', NULL, NULL, NULL") < 1000 <= common
+    with connect(make_database(), autocommit=True) as fresh:  # never analyzed: no guess
+        assert fresh.execute("SELECT estimated_matches('gogh', NULL, NULL, NULL, NULL, NULL,"
+                             " NULL)").fetchone()[0] is None
+
+
 def test_a_common_filter_is_answered_through_the_hnsw_index(db, collection):
     q = queries_near(collection, 1, seed=13)[0]
     plans = []

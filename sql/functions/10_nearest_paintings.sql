@@ -21,6 +21,11 @@
 -- 2000 * sqrt(rows / 100,000), at least 1000. Exact costs grow with the rows matching and
 -- the iterative scan with 1 / selectivity, so the crossover grows with sqrt(rows); bench/
 -- measured 2000 at 100k rows (bench/README.md, "Filtered search").
+-- "How many match" is first the planner's estimate (EXPLAIN of the filter alone, from the
+-- statistics ANALYZE keeps: well under a millisecond however many rows match). Only when the
+-- estimate is within 2x of prefilter_limit, or the table has no statistics yet, are the
+-- matches counted for real (bounded): counting half of a 1M-row table through a bitmap
+-- index scan cost more than the search itself.
 --
 -- Plans are steered, not left to statistics (bench/README.md, "Plan steering"):
 --   - the ANN statements run with enable_sort off, so the planner takes the vector index
@@ -30,6 +35,34 @@
 --     metadata indexes; the unfiltered ANN statement always uses one cached generic plan;
 --   - the exact filtered statement joins by nested loop: the matching paintings are found
 --     through their index and only their vectors are read, never the whole table.
+-- How many paintings pass the filters, as the planner estimates it from the statistics
+-- ANALYZE keeps; NULL before painting's first ANALYZE (the estimate would be a guess).
+-- EXPLAIN is only allowed in a VOLATILE function, hence a function of its own. The
+-- statement text is fixed; the filter values are bound parameters, as everywhere else.
+CREATE OR REPLACE FUNCTION estimated_matches(
+    author text, technique text, school text, painting_type text, timeframe text,
+    year_from integer, year_to integer
+) RETURNS float8
+LANGUAGE plpgsql VOLATILE
+SET search_path FROM CURRENT
+AS $$
+DECLARE
+    plan json;
+BEGIN
+    IF NOT EXISTS (SELECT FROM pg_stats s
+                   WHERE s.schemaname = (SELECT c.relnamespace::regnamespace::name
+                                         FROM pg_class c WHERE c.oid = 'painting'::regclass)
+                     AND s.tablename = 'painting') THEN
+        RETURN NULL;
+    END IF;
+    EXECUTE 'EXPLAIN (FORMAT JSON) SELECT 1 FROM painting p'
+            ' WHERE painting_matches(p, $1, $2, $3, $4, $5, $6, $7)'
+       INTO plan
+       USING author, technique, school, painting_type, timeframe, year_from, year_to;
+    RETURN (plan -> 0 -> 'Plan' ->> 'Plan Rows')::float8;
+END
+$$;
+
 CREATE OR REPLACE FUNCTION nearest_paintings(
     q vector,                 -- already a 1024-d column vector (see to_column_vector)
     model_name text,
@@ -57,7 +90,7 @@ DECLARE
     has_filters boolean := num_nonnulls(f_author, f_technique, f_school, f_painting_type,
                                         f_timeframe, f_year_from, f_year_to) > 0;
     prefilter_limit integer;
-    matching integer;
+    matching float8;
     page search_result[];
 BEGIN
     -- pgvector accepts hnsw.ef_search up to 1000; beyond, the iterative scan supplies rows
@@ -127,13 +160,18 @@ BEGIN
             INTO prefilter_limit
             FROM pg_class c WHERE c.oid = 'painting_embedding'::regclass;
         END IF;
-        -- A bounded count: stops reading at prefilter_limit matches.
-        SELECT count(*) INTO matching FROM (
-            SELECT 1 FROM painting p
-            WHERE painting_matches(p, f_author, f_technique, f_school, f_painting_type,
-                                   f_timeframe, f_year_from, f_year_to)
-            LIMIT prefilter_limit
-        ) AS bounded;
+        matching := estimated_matches(f_author, f_technique, f_school, f_painting_type,
+                                      f_timeframe, f_year_from, f_year_to);
+        IF matching IS NULL OR matching BETWEEN prefilter_limit / 2.0 AND prefilter_limit * 2.0
+        THEN
+            -- A bounded count: stops reading at prefilter_limit matches.
+            SELECT count(*) INTO matching FROM (
+                SELECT 1 FROM painting p
+                WHERE painting_matches(p, f_author, f_technique, f_school, f_painting_type,
+                                       f_timeframe, f_year_from, f_year_to)
+                LIMIT prefilter_limit
+            ) AS bounded;
+        END IF;
         exact := matching < prefilter_limit;
     END IF;
 

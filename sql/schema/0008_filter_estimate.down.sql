@@ -1,0 +1,160 @@
+-- Downgrade of migration 0008: nearest_paintings as migration 0003 created it (it always
+-- counted the matching paintings, bounded, to choose between exact and ANN), without
+-- estimated_matches. The migration re-applies schema/0004_roles.sql afterwards.
+
+DROP FUNCTION IF EXISTS estimated_matches;
+
+CREATE OR REPLACE FUNCTION nearest_paintings(
+    q vector,                 -- already a 1024-d column vector (see to_column_vector)
+    model_name text,
+    k integer,
+    f_author text, f_technique text, f_school text, f_painting_type text, f_timeframe text,
+    f_year_from integer, f_year_to integer,
+    exclude_painting bigint,  -- search_by_image leaves the query painting out
+    ef_search integer,
+    probes integer,
+    exact boolean
+) RETURNS SETOF search_result
+LANGUAGE plpgsql STABLE
+SET search_path FROM CURRENT
+-- Placeholders: they make the set_config() calls below local to this function.
+SET hnsw.ef_search = 40
+SET hnsw.iterative_scan = relaxed_order
+SET ivfflat.probes = 1
+SET ivfflat.iterative_scan = relaxed_order
+SET enable_sort = on
+SET enable_hashjoin = on
+SET enable_mergejoin = on
+SET plan_cache_mode = auto
+AS $$
+DECLARE
+    has_filters boolean := num_nonnulls(f_author, f_technique, f_school, f_painting_type,
+                                        f_timeframe, f_year_from, f_year_to) > 0;
+    prefilter_limit integer;
+    matching integer;
+    page search_result[];
+BEGIN
+    -- pgvector accepts hnsw.ef_search up to 1000; beyond, the iterative scan supplies rows
+    PERFORM set_config('hnsw.ef_search', least(greatest(ef_search, k), 1000)::text, true),
+            set_config('ivfflat.probes', probes::text, true);
+
+    IF NOT has_filters THEN
+        IF NOT exact THEN
+            -- ORDER BY embedding <=> q LIMIT k on the embeddings alone: the shape the
+            -- HNSW/IVFFlat index answers; the k paintings are joined afterwards. The
+            -- relaxed iterative scan may return rows slightly out of order, hence the sort
+            -- when the page is assembled. The page is kept in a variable: if it comes back
+            -- short, the exact path below replaces it.
+            -- One cached generic plan (planning it per call costs more than the search:
+            -- with LIMIT k unknown the planner would keep re-planning), pinned to the
+            -- index scan and a nested-loop join of the k rows.
+            PERFORM set_config('enable_sort', 'off', true),
+                    set_config('enable_hashjoin', 'off', true),
+                    set_config('enable_mergejoin', 'off', true),
+                    set_config('plan_cache_mode', 'force_generic_plan', true);
+            SELECT array_agg(ROW(p.painting_id, p.image_file, p.title, p.author, p.technique,
+                                 p.painting_type, p.school, p.timeframe, p.date,
+                                 h.distance, 1 - h.distance, 1 - h.distance)::search_result
+                             ORDER BY h.distance, h.painting_id)
+            INTO page
+            FROM (SELECT e.painting_id, e.embedding <=> q AS distance
+                  FROM painting_embedding e
+                  WHERE e.model = model_name
+                    AND e.painting_id IS DISTINCT FROM exclude_painting
+                  ORDER BY e.embedding <=> q
+                  LIMIT k) AS h
+            JOIN painting p ON p.painting_id = h.painting_id;
+            IF cardinality(page) = k THEN
+                RETURN QUERY SELECT * FROM unnest(page);
+                RETURN;
+            END IF;
+            PERFORM set_config('enable_sort', 'on', true),
+                    set_config('enable_hashjoin', 'on', true),
+                    set_config('enable_mergejoin', 'on', true),
+                    set_config('plan_cache_mode', 'auto', true);
+        END IF;
+        -- Exact: every vector of the model, top k by a bounded sort; "+ 0" keeps the
+        -- planner off the ANN index.
+        RETURN QUERY
+        SELECT p.painting_id, p.image_file, p.title, p.author, p.technique,
+               p.painting_type, p.school, p.timeframe, p.date,
+               h.distance, 1 - h.distance, 1 - h.distance
+        FROM (SELECT e.painting_id, e.embedding <=> q AS distance
+              FROM painting_embedding e
+              WHERE e.model = model_name
+                AND e.painting_id IS DISTINCT FROM exclude_painting
+              ORDER BY (e.embedding <=> q) + 0, e.painting_id
+              LIMIT k) AS h
+        JOIN painting p ON p.painting_id = h.painting_id
+        ORDER BY h.distance, h.painting_id;
+        RETURN;
+    END IF;
+
+    -- Filtered: plan each statement for this call's filter values.
+    PERFORM set_config('plan_cache_mode', 'force_custom_plan', true);
+    IF NOT exact THEN
+        prefilter_limit := nullif(current_setting('pgallery.prefilter_limit', true), '')::integer;
+        IF prefilter_limit IS NULL THEN
+            -- (reltuples is -1 until the first ANALYZE: take the 100k figure)
+            SELECT greatest(1000, round(2000 * sqrt(
+                       CASE WHEN c.reltuples < 0 THEN 100000 ELSE c.reltuples END / 100000.0)))
+            INTO prefilter_limit
+            FROM pg_class c WHERE c.oid = 'painting_embedding'::regclass;
+        END IF;
+        -- A bounded count: stops reading at prefilter_limit matches.
+        SELECT count(*) INTO matching FROM (
+            SELECT 1 FROM painting p
+            WHERE painting_matches(p, f_author, f_technique, f_school, f_painting_type,
+                                   f_timeframe, f_year_from, f_year_to)
+            LIMIT prefilter_limit
+        ) AS bounded;
+        exact := matching < prefilter_limit;
+    END IF;
+
+    IF NOT exact THEN
+        -- Many rows match: the ANN index with the iterative scan, filters checked as the
+        -- graph is walked.
+        PERFORM set_config('enable_sort', 'off', true);
+        SELECT array_agg(ROW(h.*, 1 - h.distance, 1 - h.distance)::search_result
+                         ORDER BY h.distance, h.painting_id)
+        INTO page
+        FROM (SELECT p.painting_id, p.image_file, p.title, p.author, p.technique,
+                     p.painting_type, p.school, p.timeframe, p.date,
+                     e.embedding <=> q AS distance
+              FROM painting_embedding e
+              JOIN painting p ON p.painting_id = e.painting_id
+              WHERE e.model = model_name
+                AND p.painting_id IS DISTINCT FROM exclude_painting
+                AND painting_matches(p, f_author, f_technique, f_school, f_painting_type,
+                                     f_timeframe, f_year_from, f_year_to)
+              ORDER BY e.embedding <=> q
+              LIMIT k) AS h;
+        IF cardinality(page) = k THEN
+            RETURN QUERY SELECT * FROM unnest(page);
+            RETURN;
+        END IF;
+        -- Fewer than k: either fewer paintings match, or the index scan stopped early
+        -- (hnsw.max_scan_tuples). The exact path decides.
+        PERFORM set_config('enable_sort', 'on', true);
+    END IF;
+
+    -- Exact over the matching paintings: found through the metadata indexes, each one's
+    -- vector read by primary key (nested loop), top k by a bounded sort.
+    PERFORM set_config('enable_hashjoin', 'off', true),
+            set_config('enable_mergejoin', 'off', true);
+    RETURN QUERY
+    SELECT ranked.*, 1 - ranked.distance, 1 - ranked.distance FROM (
+        SELECT p.painting_id, p.image_file, p.title, p.author, p.technique,
+               p.painting_type, p.school, p.timeframe, p.date,
+               e.embedding <=> q AS distance
+        FROM painting p
+        JOIN painting_embedding e ON e.painting_id = p.painting_id AND e.model = model_name
+        WHERE p.painting_id IS DISTINCT FROM exclude_painting
+          AND painting_matches(p, f_author, f_technique, f_school, f_painting_type,
+                               f_timeframe, f_year_from, f_year_to)
+        -- "+ 0" keeps the planner off the ANN index: this path must be exact.
+        ORDER BY (e.embedding <=> q) + 0, p.painting_id
+        LIMIT k
+    ) AS ranked;
+END
+$$;
