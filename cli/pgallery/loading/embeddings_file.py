@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import csv
 import itertools
+import os
 import re
 import threading
 import warnings
@@ -68,6 +69,9 @@ def _next_frame(reader) -> tuple[pd.DataFrame | None, list[RejectedRow]]:
 
 
 def _open_frames(path: Path, chunk_rows: int):
+    """The file's first frame, the rows skipped before it, and the frames after it."""
+    if not os.path.isfile(path):  # False, not an OSError, for a name too long to exist
+        raise ArgError(f"{str(path):.200}: no such file")
     for encoding in ("utf-8", "cp1252"):
         try:
             reader = pd.read_csv(
@@ -101,8 +105,6 @@ def read_embeddings_file(path: Path, dimension: int | None = None,
     ``dimension``: the expected vector length; None = take it from the first good row.
     """
     path = Path(path)
-    if not path.is_file():
-        raise ArgError(f"{path}: no such file")
     frame, skipped, rest = _open_frames(path, chunk_rows)
     if frame is None:
         if skipped:
@@ -453,8 +455,6 @@ def read_for_copy(path: Path, dimension: int, chunk_rows: int = 2000) -> Iterato
     """Like read_embeddings_file, but a record whose vector passes the cheap checks gets a
     COPY text line instead of a parsed vector."""
     path = Path(path)
-    if not path.is_file():
-        raise ArgError(f"{path}: no such file")
     frame, skipped, rest = _open_frames(path, chunk_rows)
     if frame is None:
         if skipped:
