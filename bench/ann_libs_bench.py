@@ -119,11 +119,11 @@ def main(argv=None) -> dict:
     if curve:
         print("\npgallery search_by_vector (from search_%d.json): " % a.size
               + ", ".join(f"ef {e}: {r:.3f} @ {l:.2f} ms" for r, l, e in curve))
-    plot(rows, curve, RESULTS / f"ann_libs_{a.size}.png", a.size)
     payload = {"size": a.size, "queries": a.queries, "M": M,
                "ef_construction": EF_CONSTRUCTION, "build_s": builds, "rows": rows,
                "pgallery_curve": curve}
     write_result(f"ann_libs_{a.size}", payload)
+    plot(rows, curve, RESULTS / f"ann_libs_{a.size}.png", a.size)
     return payload
 
 

@@ -134,10 +134,10 @@ def main(argv=None) -> dict:
     print(f"\ntargets: full pages {targets['full_pages_always']}, "
           f"min recall@10 {targets['min_recall']:.3f} (>= 0.95), "
           f"max p95 {targets['max_p95_ms']:.1f} ms (<= 20 ms)")
-    plot(rows, RESULTS / f"filters_{a.size}.png", a.size)
     payload = {"size": a.size, "queries": a.queries, "runs": a.runs, "server": facts,
                "prefilter_limit_setting": prefilter, "rows": rows, "targets": targets}
     write_result(f"filters_{a.size}", payload)
+    plot(rows, RESULTS / f"filters_{a.size}.png", a.size)
     return payload
 
 

@@ -199,11 +199,11 @@ def main(argv=None) -> dict:
     extra = defaults_and_exact(db["url"], plans, a.runs)
     from common import RESULTS
     RESULTS.mkdir(exist_ok=True)
-    plot(rows, RESULTS / f"search_{a.size}.png", a.size)
     payload = {"size": a.size, "queries": a.queries, "runs": a.runs, "model": MODEL,
                "server": facts,
                "database": {k: v for k, v in db.items() if k != "url"}, "sweep": rows, "defaults_and_exact": extra}
     write_result(f"search_{a.size}", payload)
+    plot(rows, RESULTS / f"search_{a.size}.png", a.size)
     return payload
 
 
