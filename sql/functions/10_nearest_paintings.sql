@@ -36,7 +36,8 @@
 --   - the exact filtered statement joins by nested loop: the matching paintings are found
 --     through their index and only their vectors are read, never the whole table.
 -- How many paintings pass the filters, as the planner estimates it from the statistics
--- ANALYZE keeps; NULL before painting's first ANALYZE (the estimate would be a guess).
+-- ANALYZE keeps; NULL before painting's first ANALYZE (the estimate would be a guess) and
+-- when a custom scan answers (Citus's distributed scan carries a placeholder row count).
 -- EXPLAIN is only allowed in a VOLATILE function, hence a function of its own. The
 -- statement text is fixed; the filter values are bound parameters, as everywhere else.
 CREATE OR REPLACE FUNCTION estimated_matches(
@@ -59,6 +60,9 @@ BEGIN
             ' WHERE painting_matches(p, $1, $2, $3, $4, $5, $6, $7)'
        INTO plan
        USING author, technique, school, painting_type, timeframe, year_from, year_to;
+    IF plan -> 0 -> 'Plan' ->> 'Node Type' = 'Custom Scan' THEN
+        RETURN NULL;
+    END IF;
     RETURN (plan -> 0 -> 'Plan' ->> 'Plan Rows')::float8;
 END
 $$;
