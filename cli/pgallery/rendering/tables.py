@@ -3,14 +3,24 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Iterable, Sequence
 
 from rich.console import Console
 from rich.table import Table
 
-console = Console()
-err_console = Console(stderr=True)
+
+def _piped_width(stream) -> int | None:
+    """A terminal's own width, or COLUMNS; else 160 columns when piped to a file or a pager
+    (rich's fallback of 80 wraps every title and file name over several lines)."""
+    if os.environ.get("COLUMNS") or (hasattr(stream, "isatty") and stream.isatty()):
+        return None
+    return 160
+
+
+console = Console(width=_piped_width(sys.stdout))
+err_console = Console(stderr=True, width=_piped_width(sys.stderr))
 
 
 def _fmt(value) -> str:
