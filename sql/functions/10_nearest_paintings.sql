@@ -1,3 +1,36 @@
+-- How many paintings pass the filters, as the planner estimates it from the statistics
+-- ANALYZE keeps; NULL before painting's first ANALYZE (the estimate would be a guess) and
+-- when a custom scan answers (Citus's distributed scan carries a placeholder row count).
+-- EXPLAIN is only allowed in a VOLATILE function, hence a function of its own (it changes
+-- nothing, so the STABLE nearest_paintings may call it). The statement text is fixed; the
+-- filter values are bound parameters, as everywhere else.
+CREATE OR REPLACE FUNCTION estimated_matches(
+    author text, technique text, school text, painting_type text, timeframe text,
+    year_from integer, year_to integer
+) RETURNS float8
+LANGUAGE plpgsql VOLATILE
+SET search_path FROM CURRENT
+AS $$
+DECLARE
+    plan json;
+BEGIN
+    IF NOT EXISTS (SELECT FROM pg_stats s
+                   WHERE s.schemaname = (SELECT c.relnamespace::regnamespace::name
+                                         FROM pg_class c WHERE c.oid = 'painting'::regclass)
+                     AND s.tablename = 'painting') THEN
+        RETURN NULL;
+    END IF;
+    EXECUTE 'EXPLAIN (FORMAT JSON) SELECT 1 FROM painting p'
+            ' WHERE painting_matches(p, $1, $2, $3, $4, $5, $6, $7)'
+       INTO plan
+       USING author, technique, school, painting_type, timeframe, year_from, year_to;
+    IF plan -> 0 -> 'Plan' ->> 'Node Type' = 'Custom Scan' THEN
+        RETURN NULL;
+    END IF;
+    RETURN (plan -> 0 -> 'Plan' ->> 'Plan Rows')::float8;
+END
+$$;
+
 -- The engine behind every search_* function: the k paintings nearest to a vector among
 -- those that pass the metadata filters, under one model.
 --
@@ -35,38 +68,6 @@
 --     metadata indexes; the unfiltered ANN statement always uses one cached generic plan;
 --   - the exact filtered statement joins by nested loop: the matching paintings are found
 --     through their index and only their vectors are read, never the whole table.
--- How many paintings pass the filters, as the planner estimates it from the statistics
--- ANALYZE keeps; NULL before painting's first ANALYZE (the estimate would be a guess) and
--- when a custom scan answers (Citus's distributed scan carries a placeholder row count).
--- EXPLAIN is only allowed in a VOLATILE function, hence a function of its own. The
--- statement text is fixed; the filter values are bound parameters, as everywhere else.
-CREATE OR REPLACE FUNCTION estimated_matches(
-    author text, technique text, school text, painting_type text, timeframe text,
-    year_from integer, year_to integer
-) RETURNS float8
-LANGUAGE plpgsql VOLATILE
-SET search_path FROM CURRENT
-AS $$
-DECLARE
-    plan json;
-BEGIN
-    IF NOT EXISTS (SELECT FROM pg_stats s
-                   WHERE s.schemaname = (SELECT c.relnamespace::regnamespace::name
-                                         FROM pg_class c WHERE c.oid = 'painting'::regclass)
-                     AND s.tablename = 'painting') THEN
-        RETURN NULL;
-    END IF;
-    EXECUTE 'EXPLAIN (FORMAT JSON) SELECT 1 FROM painting p'
-            ' WHERE painting_matches(p, $1, $2, $3, $4, $5, $6, $7)'
-       INTO plan
-       USING author, technique, school, painting_type, timeframe, year_from, year_to;
-    IF plan -> 0 -> 'Plan' ->> 'Node Type' = 'Custom Scan' THEN
-        RETURN NULL;
-    END IF;
-    RETURN (plan -> 0 -> 'Plan' ->> 'Plan Rows')::float8;
-END
-$$;
-
 CREATE OR REPLACE FUNCTION nearest_paintings(
     q vector,                 -- already a 1024-d column vector (see to_column_vector)
     model_name text,
