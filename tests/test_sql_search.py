@@ -13,8 +13,6 @@ from synthetic import load_collection, make_collection, queries_near
 N = 20_000
 MODEL = "test/synthetic"
 
-HNSW = ("CREATE INDEX painting_embedding_hnsw ON painting_embedding "
-        "USING hnsw (embedding vector_cosine_ops) WITH (m = 16, ef_construction = 64)")
 
 
 @pytest.fixture(scope="module")
@@ -28,11 +26,13 @@ def search_db(make_database, collection):
     (index-after-load is 4x faster than inserting into the graph row by row)."""
     url = make_database(prefix="search")
     with connect(url, autocommit=True) as conn:
+        hnsw = conn.execute("SELECT pg_get_indexdef('painting_embedding_hnsw'::regclass)"
+                            ).fetchone()[0]  # the migration's definition, rebuilt as it was
         conn.execute("DROP INDEX painting_embedding_hnsw")
     with connect(url) as conn:
         load_collection(conn, collection, MODEL)
     with connect(url, autocommit=True) as conn:
-        conn.execute(HNSW)
+        conn.execute(hnsw)
         conn.execute("ANALYZE")
     return url
 
@@ -137,19 +137,37 @@ def test_the_strategy_starts_from_the_planners_estimate_of_the_matching_rows(
                              " NULL)").fetchone()[0] is None
 
 
-def test_a_common_filter_is_answered_through_the_hnsw_index(db, collection):
-    q = queries_near(collection, 1, seed=13)[0]
+def plans_of(db, statement: str, args) -> tuple[list, list[str]]:
+    """Rows of a search, and the plans of every statement it ran (auto_explain)."""
     plans = []
     db.add_notice_handler(lambda d: plans.append(d.message_primary))
     db.execute("LOAD 'auto_explain'")
     db.execute("SET auto_explain.log_min_duration = 0")
     db.execute("SET auto_explain.log_nested_statements = on")
     db.execute("SET auto_explain.log_level = notice")
-    rows = db.execute("SELECT * FROM search_by_vector(%s, k => 10, painting_type => 'genre')",
-                      (q,)).fetchall()
+    rows = db.execute(statement, args).fetchall()
     db.execute("SET auto_explain.log_min_duration = -1")
+    return rows, plans
+
+
+def test_a_common_filter_is_answered_through_the_hnsw_index(db, collection):
+    q = queries_near(collection, 1, seed=13)[0]
+    rows, plans = plans_of(db, "SELECT * FROM search_by_vector(%s, k => 10,"
+                               " painting_type => 'genre')", (q,))
     assert len(rows) == 10
     assert any("painting_embedding_hnsw" in plan for plan in plans)
+
+
+def test_an_unfiltered_search_walks_the_half_precision_index_and_reports_full_distances(
+        db, collection):
+    q = queries_near(collection, 1, seed=17)[0]
+    rows, plans = plans_of(db, "SELECT * FROM search_by_vector(%s, k => 10)", (q,))
+    assert any("Index Scan using painting_embedding_hnsw" in plan for plan in plans), plans
+    # the distances are the single-precision ones, not the index's half-precision copies
+    exact = db.execute("SELECT p.image_file, e.embedding <=> %s FROM painting_embedding e"
+                       " JOIN painting p USING (painting_id) WHERE p.image_file = ANY(%s)",
+                       (q, [r[1] for r in rows])).fetchall()
+    assert {r[1]: r[9] for r in rows} == dict(exact)
 
 
 def test_filter_values_are_data_never_sql(db):

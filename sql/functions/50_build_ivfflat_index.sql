@@ -27,8 +27,11 @@ BEGIN
     END IF;
     DROP INDEX IF EXISTS painting_embedding_ivfflat_new;
     -- lists is an integer: format's %s cannot inject anything here
+    -- The same normalised half-precision shape as the HNSW index (migration 0009), which
+    -- is what nearest_paintings orders by.
     EXECUTE format('CREATE INDEX painting_embedding_ivfflat_new ON painting_embedding '
-                   'USING ivfflat (embedding vector_cosine_ops) WITH (lists = %s)', lists);
+                   'USING ivfflat ((l2_normalize(embedding)::halfvec(1024)) '
+                   'halfvec_cosine_ops) WITH (lists = %s)', lists);
     DROP INDEX IF EXISTS painting_embedding_ivfflat;
     ALTER INDEX painting_embedding_ivfflat_new RENAME TO painting_embedding_ivfflat;
     RAISE NOTICE 'built painting_embedding_ivfflat with % lists', lists;

@@ -42,8 +42,9 @@ DATABASE = "pgallery"
 
 # Server settings for a 1024-d vector workload on a small machine. HNSW builds are much
 # faster when the graph fits in maintenance_work_mem; wal_level=replica allows a hot standby.
-# shared_buffers holds the HNSW index (about 8 kB per painting: 820 MB at 100k) so that a
-# search reads no page from outside PostgreSQL's cache (bench/README.md, "Memory").
+# shared_buffers holds the HNSW index (about 2.7 kB per painting in half precision: 260 MB
+# at 100k) and the hot vectors, so that a search reads little from outside PostgreSQL's
+# cache (bench/README.md, "Memory").
 SERVER_SETTINGS = {
     "listen_addresses": "'127.0.0.1'",
     "unix_socket_directories": "''",  # TCP only: socket paths have a 107-byte limit

@@ -1,0 +1,242 @@
+-- Downgrade of migration 0009: the ANN indexes over the single-precision column again, and
+-- build_ivfflat_index and nearest_paintings as migrations 0003 and 0008 left them. The
+-- migration re-applies schema/0004_roles.sql afterwards (SECURITY DEFINER).
+
+CREATE OR REPLACE PROCEDURE build_ivfflat_index(lists integer DEFAULT NULL)
+LANGUAGE plpgsql
+SET search_path FROM CURRENT
+AS $$
+DECLARE
+    n bigint;
+BEGIN
+    IF lists IS NULL THEN
+        SELECT count(*) INTO n FROM painting_embedding;
+        lists := greatest(1, CASE WHEN n <= 1000000 THEN n / 1000
+                                  ELSE floor(sqrt(n))::bigint END)::integer;
+    ELSIF lists < 1 OR lists > 32768 THEN
+        RAISE EXCEPTION 'lists must be between 1 and 32768, got %', lists
+            USING ERRCODE = 'PGA06';
+    END IF;
+    DROP INDEX IF EXISTS painting_embedding_ivfflat_new;
+    -- lists is an integer: format's %s cannot inject anything here
+    EXECUTE format('CREATE INDEX painting_embedding_ivfflat_new ON painting_embedding '
+                   'USING ivfflat (embedding vector_cosine_ops) WITH (lists = %s)', lists);
+    DROP INDEX IF EXISTS painting_embedding_ivfflat;
+    ALTER INDEX painting_embedding_ivfflat_new RENAME TO painting_embedding_ivfflat;
+    RAISE NOTICE 'built painting_embedding_ivfflat with % lists', lists;
+END
+$$;
+
+DROP INDEX IF EXISTS painting_embedding_hnsw;
+CREATE INDEX painting_embedding_hnsw ON painting_embedding
+    USING hnsw (embedding vector_cosine_ops) WITH (m = 16, ef_construction = 64);
+
+DO $$
+DECLARE
+    old_lists integer;
+BEGIN
+    SELECT o.option_value::integer INTO old_lists
+    FROM pg_class c, pg_options_to_table(c.reloptions) AS o
+    WHERE c.oid = to_regclass('painting_embedding_ivfflat') AND o.option_name = 'lists';
+    IF FOUND THEN
+        CALL build_ivfflat_index(old_lists);
+    END IF;
+END
+$$;
+
+-- The engine behind every search_* function: the k paintings nearest to a vector among
+-- those that pass the metadata filters, under one model.
+--
+--   SELECT * FROM nearest_paintings('[...]'::vector, 'azure-vision/2023-04-15', 10,
+--                                   NULL, NULL, NULL, 'portrait', NULL, NULL, NULL,
+--                                   NULL, 100, 10, false);
+--
+-- Callers pass the recall settings they resolved (ef_search, probes, exact); this function
+-- applies them with set_config() and its own SET clauses keep those changes from leaking
+-- into the caller's transaction.
+--
+-- Strategy, per call:
+--   1. no filters              -> the ANN index (HNSW, or IVFFlat if that is what exists)
+--   2. filters matching few    -> exact: read the matching rows through the metadata
+--      rows (< prefilter_limit)   indexes and sort them by distance (fast, and exact)
+--   3. other filters           -> the ANN index with pgvector 0.8's iterative scan, which
+--                                 keeps walking the graph until k rows pass the filters
+--   4. if the ANN path returns fewer than k rows (the scan gave up after hnsw.max_scan_tuples),
+--      fall back to exact, so a full page comes back whenever k paintings match.
+-- prefilter_limit comes from the setting pgallery.prefilter_limit; unset, it is
+-- 2000 * sqrt(rows / 100,000), at least 1000. Exact costs grow with the rows matching and
+-- the iterative scan with 1 / selectivity, so the crossover grows with sqrt(rows); bench/
+-- measured 2000 at 100k rows (bench/README.md, "Filtered search").
+-- "How many match" is first the planner's estimate (EXPLAIN of the filter alone, from the
+-- statistics ANALYZE keeps: well under a millisecond however many rows match). Only when the
+-- estimate is within 2x of prefilter_limit, or the table has no statistics yet, are the
+-- matches counted for real (bounded): counting half of a 1M-row table through a bitmap
+-- index scan cost more than the search itself.
+--
+-- Plans are steered, not left to statistics (bench/README.md, "Plan steering"):
+--   - the ANN statements run with enable_sort off, so the planner takes the vector index
+--     even before the first ANALYZE (when it estimates a handful of rows and would sort);
+--   - the filtered statements are planned per call (plan_cache_mode = force_custom_plan):
+--     a generic plan cannot drop the "filter IS NULL OR ..." arms and so cannot use the
+--     metadata indexes; the unfiltered ANN statement always uses one cached generic plan;
+--   - the exact filtered statement joins by nested loop: the matching paintings are found
+--     through their index and only their vectors are read, never the whole table.
+CREATE OR REPLACE FUNCTION nearest_paintings(
+    q vector,                 -- already a 1024-d column vector (see to_column_vector)
+    model_name text,
+    k integer,
+    f_author text, f_technique text, f_school text, f_painting_type text, f_timeframe text,
+    f_year_from integer, f_year_to integer,
+    exclude_painting bigint,  -- search_by_image leaves the query painting out
+    ef_search integer,
+    probes integer,
+    exact boolean
+) RETURNS SETOF search_result
+LANGUAGE plpgsql STABLE
+SET search_path FROM CURRENT
+-- Placeholders: they make the set_config() calls below local to this function.
+SET hnsw.ef_search = 40
+SET hnsw.iterative_scan = relaxed_order
+SET ivfflat.probes = 1
+SET ivfflat.iterative_scan = relaxed_order
+SET enable_sort = on
+SET enable_hashjoin = on
+SET enable_mergejoin = on
+SET plan_cache_mode = auto
+AS $$
+DECLARE
+    has_filters boolean := num_nonnulls(f_author, f_technique, f_school, f_painting_type,
+                                        f_timeframe, f_year_from, f_year_to) > 0;
+    prefilter_limit integer;
+    matching float8;
+    page search_result[];
+BEGIN
+    -- pgvector accepts hnsw.ef_search up to 1000; beyond, the iterative scan supplies rows
+    PERFORM set_config('hnsw.ef_search', least(greatest(ef_search, k), 1000)::text, true),
+            set_config('ivfflat.probes', probes::text, true);
+
+    IF NOT has_filters THEN
+        IF NOT exact THEN
+            -- ORDER BY embedding <=> q LIMIT k on the embeddings alone: the shape the
+            -- HNSW/IVFFlat index answers; the k paintings are joined afterwards. The
+            -- relaxed iterative scan may return rows slightly out of order, hence the sort
+            -- when the page is assembled. The page is kept in a variable: if it comes back
+            -- short, the exact path below replaces it.
+            -- One cached generic plan (planning it per call costs more than the search:
+            -- with LIMIT k unknown the planner would keep re-planning), pinned to the
+            -- index scan and a nested-loop join of the k rows.
+            PERFORM set_config('enable_sort', 'off', true),
+                    set_config('enable_hashjoin', 'off', true),
+                    set_config('enable_mergejoin', 'off', true),
+                    set_config('plan_cache_mode', 'force_generic_plan', true);
+            SELECT array_agg(ROW(p.painting_id, p.image_file, p.title, p.author, p.technique,
+                                 p.painting_type, p.school, p.timeframe, p.date,
+                                 h.distance, 1 - h.distance, 1 - h.distance)::search_result
+                             ORDER BY h.distance, h.painting_id)
+            INTO page
+            FROM (SELECT e.painting_id, e.embedding <=> q AS distance
+                  FROM painting_embedding e
+                  WHERE e.model = model_name
+                    AND e.painting_id IS DISTINCT FROM exclude_painting
+                  ORDER BY e.embedding <=> q
+                  LIMIT k) AS h
+            JOIN painting p ON p.painting_id = h.painting_id;
+            IF cardinality(page) = k THEN
+                RETURN QUERY SELECT * FROM unnest(page);
+                RETURN;
+            END IF;
+            PERFORM set_config('enable_sort', 'on', true),
+                    set_config('enable_hashjoin', 'on', true),
+                    set_config('enable_mergejoin', 'on', true),
+                    set_config('plan_cache_mode', 'auto', true);
+        END IF;
+        -- Exact: every vector of the model, top k by a bounded sort; "+ 0" keeps the
+        -- planner off the ANN index.
+        RETURN QUERY
+        SELECT p.painting_id, p.image_file, p.title, p.author, p.technique,
+               p.painting_type, p.school, p.timeframe, p.date,
+               h.distance, 1 - h.distance, 1 - h.distance
+        FROM (SELECT e.painting_id, e.embedding <=> q AS distance
+              FROM painting_embedding e
+              WHERE e.model = model_name
+                AND e.painting_id IS DISTINCT FROM exclude_painting
+              ORDER BY (e.embedding <=> q) + 0, e.painting_id
+              LIMIT k) AS h
+        JOIN painting p ON p.painting_id = h.painting_id
+        ORDER BY h.distance, h.painting_id;
+        RETURN;
+    END IF;
+
+    -- Filtered: plan each statement for this call's filter values.
+    PERFORM set_config('plan_cache_mode', 'force_custom_plan', true);
+    IF NOT exact THEN
+        prefilter_limit := nullif(current_setting('pgallery.prefilter_limit', true), '')::integer;
+        IF prefilter_limit IS NULL THEN
+            -- (reltuples is -1 until the first ANALYZE: take the 100k figure)
+            SELECT greatest(1000, round(2000 * sqrt(
+                       CASE WHEN c.reltuples < 0 THEN 100000 ELSE c.reltuples END / 100000.0)))
+            INTO prefilter_limit
+            FROM pg_class c WHERE c.oid = 'painting_embedding'::regclass;
+        END IF;
+        matching := estimated_matches(f_author, f_technique, f_school, f_painting_type,
+                                      f_timeframe, f_year_from, f_year_to);
+        IF matching IS NULL OR matching BETWEEN prefilter_limit / 2.0 AND prefilter_limit * 2.0
+        THEN
+            -- A bounded count: stops reading at prefilter_limit matches.
+            SELECT count(*) INTO matching FROM (
+                SELECT 1 FROM painting p
+                WHERE painting_matches(p, f_author, f_technique, f_school, f_painting_type,
+                                       f_timeframe, f_year_from, f_year_to)
+                LIMIT prefilter_limit
+            ) AS bounded;
+        END IF;
+        exact := matching < prefilter_limit;
+    END IF;
+
+    IF NOT exact THEN
+        -- Many rows match: the ANN index with the iterative scan, filters checked as the
+        -- graph is walked.
+        PERFORM set_config('enable_sort', 'off', true);
+        SELECT array_agg(ROW(h.*, 1 - h.distance, 1 - h.distance)::search_result
+                         ORDER BY h.distance, h.painting_id)
+        INTO page
+        FROM (SELECT p.painting_id, p.image_file, p.title, p.author, p.technique,
+                     p.painting_type, p.school, p.timeframe, p.date,
+                     e.embedding <=> q AS distance
+              FROM painting_embedding e
+              JOIN painting p ON p.painting_id = e.painting_id
+              WHERE e.model = model_name
+                AND p.painting_id IS DISTINCT FROM exclude_painting
+                AND painting_matches(p, f_author, f_technique, f_school, f_painting_type,
+                                     f_timeframe, f_year_from, f_year_to)
+              ORDER BY e.embedding <=> q
+              LIMIT k) AS h;
+        IF cardinality(page) = k THEN
+            RETURN QUERY SELECT * FROM unnest(page);
+            RETURN;
+        END IF;
+        -- Fewer than k: either fewer paintings match, or the index scan stopped early
+        -- (hnsw.max_scan_tuples). The exact path decides.
+        PERFORM set_config('enable_sort', 'on', true);
+    END IF;
+
+    -- Exact over the matching paintings: found through the metadata indexes, each one's
+    -- vector read by primary key (nested loop), top k by a bounded sort.
+    PERFORM set_config('enable_hashjoin', 'off', true),
+            set_config('enable_mergejoin', 'off', true);
+    RETURN QUERY
+    SELECT ranked.*, 1 - ranked.distance, 1 - ranked.distance FROM (
+        SELECT p.painting_id, p.image_file, p.title, p.author, p.technique,
+               p.painting_type, p.school, p.timeframe, p.date,
+               e.embedding <=> q AS distance
+        FROM painting p
+        JOIN painting_embedding e ON e.painting_id = p.painting_id AND e.model = model_name
+        WHERE p.painting_id IS DISTINCT FROM exclude_painting
+          AND painting_matches(p, f_author, f_technique, f_school, f_painting_type,
+                               f_timeframe, f_year_from, f_year_to)
+        -- "+ 0" keeps the planner off the ANN index: this path must be exact.
+        ORDER BY (e.embedding <=> q) + 0, p.painting_id
+        LIMIT k
+    ) AS ranked;
+END
+$$;
