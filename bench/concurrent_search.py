@@ -34,7 +34,7 @@ import numpy as np
 import psycopg
 
 import datagen
-from benchdb import HNSW_SQL, records
+from benchdb import INDEXED, drop_hnsw, records
 from common import (MODEL, connect, fresh_database, print_table, server_facts, server_url,
                     write_result)
 from pgallery.database.embedded import bin_dir
@@ -49,7 +49,7 @@ SELECT count(*) FROM search_by_image((SELECT image_file FROM painting
                                       WHERE painting_id = :i), k => 10, school => 'dutch');
 """
 IVFFLAT_CONCURRENTLY = ("CREATE INDEX CONCURRENTLY painting_embedding_ivfflat_bench ON "
-                        "painting_embedding USING ivfflat (embedding vector_cosine_ops) "
+                        f"painting_embedding USING ivfflat (({INDEXED}) halfvec_cosine_ops) "
                         "WITH (lists = 100)")
 
 
@@ -57,13 +57,13 @@ def build(rows: int, extra: int) -> tuple[str, datagen.Dataset]:
     ds = datagen.dataset(rows + extra)
     url = fresh_database("bench_concurrency")
     with connect(url, autocommit=True) as conn:
-        conn.execute("DROP INDEX painting_embedding_hnsw")
+        hnsw = drop_hnsw(conn)
     with connect(url) as conn:
         register_model(conn, MODEL, datagen.DIM, "bench")
         for start in range(0, rows, 2000):
             write_batch(conn, MODEL, records(ds, start, min(rows, start + 2000)), start)
     with connect(url, autocommit=True) as conn:
-        conn.execute(HNSW_SQL)
+        conn.execute(hnsw)
         conn.execute("ANALYZE")
     return url, ds
 

@@ -16,6 +16,7 @@ import argparse
 import numpy as np
 
 import benchdb
+from benchdb import INDEXED, QUERY
 import datagen
 from common import (RESULTS, connect, median, percentiles, print_table, recall_at_k,
                     server_facts, stopwatch, write_result)
@@ -32,7 +33,8 @@ WHERE = {
 
 def raw_sql(kind: str) -> str:
     return ("SELECT e.painting_id FROM painting_embedding e JOIN painting p USING (painting_id)"
-            f" WHERE {WHERE[kind]} ORDER BY e.embedding <=> %s LIMIT 10")
+            f" WHERE {WHERE[kind]} ORDER BY {INDEXED.replace('embedding', 'e.embedding')}"
+            f" <=> {QUERY} LIMIT 10")
 
 
 def function_sql(args: dict) -> str:

@@ -24,10 +24,13 @@ SETTINGS = {
     "stock": {"maintenance_work_mem": "64MB", "max_parallel_maintenance_workers": 2},
     "serial": {"maintenance_work_mem": "1GB", "max_parallel_maintenance_workers": 0},
 }
+# pgallery's index shapes since migration 0009 (normalised half precision); results before
+# 2026-11-29 were measured over the vector column itself
 INDEXES = {
-    "hnsw m=16 ef_construction=64": "USING hnsw (embedding vector_cosine_ops) "
-                                    "WITH (m = 16, ef_construction = 64)",
-    "ivfflat lists=n/1000": "USING ivfflat (embedding vector_cosine_ops) WITH (lists = {lists})",
+    "hnsw m=16 ef_construction=64": "USING hnsw ((l2_normalize(embedding)::halfvec(1024)) "
+                                    "halfvec_cosine_ops) WITH (m = 16, ef_construction = 64)",
+    "ivfflat lists=n/1000": "USING ivfflat ((l2_normalize(embedding)::halfvec(1024)) "
+                            "halfvec_cosine_ops) WITH (lists = {lists})",
 }
 
 

@@ -4,7 +4,8 @@ for the raw pgvector query and each search_* function, over hnsw.ef_search.
     python bench/search_bench.py --size 100000
 
 Raw and function calls alternate query by query in the same pass, so the overhead of the
-SQL function over ``ORDER BY embedding <=> q LIMIT 10`` is measured under the same load.
+SQL function over the raw ``ORDER BY <index expression> <=> q LIMIT 10`` is measured
+under the same load.
 Latency is client-observed (psycopg, prepared statements, binary vectors, one round trip).
 Writes bench/results/search_<n>.json and search_<n>.png (the recall-QPS curve).
 """
@@ -16,12 +17,13 @@ import argparse
 import numpy as np
 
 import benchdb
+from benchdb import INDEXED, QUERY
 import datagen
 from common import (MODEL, connect, median, percentiles, print_table, recall_at_k,
                     run_clients, server_facts, stopwatch, write_result)
 
 K = 10
-RAW = "SELECT painting_id FROM painting_embedding ORDER BY embedding <=> %s LIMIT 10"
+RAW = f"SELECT painting_id FROM painting_embedding ORDER BY {INDEXED} <=> {QUERY} LIMIT 10"
 RAW_EXACT = ("SELECT painting_id FROM painting_embedding "
              "ORDER BY (embedding <=> %s) + 0, painting_id LIMIT 10")
 
