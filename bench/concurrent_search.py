@@ -34,11 +34,12 @@ import numpy as np
 import psycopg
 
 import datagen
-from benchdb import INDEXED, drop_hnsw, records
+from benchdb import INDEXED, records
 from common import (MODEL, connect, fresh_database, print_table, server_facts, server_url,
                     write_result)
 from pgallery.database.embedded import bin_dir
-from pgallery.loading.writer import register_model, write_batch
+from pgallery.loading.writer import (defer_hnsw_indexes, register_model, restore_indexes,
+                                     write_batch)
 
 SEARCH = """\\set i random(1, {n})
 SELECT count(*) FROM search_by_image((SELECT image_file FROM painting
@@ -57,13 +58,13 @@ def build(rows: int, extra: int) -> tuple[str, datagen.Dataset]:
     ds = datagen.dataset(rows + extra)
     url = fresh_database("bench_concurrency")
     with connect(url, autocommit=True) as conn:
-        hnsw = drop_hnsw(conn)
+        hnsw = defer_hnsw_indexes(conn, rows)
     with connect(url) as conn:
         register_model(conn, MODEL, datagen.DIM, "bench")
         for start in range(0, rows, 2000):
             write_batch(conn, MODEL, records(ds, start, min(rows, start + 2000)), start)
     with connect(url, autocommit=True) as conn:
-        conn.execute(hnsw)
+        restore_indexes(conn, hnsw)
         conn.execute("ANALYZE")
     return url, ds
 

@@ -33,8 +33,7 @@ WHERE = {
 
 def raw_sql(kind: str) -> str:
     return ("SELECT e.painting_id FROM painting_embedding e JOIN painting p USING (painting_id)"
-            f" WHERE {WHERE[kind]} ORDER BY {INDEXED.replace('embedding', 'e.embedding')}"
-            f" <=> {QUERY} LIMIT 10")
+            f" WHERE {WHERE[kind]} ORDER BY {INDEXED} <=> {QUERY} LIMIT 10")
 
 
 def function_sql(args: dict) -> str:

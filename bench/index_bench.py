@@ -27,10 +27,10 @@ SETTINGS = {
 # pgallery's index shapes since migration 0009 (normalised half precision); results before
 # 2026-11-29 were measured over the vector column itself
 INDEXES = {
-    "hnsw m=16 ef_construction=64": "USING hnsw ((l2_normalize(embedding)::halfvec(1024)) "
-                                    "halfvec_cosine_ops) WITH (m = 16, ef_construction = 64)",
-    "ivfflat lists=n/1000": "USING ivfflat ((l2_normalize(embedding)::halfvec(1024)) "
-                            "halfvec_cosine_ops) WITH (lists = {lists})",
+    "hnsw m=16 ef_construction=64": f"USING hnsw (({benchdb.INDEXED}) halfvec_cosine_ops) "
+                                    "WITH (m = 16, ef_construction = 64)",
+    "ivfflat lists=n/1000": f"USING ivfflat (({benchdb.INDEXED}) halfvec_cosine_ops) "
+                            "WITH (lists = {lists})",
 }
 
 

@@ -31,6 +31,7 @@ import csv
 import numpy as np
 
 import datagen
+from benchdb import INDEXED
 from common import (MODEL, WORK, connect, fresh_database, median, print_table,
                     server_facts, stopwatch, write_result)
 
@@ -38,8 +39,8 @@ RAW_TABLE = """CREATE TABLE raw_painting (
     image_file text, description text, author text, title text, technique text,
     painting_type text, timeframe text, date text, school text, embedding vector(1024))"""
 # the same index as pgallery's (migration 0009), so both sides build the same thing
-HNSW = ("CREATE INDEX ON {table} USING hnsw ((l2_normalize(embedding)::halfvec(1024)) "
-        "halfvec_cosine_ops) WITH (m = 16, ef_construction = 64)")
+HNSW = (f"CREATE INDEX ON {{table}} USING hnsw (({INDEXED}) halfvec_cosine_ops) "
+        "WITH (m = 16, ef_construction = 64)")
 
 
 def run_pgallery(url: str, path) -> dict:

@@ -8,11 +8,11 @@ import psycopg
 import pytest
 
 from pgallery.database import connect
+from pgallery.loading.writer import defer_hnsw_indexes, restore_indexes
 from synthetic import load_collection, make_collection, queries_near
 
 N = 20_000
 MODEL = "test/synthetic"
-
 
 
 @pytest.fixture(scope="module")
@@ -26,13 +26,11 @@ def search_db(make_database, collection):
     (index-after-load is 4x faster than inserting into the graph row by row)."""
     url = make_database(prefix="search")
     with connect(url, autocommit=True) as conn:
-        hnsw = conn.execute("SELECT pg_get_indexdef('painting_embedding_hnsw'::regclass)"
-                            ).fetchone()[0]  # the migration's definition, rebuilt as it was
-        conn.execute("DROP INDEX painting_embedding_hnsw")
+        hnsw = defer_hnsw_indexes(conn, N)  # as pgallery's bulk loads do
     with connect(url) as conn:
         load_collection(conn, collection, MODEL)
     with connect(url, autocommit=True) as conn:
-        conn.execute(hnsw)
+        restore_indexes(conn, hnsw)
         conn.execute("ANALYZE")
     return url
 

@@ -117,13 +117,13 @@ def from_database_error(exc: Exception) -> Exception:
     """
     diag = getattr(exc, "diag", None)
     sqlstate = getattr(exc, "sqlstate", None)
-    cls = SQLSTATE_ERRORS.get(sqlstate or "")
     if sqlstate == "42501":  # insufficient_privilege
         text = str(getattr(diag, "message_primary", None) or exc).strip()
         return PermissionDenied(
             f"{text}\n  hint: this database role may not do that; pgallery_reader only "
             "searches: load, reembed, switch models and build indexes as pgallery_writer "
             "or the owner")
+    cls = SQLSTATE_ERRORS.get(sqlstate or "")
     if cls is None:
         # pgvector's own input checks ("NaN not allowed in vector", "expected 1024 dimensions")
         if sqlstate == "22000" or sqlstate == "22P02":

@@ -31,19 +31,6 @@ DROP INDEX IF EXISTS painting_embedding_hnsw;
 CREATE INDEX painting_embedding_hnsw ON painting_embedding
     USING hnsw (embedding vector_cosine_ops) WITH (m = 16, ef_construction = 64);
 
-DO $$
-DECLARE
-    old_lists integer;
-BEGIN
-    SELECT o.option_value::integer INTO old_lists
-    FROM pg_class c, pg_options_to_table(c.reloptions) AS o
-    WHERE c.oid = to_regclass('painting_embedding_ivfflat') AND o.option_name = 'lists';
-    IF FOUND THEN
-        CALL build_ivfflat_index(old_lists);
-    END IF;
-END
-$$;
-
 -- The engine behind every search_* function: the k paintings nearest to a vector among
 -- those that pass the metadata filters, under one model.
 --

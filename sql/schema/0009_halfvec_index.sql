@@ -14,18 +14,3 @@ DROP INDEX IF EXISTS painting_embedding_hnsw;
 CREATE INDEX painting_embedding_hnsw ON painting_embedding
     USING hnsw ((l2_normalize(embedding)::halfvec(1024)) halfvec_cosine_ops)
     WITH (m = 16, ef_construction = 64);
-
--- An IVFFlat index built by build_ivfflat_index() is rebuilt in the new shape, with the
--- lists it had.
-DO $$
-DECLARE
-    old_lists integer;
-BEGIN
-    SELECT o.option_value::integer INTO old_lists
-    FROM pg_class c, pg_options_to_table(c.reloptions) AS o
-    WHERE c.oid = to_regclass('painting_embedding_ivfflat') AND o.option_name = 'lists';
-    IF FOUND THEN
-        CALL build_ivfflat_index(old_lists);
-    END IF;
-END
-$$;
