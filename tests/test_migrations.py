@@ -47,7 +47,11 @@ def test_upgrade_downgrade_upgrade_leaves_the_same_schema(make_database):
     assert migrations.current_revision(url) == migrations.head_revision()
 
 
-@pytest.mark.parametrize("step", ["0001", "0002", "0003", "0004", "0005", "0006", "0007", "0008"])
+# every revision but head: downgrading to it runs the next migration's downgrade
+EARLIER_REVISIONS = sorted(p.name[:4] for p in (REPO / "alembic" / "versions").glob("0*.py"))[:-1]
+
+
+@pytest.mark.parametrize("step", EARLIER_REVISIONS)
 def test_each_migration_downgrades_on_its_own(make_database, step):
     url = make_database()
     migrations.downgrade(url, step)

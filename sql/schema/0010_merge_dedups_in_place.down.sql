@@ -1,0 +1,90 @@
+-- Downgrade of migration 0010: merge_staged_paintings as migration 0006 left it (duplicates
+-- removed by copying the staged rows into a deduplicated temporary table).
+
+-- Merge the staged rows under `model` (which must be registered). Rows are taken in
+-- image_file order so two loaders on overlapping inputs lock rows in the same order and
+-- cannot deadlock. Each step is its own statement so that, under READ COMMITTED, the
+-- embedding step sees paintings another loader committed meanwhile.
+CREATE OR REPLACE FUNCTION merge_staged_paintings(model text)
+RETURNS TABLE (paintings_inserted bigint, paintings_updated bigint, embeddings_written bigint)
+LANGUAGE plpgsql VOLATILE
+SET search_path FROM CURRENT
+AS $$
+DECLARE
+    m embedding_model;
+BEGIN
+    IF model IS NULL THEN
+        RAISE EXCEPTION 'merge_staged_paintings needs a model' USING ERRCODE = 'PGA04';
+    END IF;
+    m := resolve_model(model);
+
+    -- last row wins when the input names the same image twice
+    CREATE TEMP TABLE IF NOT EXISTS painting_staging_dedup ON COMMIT DROP AS
+        SELECT DISTINCT ON (s.image_file) s.*
+        FROM pg_temp.painting_staging s
+        ORDER BY s.image_file, s.ordinal DESC;
+
+    WITH upserted AS (
+        INSERT INTO painting AS p (image_file, title, author, technique, date, painting_type,
+                                   school, timeframe, description, image_uri, content_hash)
+        SELECT s.image_file, s.title, s.author, s.technique, s.date, s.painting_type,
+               s.school, s.timeframe, s.description, s.image_uri, s.content_hash
+        FROM pg_temp.painting_staging_dedup s
+        ORDER BY s.image_file
+        -- A NULL in the input means "this input does not say", not "erase": a file of
+        -- another model's vectors without date or school columns must not wipe them.
+        ON CONFLICT ON CONSTRAINT painting_image_file_key DO UPDATE SET
+            title = coalesce(excluded.title, p.title),
+            author = coalesce(excluded.author, p.author),
+            technique = coalesce(excluded.technique, p.technique),
+            date = coalesce(excluded.date, p.date),
+            painting_type = coalesce(excluded.painting_type, p.painting_type),
+            school = coalesce(excluded.school, p.school),
+            timeframe = coalesce(excluded.timeframe, p.timeframe),
+            description = coalesce(excluded.description, p.description),
+            image_uri = coalesce(excluded.image_uri, p.image_uri),
+            content_hash = coalesce(excluded.content_hash, p.content_hash),
+            updated_at = now()
+        -- leave unchanged rows alone: a re-run of the same file writes no dead tuples
+        WHERE (p.title, p.author, p.technique, p.date, p.painting_type, p.school,
+               p.timeframe, p.description, p.image_uri, p.content_hash)
+              IS DISTINCT FROM
+              (coalesce(excluded.title, p.title), coalesce(excluded.author, p.author),
+               coalesce(excluded.technique, p.technique), coalesce(excluded.date, p.date),
+               coalesce(excluded.painting_type, p.painting_type),
+               coalesce(excluded.school, p.school), coalesce(excluded.timeframe, p.timeframe),
+               coalesce(excluded.description, p.description),
+               coalesce(excluded.image_uri, p.image_uri),
+               coalesce(excluded.content_hash, p.content_hash))
+        RETURNING (p.xmax = 0) AS inserted
+    )
+    SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted)
+    INTO paintings_inserted, paintings_updated
+    FROM upserted;
+
+    WITH written AS (
+        INSERT INTO painting_embedding AS pe (painting_id, model, embedding, content_hash)
+        SELECT p.painting_id, m.name, s.embedding, s.content_hash
+        FROM pg_temp.painting_staging_dedup s
+        JOIN painting p ON p.image_file = s.image_file
+        WHERE s.embedding IS NOT NULL
+        ORDER BY p.painting_id
+        ON CONFLICT ON CONSTRAINT painting_embedding_pkey DO UPDATE SET
+            embedding = excluded.embedding, content_hash = excluded.content_hash,
+            embedded_at = now()
+        WHERE pe.embedding IS DISTINCT FROM excluded.embedding
+           OR pe.content_hash IS DISTINCT FROM excluded.content_hash
+        RETURNING 1
+    )
+    SELECT count(*) INTO embeddings_written FROM written;
+
+    -- an image embedded now is no longer a failure
+    DELETE FROM embedding_failure f
+    USING pg_temp.painting_staging_dedup s
+    WHERE f.image_file = s.image_file AND f.model = m.name AND s.embedding IS NOT NULL;
+
+    DROP TABLE pg_temp.painting_staging_dedup;
+    TRUNCATE pg_temp.painting_staging;
+    RETURN NEXT;
+END
+$$;
