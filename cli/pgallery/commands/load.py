@@ -89,7 +89,8 @@ def load(
                                "provider's model).")] = False,
     embeddings: Annotated[Optional[Path], typer.Option(
         "--embeddings", exists=False, dir_okay=False,
-        help="A tab-separated file of precomputed embeddings (image_file ... vector).")] = None,
+        help="A file of precomputed embeddings (columns image_file ... vector): "
+             "tab-separated, or Parquet with a list of numbers per vector (faster).")] = None,
     provider: ProviderName = None,
     model: Annotated[Optional[str], typer.Option(
         help="The model the vectors of --embeddings come from. [default: "

@@ -188,29 +188,44 @@ def count_data_lines(path: Path) -> int:
 
 def load_embeddings_file(conn, path: Path, *, model: str, batch_size: int = 2000,
                          progress: Progress | None = None) -> LoadSummary:
-    """Load a precomputed-embeddings file: validate, COPY, merge per batch, ANALYZE.
+    """Load a precomputed-embeddings file (tab-separated, or Parquet: see
+    embeddings_parquet.py): validate, COPY, merge per batch, ANALYZE.
 
     A background thread reads and checks the file one batch ahead of the database, which
     parses most vectors itself (text COPY, see read_for_copy); batches are staged on two
     sessions in turn and merged one at a time in file order (see _write_in_order). What is
     loaded and rejected, and why, is exactly what read_embeddings_file says."""
+    from pgallery.loading import embeddings_parquet
+
     path = Path(path)
-    dimension = vector_dimension(path)
+    parquet = embeddings_parquet.is_parquet(path)
+    if parquet:
+        dimension = embeddings_parquet.vector_dimension(path)
+    else:
+        dimension = vector_dimension(path)
     summary = LoadSummary(model=model)
     if dimension is None:
         # nothing parseable: still report every row's reason
+        if parquet:
+            for chunk in embeddings_parquet.read_parquet_for_copy(path, None, batch_size):
+                summary.seen += len(chunk.entries)
+                summary.rejected += chunk.rejected()
+            return summary
         for chunk in read_embeddings_file(path, chunk_rows=batch_size):
             summary.seen += len(chunk.records) + len(chunk.rejected)
             summary.rejected += chunk.rejected
         return summary
     register_model(conn, model, dimension, provider="file")
-    lines = count_data_lines(path)
+    lines = embeddings_parquet.row_count(path) if parquet else count_data_lines(path)
     if progress:
         progress.start(lines)
     # A bulk load builds the HNSW index once at the end (restored even if the load fails).
     deferred = defer_hnsw_indexes(conn, lines)
     try:
-        chunks = read_for_copy(path, dimension, chunk_rows=batch_size)
+        if parquet:   # vectors already numbers: checked in numpy, sent in binary COPY
+            chunks = embeddings_parquet.read_parquet_for_copy(path, dimension, batch_size)
+        else:
+            chunks = read_for_copy(path, dimension, chunk_rows=batch_size)
         other = _other_session(conn) if STAGING_SESSIONS > 1 else None
         try:
             with prefetched(chunks, help=CopyChunk.parse_one if CLIENT_PARSES else None
@@ -384,7 +399,7 @@ def fast_vector_literal(text, dimension: int) -> str | None:
 
 
 @dataclass
-class _Row:
+class StagedRow:
     """A record on its way to the staging table."""
 
     record: PaintingRecord
@@ -398,7 +413,7 @@ class _Row:
 class CopyChunk:
     """One batch for write_batch_staged, and what recheck() needs to redo it exactly."""
 
-    entries: list[_Row | RejectedRow]     # in file order
+    entries: list[StagedRow | RejectedRow]     # in file order
     skipped: list[RejectedRow]            # lines pandas could not split into the columns
     columns: dict[str, str]
     fields: dict[str, str]
@@ -408,16 +423,16 @@ class CopyChunk:
     def parsed(self) -> list[tuple[int, PaintingRecord]]:
         """The records whose vectors are parsed (binary COPY), with their ordinals."""
         return [(e.ordinal, e.record) for e in self.entries
-                if isinstance(e, _Row) and e.line is None]
+                if isinstance(e, StagedRow) and e.line is None]
 
     def text_lines(self) -> list[str]:
         """The COPY text lines of the records whose vectors the server parses."""
-        return [e.line for e in self.entries if isinstance(e, _Row) and e.line is not None]
+        return [e.line for e in self.entries if isinstance(e, StagedRow) and e.line is not None]
 
     def rejected(self) -> list[RejectedRow]:
         return self.skipped + [e for e in self.entries if isinstance(e, RejectedRow)]
 
-    def _check(self, entry: _Row) -> PaintingRecord | RejectedRow:
+    def _check(self, entry: StagedRow) -> PaintingRecord | RejectedRow:
         return _check_row(entry.row, self.columns, self.fields, entry.where, self.dimension)[0]
 
     def parse_one(self):
@@ -429,7 +444,7 @@ class CopyChunk:
             i = self._next_unparsed
             self._next_unparsed += 1
             entry = self.entries[i]
-            if isinstance(entry, _Row) and entry.row is not None:
+            if isinstance(entry, StagedRow) and entry.row is not None:
                 outcome = self._check(entry)
 
                 def store():
@@ -445,7 +460,7 @@ class CopyChunk:
         records, rejected = [], list(self.skipped)
         for entry in self.entries:
             outcome = entry
-            if isinstance(entry, _Row):
+            if isinstance(entry, StagedRow):
                 outcome = entry.record if entry.row is None else self._check(entry)
             (rejected if isinstance(outcome, RejectedRow) else records).append(outcome)
         return records, rejected
@@ -471,14 +486,14 @@ def read_for_copy(path: Path, dimension: int, chunk_rows: int = 2000) -> Iterato
             literal = image_file and fast_vector_literal(row[vector_col], dimension)
             if literal:
                 record = _record(row, fields, image_file, None)
-                entries.append(_Row(record, ordinal, where, row,
+                entries.append(StagedRow(record, ordinal, where, row,
                                     staging_text_line(ordinal, record, literal)))
             else:
                 outcome, _ = _check_row(row, columns, fields, where, dimension)
                 if isinstance(outcome, RejectedRow):
                     entries.append(outcome)
                     continue
-                entries.append(_Row(outcome, ordinal, where, None, None))
+                entries.append(StagedRow(outcome, ordinal, where, None, None))
             ordinal += 1
         yield CopyChunk(entries, skipped, columns, fields, dimension)
 
