@@ -7,6 +7,9 @@ the reference tutorial's row-at-a-time INSERT, in the same run.
   process) on the TSV the reference pipeline writes, into a freshly migrated database:
   parsing, validation, staging COPY, merge, the HNSW index and ANALYZE included (end to
   end, as a user runs it).
+- pgallery from Parquet: the same rows in a Parquet file with float32 vectors (nothing to
+  parse: checked in numpy, sent in binary COPY), end to end the same way. The like-for-like
+  comparison with raw binary COPY.
 - raw binary COPY: the same rows already in memory as numpy arrays, binary COPY into one
   unindexed table (the ceiling: nothing parsed, nothing checked, nothing indexed).
 - raw binary COPY + HNSW: the same, then CREATE INDEX with the server's settings, so the
@@ -143,7 +146,11 @@ def main(argv=None) -> dict:
     ds = datagen.dataset(max(a.rows, 10_000))
     path = datagen.write_embeddings_tsv(ds, a.rows, WORK / "data" / f"embeddings-{a.rows}.tsv")
     size_mb = path.stat().st_size / 1e6
-    results = {"pgallery": [], "pgallery_no_hnsw": [], "raw_copy": [], "raw_copy_hnsw": [],
+    parquet = datagen.write_embeddings_parquet(ds, a.rows,
+                                               WORK / "data" / f"embeddings-{a.rows}.parquet")
+    results = {"pgallery": [], "pgallery_no_hnsw": [],
+               "pgallery_parquet": [], "pgallery_parquet_no_hnsw": [],
+               "raw_copy": [], "raw_copy_hnsw": [],
                "raw_text_copy": [], "raw_text_copy_hnsw": [], "tutorial": []}
     facts = None
     for run in range(a.runs):
@@ -158,6 +165,13 @@ def main(argv=None) -> dict:
             assert indexed, "the HNSW index was not restored after the load"
             facts = facts or server_facts(conn)
         assert loaded == a.rows, f"pgallery loaded {loaded} of {a.rows} rows"
+        url = fresh_database("bench_load", migrate=True)
+        mine = run_pgallery(url, parquet)
+        results["pgallery_parquet"].append(mine["total_s"])
+        results["pgallery_parquet_no_hnsw"].append(mine["total_s"] - mine["index_s"])
+        with connect(url) as conn:
+            loaded = conn.execute("SELECT count(*) FROM painting_embedding").fetchone()[0]
+        assert loaded == a.rows, f"pgallery loaded {loaded} of {a.rows} rows from Parquet"
         url = fresh_database("bench_load", migrate=False)
         with connect(url, autocommit=True) as conn:
             conn.execute("CREATE EXTENSION vector")
@@ -176,7 +190,9 @@ def main(argv=None) -> dict:
                 conn.execute("CREATE EXTENSION vector")
             results["tutorial"].append(run_tutorial(url, path, a.tutorial_rows))
         print(f"  run {run + 1}: pgallery {results['pgallery'][-1]:.1f}s "
-              f"({results['pgallery_no_hnsw'][-1]:.1f}s before HNSW), "
+              f"({results['pgallery_no_hnsw'][-1]:.1f}s before HNSW), from Parquet "
+              f"{results['pgallery_parquet'][-1]:.1f}s "
+              f"({results['pgallery_parquet_no_hnsw'][-1]:.1f}s before HNSW), "
               f"raw binary COPY {results['raw_copy'][-1]:.1f}s (+HNSW "
               f"{results['raw_copy_hnsw'][-1]:.1f}s), raw text COPY "
               f"{results['raw_text_copy'][-1]:.1f}s (+HNSW "
@@ -185,6 +201,9 @@ def main(argv=None) -> dict:
     rows_for = {key: a.rows for key in results} | {"tutorial": a.tutorial_rows}
     labels = {"pgallery": "pgallery load --embeddings (parse+validate+merge+HNSW+ANALYZE)",
               "pgallery_no_hnsw": "pgallery load --embeddings, without its HNSW build",
+              "pgallery_parquet": "pgallery load --embeddings FILE.parquet (end to end)",
+              "pgallery_parquet_no_hnsw": "pgallery load --embeddings FILE.parquet, "
+                                          "without its HNSW build",
               "raw_copy": "raw binary COPY, no index (in-memory arrays)",
               "raw_copy_hnsw": "raw binary COPY, then HNSW build",
               "raw_text_copy": "raw text COPY of the TSV file, no index (server parses)",
@@ -206,13 +225,23 @@ def main(argv=None) -> dict:
                       for base in ("raw_copy_hnsw", "raw_text_copy_hnsw")},
         "without_hnsw": {base: by_key["pgallery_no_hnsw"]["rows_per_s"]
                          / by_key[base]["rows_per_s"] for base in ("raw_copy", "raw_text_copy")},
+        # the like-for-like pair: numbers in a file against numbers in memory
+        "parquet_with_hnsw": {"raw_copy_hnsw": by_key["pgallery_parquet"]["rows_per_s"]
+                              / by_key["raw_copy_hnsw"]["rows_per_s"]},
+        "parquet_without_hnsw": {"raw_copy": by_key["pgallery_parquet_no_hnsw"]["rows_per_s"]
+                                 / by_key["raw_copy"]["rows_per_s"]},
     }
     by_key["pgallery"]["vs_raw_copy_hnsw"] = ratios["with_hnsw"]["raw_copy_hnsw"]
+    by_key["pgallery_parquet"]["vs_raw_copy_hnsw"] = \
+        ratios["parquet_with_hnsw"]["raw_copy_hnsw"]
     print_table(f"loading {a.rows:,} precomputed 1024-d embeddings ({size_mb:.0f} MB TSV)",
                 table, ["variant", "rows", "seconds", "rows_per_s", "vs_raw_copy", "runs"])
     print("\npgallery end to end vs raw binary COPY + HNSW: "
           f"{ratios['with_hnsw']['raw_copy_hnsw']:.2f}, vs raw text COPY + HNSW: "
           f"{ratios['with_hnsw']['raw_text_copy_hnsw']:.2f}")
+    print("pgallery from Parquet end to end vs raw binary COPY + HNSW: "
+          f"{ratios['parquet_with_hnsw']['raw_copy_hnsw']:.2f}; without its HNSW build vs "
+          f"raw binary COPY: {ratios['parquet_without_hnsw']['raw_copy']:.2f}")
     print("pgallery without its HNSW build vs raw binary COPY: "
           f"{ratios['without_hnsw']['raw_copy']:.2f}, vs raw text COPY: "
           f"{ratios['without_hnsw']['raw_text_copy']:.2f}")
