@@ -6,7 +6,10 @@ for the raw pgvector query and each search_* function, over hnsw.ef_search.
 Raw and function calls alternate query by query in the same pass, so the overhead of the
 SQL function over the raw ``ORDER BY <index expression> <=> q LIMIT 10`` is measured
 under the same load.
-Latency is client-observed (psycopg, prepared statements, binary vectors, one round trip).
+Latency is client-observed (psycopg, prepared statements, binary vectors, one round trip);
+for the raw query and search_by_vector it is also measured inside PostgreSQL (server_p50_ms:
+EXPLAIN (ANALYZE, TIMING OFF)'s execution time, which leaves out the round trip and the
+parse/plan of the outer statement).
 Writes bench/results/search_<n>.json and search_<n>.png (the recall-QPS curve).
 """
 
@@ -69,6 +72,22 @@ def one_pass(conns: dict, plans: dict, ef: int) -> dict:
     return {"times": times, "got": got}
 
 
+SERVER_TIMED = ("raw", "search_by_vector")
+EXPLAIN = "EXPLAIN (ANALYZE, TIMING OFF, FORMAT JSON) "
+
+
+def server_pass(conns: dict, plans: dict, ef: int) -> dict:
+    """Execution time inside the server (ms) of every query, SERVER_TIMED interleaved."""
+    times = {m: [] for m in SERVER_TIMED}
+    nq = len(plans[SERVER_TIMED[0]][1])
+    for i in range(nq):
+        for m in SERVER_TIMED:
+            sql, params, _ = plans[m]
+            plan = conns[m].execute(EXPLAIN + sql.format(ef=ef), params[i]).fetchone()[0]
+            times[m].append(plan[0]["Execution Time"])
+    return times
+
+
 def measure(url: str, plans: dict, efs: list[int], runs: int, qps_seconds: float,
             qps_methods: set[str]) -> list[dict]:
     conns = {m: connect(url, autocommit=True) for m in plans}
@@ -76,6 +95,7 @@ def measure(url: str, plans: dict, efs: list[int], runs: int, qps_seconds: float
     for ef in efs:
         one_pass(conns, plans, ef)  # warm-up: caches and plans
         passes = [one_pass(conns, plans, ef) for _ in range(runs)]
+        server = server_pass(conns, plans, ef)
         for m, (sql, params, truth) in plans.items():
             stats = [percentiles(p["times"][m]) for p in passes]
             row = {"method": m, "ef_search": ef,
@@ -85,11 +105,16 @@ def measure(url: str, plans: dict, efs: list[int], runs: int, qps_seconds: float
                                                 zip(passes[0]["got"][m], truth)]))
                                  if truth else None),
                    "rows": float(np.mean([len(g) for g in passes[0]["got"][m]]))}
+            if m in server:
+                row["server_p50_ms"] = float(np.median(server[m]))
             rows.append(row)
         raw_p50 = next(r["p50_ms"] for r in rows if r["method"] == "raw" and r["ef_search"] == ef)
+        server_raw = float(np.median(server["raw"]))
         for r in rows:
             if r["ef_search"] == ef:
                 r["p50_vs_raw"] = r["p50_ms"] / raw_p50
+                if "server_p50_ms" in r:
+                    r["server_vs_raw"] = r["server_p50_ms"] / server_raw
         for m in qps_methods:
             sql, params, _ = plans[m]
             for clients in (1, 2):
@@ -98,7 +123,7 @@ def measure(url: str, plans: dict, efs: list[int], runs: int, qps_seconds: float
                                             qps_seconds)
         print_table(f"ef_search = {ef}", [r for r in rows if r["ef_search"] == ef],
                     ["method", "ef_search", "recall@10", "p50_ms", "p95_ms", "p50_vs_raw",
-                     "qps_1c", "qps_2c", "rows"])
+                     "server_p50_ms", "server_vs_raw", "qps_1c", "qps_2c", "rows"])
     for c in conns.values():
         c.close()
     return rows
@@ -143,6 +168,10 @@ def defaults_and_exact(url: str, plans: dict, runs: int) -> list[dict]:
                         "p95_ms": median([s["p95_ms"] for s in samples]),
                         "recall@10": float(np.mean([recall_at_k(g, t)
                                                     for g, t in zip(got, truth)]))})
+            if "defaults" in label:   # inside PostgreSQL, as in the sweep
+                out[-1]["server_p50_ms"] = float(np.median([
+                    conn.execute(EXPLAIN + sql, params[i]).fetchone()[0][0]["Execution Time"]
+                    for i in range(count)]))
     print_table("defaults and exact", out)
     return out
 
