@@ -14,6 +14,8 @@ import numpy as np
 
 import datagen
 from common import MODEL, connect, database_exists, fresh_database, server_url
+from pgallery import migrations
+from pgallery.loading.writer import tune_search_defaults
 
 # pgallery's ANN indexes are built on this expression (migration 0009); a raw query uses
 # them with ORDER BY INDEXED <=> QUERY (the query vector cast the same way).
@@ -47,8 +49,10 @@ def ensure(n: int, rebuild: bool = False, log=print) -> dict:
             done = conn.execute("SELECT to_regclass('painting_embedding_hnsw') IS NOT NULL"
                                 ).fetchone()[0]
         if row[0] == n and done:
+            migrations.upgrade(url)          # a database built at an older head
             with connect(url) as conn:
                 store_prompts(conn)
+                tune_search_defaults(conn)
             return {"url": url, "reused": True}
     from pgallery.loading.writer import (defer_hnsw_indexes, register_model, restore_indexes,
                                          write_batch)
@@ -76,6 +80,7 @@ def ensure(n: int, rebuild: bool = False, log=print) -> dict:
         restore_indexes(conn, hnsw)
         facts["hnsw_build_s"] = time.perf_counter() - t
         conn.execute("VACUUM ANALYZE")
+        tune_search_defaults(conn)           # the default ef_search a load would set
     log(f"  bench_{n}: loaded in {facts['load_s']:.1f}s, HNSW built in "
         f"{facts['hnsw_build_s']:.1f}s")
     return facts

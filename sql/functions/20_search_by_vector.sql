@@ -10,7 +10,7 @@
 -- year_from, year_to          the painting's parsed year range overlaps [from, to]
 -- model            whose vectors to search; NULL = the active model
 -- ef_search        HNSW candidate list size; NULL = the session's hnsw.ef_search
---                  (the migration sets the database default to 100)
+--                  (the database default follows the collection: 70_search_defaults.sql)
 -- probes           IVFFlat lists to visit; NULL = the session's ivfflat.probes
 -- exact            true = no ANN index, exact brute force; NULL = the session's
 --                  pgallery.exact_search, else false

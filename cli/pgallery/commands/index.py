@@ -7,6 +7,7 @@ from typing import Annotated, Optional
 import typer
 
 from pgallery.commands.common import database
+from pgallery.loading.writer import tune_search_defaults
 from pgallery.rendering.tables import console, rows_table
 
 app = typer.Typer(help="Build and inspect the vector indexes (HNSW, IVFFlat).",
@@ -47,6 +48,10 @@ def build(
         with console.status("building the IVFFlat index ..."):
             conn.execute("CALL build_ivfflat_index(%s)", (lists,))
             conn.execute("ANALYZE painting_embedding")
+            ef_search = tune_search_defaults(conn)
+        if ef_search:
+            console.print(f"hnsw.ef_search default is now {ef_search} for new sessions "
+                          "(sized to the collection)")
         for notice in notices:
             console.print(notice)
         console.print(rows_table(index_rows(conn), COLUMNS))

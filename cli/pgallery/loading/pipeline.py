@@ -42,7 +42,8 @@ from pgallery.images import content_hash
 from pgallery.loading.records import METADATA_FIELDS, PaintingRecord, RejectedRow
 from pgallery.loading.sources import ImageItem, SourceListing
 from pgallery.loading.summary import LoadSummary, Progress
-from pgallery.loading.writer import finish_load, record_failures, register_model, write_batch
+from pgallery.loading.writer import (finish_load, record_failures, register_model,
+                                     tune_search_defaults, write_batch)
 from pgallery.providers.base import EmbeddingProvider
 
 DEFAULT_BATCH_SIZE = 200     # vectors per transaction
@@ -270,6 +271,7 @@ def load_images(conn: psycopg.Connection, provider: EmbeddingProvider,
         raise run.lookup_error
     if finish and summary.merged.embeddings:
         summary.ivfflat_rebuilt = finish_load(conn)
+        summary.ef_search_default = tune_search_defaults(conn)
     return summary
 
 

@@ -25,6 +25,7 @@ class LoadSummary:
     unchanged: int = 0            # already embedded with the same content: not re-embedded
     rejected: list[RejectedRow] = field(default_factory=list)   # bad input rows / images
     ivfflat_rebuilt: bool = False
+    ef_search_default: int | None = None   # the database default, if this load changed it
 
     @property
     def loaded(self) -> int:

@@ -215,6 +215,23 @@ def finish_load(conn: psycopg.Connection) -> bool:
         conn.autocommit = previous
 
 
+def tune_search_defaults(conn: psycopg.Connection) -> int | None:
+    """After a load (and ANALYZE): size the database's default hnsw.ef_search to the
+    collection (sql/functions/70_search_defaults.sql). Returns the new default if it
+    differs from the one this session started with, else None."""
+    previous = conn.autocommit
+    conn.autocommit = True
+    try:
+        new, before = conn.execute(
+            "SELECT tune_search_defaults(), current_setting('hnsw.ef_search', true)"
+        ).fetchone()
+    except psycopg.errors.UndefinedFunction:   # a database not migrated to 0011
+        return None
+    finally:
+        conn.autocommit = previous
+    return new if new is not None and str(new) != before else None
+
+
 def parse_vector_text(text: str) -> np.ndarray:
     """'[0.1, 0.2, ...]' (JSON-style list) -> float32 array. Raises ValueError."""
     body = text.strip()

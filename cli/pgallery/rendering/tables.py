@@ -95,6 +95,9 @@ def print_load_summary(summary, limit: int = 20) -> None:
     ]
     if getattr(summary, "ivfflat_rebuilt", False):
         items.append(("IVFFlat index", "rebuilt"))
+    if getattr(summary, "ef_search_default", None):
+        items.append(("search default", f"hnsw.ef_search = {summary.ef_search_default} "
+                                         "for new sessions (sized to the collection)"))
     console.print(key_value_table(items, title="load summary"))
     if summary.rejected:
         rows = [{"where": r.where, "image_file": r.image_file, "reason": r.reason}
