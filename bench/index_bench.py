@@ -8,6 +8,9 @@ benchmarks' index is left alone. Settings per variant are applied with SET for t
   pgallery   maintenance_work_mem 1GB, max_parallel_maintenance_workers 2 (embedded.py)
   stock      maintenance_work_mem 64MB, max_parallel_maintenance_workers 2 (PostgreSQL's)
   serial     maintenance_work_mem 1GB, no parallel workers (isolates the workers' share)
+HNSW builds with pgallery's settings are also searched: recall@10 and p50 latency of the
+raw query at ef_search 40 and 100 (100 queries against numpy's exact answer), so
+ef_construction's effect on the graph shows next to its build time.
 Writes bench/results/index_<n>.json.
 """
 
@@ -15,9 +18,12 @@ from __future__ import annotations
 
 import argparse
 
+import numpy as np
+
 import benchdb
-from common import (connect, fmt_bytes, median, print_table, server_facts, stopwatch,
-                    write_result)
+import datagen
+from common import (connect, fmt_bytes, median, percentiles, print_table, recall_at_k,
+                    server_facts, stopwatch, write_result)
 
 SETTINGS = {
     "pgallery": {"maintenance_work_mem": "1GB", "max_parallel_maintenance_workers": 2},
@@ -29,6 +35,8 @@ SETTINGS = {
 INDEXES = {
     "hnsw m=16 ef_construction=64": f"USING hnsw (({benchdb.INDEXED}) halfvec_cosine_ops) "
                                     "WITH (m = 16, ef_construction = 64)",
+    "hnsw m=16 ef_construction=128": f"USING hnsw (({benchdb.INDEXED}) halfvec_cosine_ops) "
+                                     "WITH (m = 16, ef_construction = 128)",
     "ivfflat lists=n/1000": f"USING ivfflat (({benchdb.INDEXED}) halfvec_cosine_ops) "
                             "WITH (lists = {lists})",
 }
@@ -48,6 +56,31 @@ def build(conn, index_sql: str, settings: dict, lists: int) -> dict:
     return {"seconds": t(), "bytes": int(size)}
 
 
+# built with pgallery's settings only (the other variants isolate memory and workers)
+PGALLERY_ONLY = {"hnsw m=16 ef_construction=128"}
+SEARCH_EF = (40, 100)
+SEARCH = (f"SELECT painting_id FROM index_bench_vectors ORDER BY {benchdb.INDEXED} <=> "
+          f"{benchdb.QUERY} LIMIT 10")
+
+
+def search(conn, qs, truth) -> dict:
+    """recall@10 and p50 of the raw query through the index just built, per ef_search."""
+    out = {}
+    for ef in SEARCH_EF:
+        conn.execute(f"SET hnsw.ef_search = {ef}")
+        for q in qs[:10]:                                  # warm the index's pages
+            conn.execute(SEARCH, (q,), prepare=True).fetchall()
+        times, got = [], []
+        for q in qs:
+            with stopwatch() as t:
+                got.append([r[0] for r in conn.execute(SEARCH, (q,), prepare=True)])
+            times.append(t())
+        out[f"recall_ef{ef}"] = float(np.mean([recall_at_k(g, t) for g, t in zip(got, truth)]))
+        out[f"p50_ms_ef{ef}"] = percentiles(times)["p50_ms"]
+    conn.execute("RESET hnsw.ef_search")
+    return out
+
+
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--size", type=int, default=100_000)
@@ -63,8 +96,13 @@ def main(argv=None) -> dict:
     conn.execute("VACUUM ANALYZE index_bench_vectors")
     rows = []
     lists = max(1, a.size // 1000)
+    qs = datagen.queries(100)
+    ids = benchdb.painting_ids(conn, a.size)
+    truth = [list(ids[r]) for r in datagen.exact_top_k(datagen.dataset(a.size).vectors, qs, 10)]
     for index_name, index_sql in INDEXES.items():
         for variant in a.variants.split(","):
+            if index_name in PGALLERY_ONLY and variant != "pgallery":
+                continue
             runs = [build(conn, index_sql, SETTINGS[variant], lists) for _ in range(a.runs)]
             row = {"index": index_name, "settings": variant,
                    "maintenance_work_mem": SETTINGS[variant]["maintenance_work_mem"],
@@ -72,6 +110,8 @@ def main(argv=None) -> dict:
                    "seconds": median([r["seconds"] for r in runs]),
                    "size": fmt_bytes(runs[0]["bytes"]), "bytes": runs[0]["bytes"],
                    "runs": a.runs}
+            if index_name.startswith("hnsw") and variant == "pgallery":
+                row |= search(conn, qs, truth)
             rows.append(row)
             print(f"  {index_name} [{variant}]: {row['seconds']:.1f}s, {row['size']}",
                   flush=True)
@@ -84,7 +124,8 @@ def main(argv=None) -> dict:
         r["vs_pgallery"] = r["seconds"] / base["seconds"]
     print_table(f"index builds on {a.size:,} x 1024-d vectors", rows,
                 ["index", "settings", "maintenance_work_mem", "workers", "seconds",
-                 "vs_pgallery", "size"])
+                 "vs_pgallery", "size"] + [f"{m}_ef{ef}" for ef in SEARCH_EF
+                                           for m in ("recall", "p50_ms")])
     payload = {"size": a.size, "server": facts, "rows": rows,
                "painting_embedding_total_bytes": int(table_bytes)}
     write_result(f"index_{a.size}", payload)
