@@ -56,8 +56,9 @@ def run_pgallery(url: str, path) -> dict:
 
     def timed_restore(conn, definitions):
         with stopwatch() as t:
-            restore(conn, definitions)
+            notes = restore(conn, definitions)
         index_s.append(t())
+        return notes
 
     embeddings_file.restore_indexes = timed_restore
     try:

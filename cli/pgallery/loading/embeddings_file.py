@@ -242,7 +242,7 @@ def load_embeddings_file(conn, path: Path, *, model: str, batch_size: int = 2000
             if other is not None:
                 other.close()
     finally:
-        restore_indexes(conn, deferred)
+        summary.notes += restore_indexes(conn, deferred)
     summary.ivfflat_rebuilt = finish_load(conn)
     summary.ef_search_default = tune_search_defaults(conn)
     return summary

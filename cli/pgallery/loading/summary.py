@@ -26,6 +26,7 @@ class LoadSummary:
     rejected: list[RejectedRow] = field(default_factory=list)   # bad input rows / images
     ivfflat_rebuilt: bool = False
     ef_search_default: int | None = None   # the database default, if this load changed it
+    notes: list[str] = field(default_factory=list)   # advice and facts worth a line each
 
     @property
     def loaded(self) -> int:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import psycopg
 
+from pgallery.loading.build_memory import build_memory, graph_bytes, human
 from pgallery.loading.records import PaintingRecord
 from pgallery.providers.base import pad_to_column
 
@@ -183,19 +184,54 @@ def defer_hnsw_indexes(conn: psycopg.Connection, incoming_rows: int) -> list[str
         conn.autocommit = previous
 
 
-def restore_indexes(conn: psycopg.Connection, definitions: list[str]) -> None:
-    """Recreate the indexes defer_hnsw_indexes() dropped (with their original definitions)."""
+def restore_indexes(conn: psycopg.Connection, definitions: list[str]) -> list[str]:
+    """Recreate the indexes defer_hnsw_indexes() dropped (with their original definitions),
+    with room for the whole graph where that is safe (build_memory.py). Returns notes for
+    the user: the memory the build was given, or that the graph did not fit and how to
+    give it more."""
     if not definitions:
-        return
+        return []
     if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
         conn.rollback()
     previous = conn.autocommit
     conn.autocommit = True
+    notes: list[str] = []
+    spilled: list[str] = []
+
+    def on_notice(diag):
+        if "no longer fits into maintenance_work_mem" in (diag.message_primary or ""):
+            spilled.append(diag.message_primary)
+
     try:
-        for definition in definitions:
-            conn.execute(definition)
+        vectors = conn.execute("SELECT count(*) FROM painting_embedding").fetchone()[0]
+        memory = build_memory(conn, vectors)
+        before = conn.execute("SELECT current_setting('maintenance_work_mem')").fetchone()[0]
+        if memory:
+            conn.execute("SELECT set_config('maintenance_work_mem', %s, false)",
+                         (f"{memory // 1024}kB",))
+            notes.append(f"the HNSW index was built with maintenance_work_mem "
+                         f"{human(memory)} (its graph of {vectors:,} vectors needs about "
+                         f"{human(graph_bytes(vectors))})")
+        conn.add_notice_handler(on_notice)
+        try:
+            for definition in definitions:
+                conn.execute(definition)
+        finally:
+            conn.remove_notice_handler(on_notice)
+            if memory:
+                conn.execute("SELECT set_config('maintenance_work_mem', %s, false)",
+                             (before,))
+        if spilled:
+            setting = conn.execute("SHOW maintenance_work_mem").fetchone()[0]
+            notes.append(
+                f"the HNSW graph did not fit maintenance_work_mem ({setting}): pgvector "
+                f"built it on disk, several times slower ({spilled[0]}). Next time give "
+                f"the build about {human(graph_bytes(vectors))}, e.g. "
+                f"PGOPTIONS='-c maintenance_work_mem={human(graph_bytes(vectors))}' "
+                "in front of the command")
     finally:
         conn.autocommit = previous
+    return notes
 
 
 def finish_load(conn: psycopg.Connection) -> bool:

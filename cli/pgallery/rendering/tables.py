@@ -99,6 +99,8 @@ def print_load_summary(summary, limit: int = 20) -> None:
         items.append(("search default", f"hnsw.ef_search = {summary.ef_search_default} "
                                          "for new sessions (sized to the collection)"))
     console.print(key_value_table(items, title="load summary"))
+    for note in getattr(summary, "notes", []):
+        err_console.print(f"note: {note}", markup=False, highlight=False)
     if summary.rejected:
         rows = [{"where": r.where, "image_file": r.image_file, "reason": r.reason}
                 for r in summary.rejected[:limit]]
