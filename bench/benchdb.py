@@ -86,6 +86,47 @@ def ensure(n: int, rebuild: bool = False, log=print) -> dict:
     return facts
 
 
+def ensure_ivfflat_copy(n: int, log=print) -> dict:
+    """bench_<n>_ivfflat: a copy of bench_<n> (built first) whose HNSW index is replaced by
+    the IVFFlat one `pgallery index build` makes, for sweeping ivfflat.probes."""
+    from psycopg import sql
+
+    name, source = f"bench_{n}_ivfflat", f"bench_{n}"
+    url = server_url(name)
+    if database_exists(name):
+        with connect(url) as conn:
+            kinds = {row[0] for row in conn.execute(
+                "SELECT am.amname FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid"
+                " JOIN pg_am am ON am.oid = c.relam"
+                " WHERE i.indrelid = 'painting_embedding'::regclass")}
+        if "ivfflat" in kinds and "hnsw" not in kinds:
+            return {"url": url, "reused": True}
+    with connect(server_url("postgres"), autocommit=True) as admin:
+        admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
+            sql.Identifier(name)))
+        # a template copies the files, not the database's settings (ALTER DATABASE SET)
+        admin.execute(sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
+            sql.Identifier(name), sql.Identifier(source)))
+        for setting, value in admin.execute(
+                "SELECT split_part(e, '=', 1), split_part(e, '=', 2)"
+                " FROM pg_db_role_setting s JOIN pg_database d ON d.oid = s.setdatabase,"
+                " unnest(s.setconfig) e WHERE d.datname = %s AND s.setrole = 0",
+                (source,)).fetchall():
+            admin.execute(sql.SQL("ALTER DATABASE {} SET {} = {}").format(
+                sql.Identifier(name), sql.Identifier(*setting.split(".")),
+                sql.Literal(value)))
+    with connect(url, autocommit=True) as conn:
+        conn.execute("DROP INDEX painting_embedding_hnsw")
+        t = time.perf_counter()
+        conn.execute("CALL build_ivfflat_index()")
+        build_s = time.perf_counter() - t
+        conn.execute("ANALYZE painting_embedding")
+        lists = conn.execute("SELECT reloptions FROM pg_class"
+                             " WHERE relname = 'painting_embedding_ivfflat'").fetchone()[0]
+    log(f"  {name}: IVFFlat {lists} built in {build_s:.1f}s")
+    return {"url": url, "reused": False, "ivfflat_build_s": build_s, "ivfflat": lists}
+
+
 def store_prompts(conn, count: int = 200) -> None:
     """Cache query i's vector as the embedding of prompt(i), for search_by_text/hybrid."""
     with conn.transaction():

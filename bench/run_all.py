@@ -23,7 +23,8 @@ import search_bench
 import storage_bench
 from common import write_result
 
-STEPS = ("load", "index", "search", "filters", "storage", "ann_libs", "real_gallery")
+STEPS = ("load", "index", "search", "search_ivfflat", "filters", "storage", "ann_libs",
+         "real_gallery")
 
 
 def main() -> None:
@@ -47,6 +48,9 @@ def main() -> None:
         "index": lambda: index_bench.main(["--size", n]),
         "search": lambda: search_bench.main(["--size", n] + q
                                             + (["--qps-seconds", "1"] if a.quick else [])),
+        "search_ivfflat": lambda: search_bench.main(
+            ["--size", n, "--index", "ivfflat"] + q
+            + (["--qps-seconds", "1"] if a.quick else [])),
         "filters": lambda: filter_bench.main(["--size", n] + (["--queries", "20", "--runs", "1"]
                                                                if a.quick else [])),
         "storage": lambda: storage_bench.main(["--size", n] + q),

@@ -1,5 +1,6 @@
 """Unfiltered search: recall@10 against latency (p50, p95) and queries/s at 1 and 2 clients,
-for the raw pgvector query and each search_* function, over hnsw.ef_search.
+for the raw pgvector query and each search_* function, over hnsw.ef_search (or
+ivfflat.probes).
 
     python bench/search_bench.py --size 100000
 
@@ -11,6 +12,12 @@ for the raw query and search_by_vector it is also measured inside PostgreSQL (se
 EXPLAIN (ANALYZE, TIMING OFF)'s execution time, which leaves out the round trip and the
 parse/plan of the outer statement).
 Writes bench/results/search_<n>.json and search_<n>.png (the recall-QPS curve).
+
+    python bench/search_bench.py --size 100000 --index ivfflat
+
+sweeps ivfflat.probes instead, on a copy of bench_<n> (bench_<n>_ivfflat) whose HNSW index
+is replaced by the IVFFlat one `pgallery index build` makes (lists = rows / 1000), with
+the database defaults migration 0002 sets (probes 10). Writes search_ivfflat_<n>.json/.png.
 """
 
 from __future__ import annotations
@@ -26,6 +33,10 @@ from common import (MODEL, connect, median, percentiles, print_table, recall_at_
                     run_clients, server_facts, stopwatch, write_result)
 
 K = 10
+# the recall knob of each index: its setting, the functions' argument, the default sweep
+KNOBS = {"hnsw": ("hnsw.ef_search", "ef_search", "10,20,40,60,100,150,200,400"),
+         "ivfflat": ("ivfflat.probes", "probes", "1,2,3,5,10,20,40")}
+KNOB_GUC, KNOB_ARG = KNOBS["hnsw"][:2]    # main() sets them from --index
 RAW = f"SELECT painting_id FROM painting_embedding ORDER BY {INDEXED} <=> {QUERY} LIMIT 10"
 RAW_EXACT = ("SELECT painting_id FROM painting_embedding "
              "ORDER BY (embedding <=> %s) + 0, painting_id LIMIT 10")
@@ -40,16 +51,16 @@ def methods(ids: np.ndarray, qs: np.ndarray, image_rows: np.ndarray, ds) -> dict
     return {
         "raw": (RAW, [(q,) for q in qs], truth_q),
         "search_by_vector": (
-            "SELECT painting_id FROM search_by_vector(%s, k => 10, ef_search => {ef})",
+            "SELECT painting_id FROM search_by_vector(%s, k => 10, {arg} => {ef})",
             [(q,) for q in qs], truth_q),
         "search_by_image": (
-            "SELECT painting_id FROM search_by_image(%s, k => 10, ef_search => {ef})",
+            "SELECT painting_id FROM search_by_image(%s, k => 10, {arg} => {ef})",
             [(ds.image_file(int(r)),) for r in image_rows], truth_img),
         "search_by_text": (
-            "SELECT painting_id FROM search_by_text(%s, k => 10, ef_search => {ef})",
+            "SELECT painting_id FROM search_by_text(%s, k => 10, {arg} => {ef})",
             [(benchdb.prompt(i),) for i in range(len(qs))], truth_q),
         "search_hybrid": (
-            "SELECT painting_id FROM search_hybrid(%s, k => 10, ef_search => {ef})",
+            "SELECT painting_id FROM search_hybrid(%s, k => 10, {arg} => {ef})",
             [(benchdb.prompt(i),) for i in range(len(qs))], None),
     }
 
@@ -60,13 +71,13 @@ def one_pass(conns: dict, plans: dict, ef: int) -> dict:
     times = {m: [] for m in names}
     got = {m: [] for m in names}
     for m in names:
-        conns[m].execute(f"SET hnsw.ef_search = {ef}")
+        conns[m].execute(f"SET {KNOB_GUC} = {ef}")
     nq = len(plans[names[0]][1])
     for i in range(nq):
         for m in names:
             sql, params, _ = plans[m]
             with stopwatch() as t:
-                rows = conns[m].execute(sql.format(ef=ef), params[i], prepare=True).fetchall()
+                rows = conns[m].execute(sql.format(ef=ef, arg=KNOB_ARG), params[i], prepare=True).fetchall()
             times[m].append(t())
             got[m].append([r[0] for r in rows])
     return {"times": times, "got": got}
@@ -83,7 +94,7 @@ def server_pass(conns: dict, plans: dict, ef: int) -> dict:
     for i in range(nq):
         for m in SERVER_TIMED:
             sql, params, _ = plans[m]
-            plan = conns[m].execute(EXPLAIN + sql.format(ef=ef), params[i]).fetchone()[0]
+            plan = conns[m].execute(EXPLAIN + sql.format(ef=ef, arg=KNOB_ARG), params[i]).fetchone()[0]
             times[m].append(plan[0]["Execution Time"])
     return times
 
@@ -98,7 +109,7 @@ def measure(url: str, plans: dict, efs: list[int], runs: int, qps_seconds: float
         server = server_pass(conns, plans, ef)
         for m, (sql, params, truth) in plans.items():
             stats = [percentiles(p["times"][m]) for p in passes]
-            row = {"method": m, "ef_search": ef,
+            row = {"method": m, KNOB_ARG: ef,
                    "p50_ms": median([s["p50_ms"] for s in stats]),
                    "p95_ms": median([s["p95_ms"] for s in stats]),
                    "recall@10": (float(np.mean([recall_at_k(g, t) for g, t in
@@ -108,21 +119,21 @@ def measure(url: str, plans: dict, efs: list[int], runs: int, qps_seconds: float
             if m in server:
                 row["server_p50_ms"] = float(np.median(server[m]))
             rows.append(row)
-        raw_p50 = next(r["p50_ms"] for r in rows if r["method"] == "raw" and r["ef_search"] == ef)
+        raw_p50 = next(r["p50_ms"] for r in rows if r["method"] == "raw" and r[KNOB_ARG] == ef)
         server_raw = float(np.median(server["raw"]))
         for r in rows:
-            if r["ef_search"] == ef:
+            if r[KNOB_ARG] == ef:
                 r["p50_vs_raw"] = r["p50_ms"] / raw_p50
                 if "server_p50_ms" in r:
                     r["server_vs_raw"] = r["server_p50_ms"] / server_raw
         for m in qps_methods:
             sql, params, _ = plans[m]
             for clients in (1, 2):
-                r = next(r for r in rows if r["method"] == m and r["ef_search"] == ef)
-                r[f"qps_{clients}c"] = _qps(url, sql.format(ef=ef), params, ef, clients,
+                r = next(r for r in rows if r["method"] == m and r[KNOB_ARG] == ef)
+                r[f"qps_{clients}c"] = _qps(url, sql.format(ef=ef, arg=KNOB_ARG), params, ef, clients,
                                             qps_seconds)
-        print_table(f"ef_search = {ef}", [r for r in rows if r["ef_search"] == ef],
-                    ["method", "ef_search", "recall@10", "p50_ms", "p95_ms", "p50_vs_raw",
+        print_table(f"{KNOB_GUC} = {ef}", [r for r in rows if r[KNOB_ARG] == ef],
+                    ["method", KNOB_ARG, "recall@10", "p50_ms", "p95_ms", "p50_vs_raw",
                      "server_p50_ms", "server_vs_raw", "qps_1c", "qps_2c", "rows"])
     for c in conns.values():
         c.close()
@@ -132,7 +143,7 @@ def measure(url: str, plans: dict, efs: list[int], runs: int, qps_seconds: float
 def _qps(url, sql, params, ef, clients, seconds) -> float:
     def make(i):
         conn = connect(url, autocommit=True)
-        conn.execute(f"SET hnsw.ef_search = {ef}")
+        conn.execute(f"SET {KNOB_GUC} = {ef}")
         offset = i * 7919
 
         def work(j):
@@ -148,7 +159,7 @@ def defaults_and_exact(url: str, plans: dict, runs: int) -> list[dict]:
     sql_exact = "SELECT painting_id FROM search_by_vector(%s, k => 10, exact => true)"
     _, params, truth = plans["search_by_vector"]
     with connect(url, autocommit=True) as conn:
-        ef_default = conn.execute("SHOW hnsw.ef_search").fetchone()[0]
+        ef_default = conn.execute(f"SHOW {KNOB_GUC}").fetchone()[0]
         for label, sql, count in (("search_by_vector (defaults)", sql_default, len(params)),
                                   ("search_by_vector exact", sql_exact, 10),
                                   ("raw exact (seq scan)", RAW_EXACT, 10)):
@@ -163,7 +174,7 @@ def defaults_and_exact(url: str, plans: dict, runs: int) -> list[dict]:
                     times.append(t())
                     got.append([r[0] for r in rows])
                 samples.append(percentiles(times))
-            out.append({"method": label, "ef_search": ef_default if "defaults" in label else None,
+            out.append({"method": label, KNOB_ARG: ef_default if "defaults" in label else None,
                         "p50_ms": median([s["p50_ms"] for s in samples]),
                         "p95_ms": median([s["p95_ms"] for s in samples]),
                         "recall@10": float(np.mean([recall_at_k(g, t)
@@ -198,7 +209,7 @@ def plot(rows: list[dict], path, n: int) -> None:
     ax1.legend(fontsize=7)
     ax2.set_xlabel("recall@10")
     ax2.set_ylabel("queries/s")
-    ax2.set_title("throughput vs recall (HNSW ef_search sweep)")
+    ax2.set_title(f"throughput vs recall ({KNOB_GUC} sweep)")
     ax2.legend(fontsize=7)
     for ax in (ax1, ax2):
         ax.grid(alpha=0.3)
@@ -211,12 +222,17 @@ def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--size", type=int, default=100_000)
     p.add_argument("--queries", type=int, default=200)
-    p.add_argument("--ef", default="10,20,40,60,100,150,200,400")
+    p.add_argument("--index", choices=sorted(KNOBS), default="hnsw")
+    p.add_argument("--ef", default=None, help="the knob's values (ef_search or probes)")
     p.add_argument("--runs", type=int, default=3)
     p.add_argument("--qps-seconds", type=float, default=3.0)
     p.add_argument("--rebuild", action="store_true")
     a = p.parse_args(argv)
+    global KNOB_GUC, KNOB_ARG
+    KNOB_GUC, KNOB_ARG, default_sweep = KNOBS[a.index]
     db = benchdb.ensure(a.size, a.rebuild)
+    if a.index == "ivfflat":
+        db = benchdb.ensure_ivfflat_copy(a.size) | {"hnsw": db}
     ds = datagen.dataset(a.size)
     qs = datagen.queries(a.queries)
     with connect(db["url"]) as conn:
@@ -224,17 +240,19 @@ def main(argv=None) -> dict:
         facts = server_facts(conn)
     image_rows = np.random.default_rng(5).choice(a.size, a.queries, replace=False)
     plans = methods(ids, qs, image_rows, ds)
-    efs = [int(x) for x in a.ef.split(",")]
+    efs = [int(x) for x in (a.ef or default_sweep).split(",")]
     rows = measure(db["url"], plans, efs, a.runs, a.qps_seconds,
                    {"raw", "search_by_vector"})
     extra = defaults_and_exact(db["url"], plans, a.runs)
     from common import RESULTS
     RESULTS.mkdir(exist_ok=True)
-    payload = {"size": a.size, "queries": a.queries, "runs": a.runs, "model": MODEL,
-               "server": facts,
-               "database": {k: v for k, v in db.items() if k != "url"}, "sweep": rows, "defaults_and_exact": extra}
-    write_result(f"search_{a.size}", payload)
-    plot(rows, RESULTS / f"search_{a.size}.png", a.size)
+    payload = {"size": a.size, "index": a.index, "knob": KNOB_GUC, "queries": a.queries,
+               "runs": a.runs, "model": MODEL, "server": facts,
+               "database": {k: v for k, v in db.items() if k not in ("url", "hnsw")},
+               "sweep": rows, "defaults_and_exact": extra}
+    name = f"search_{a.size}" if a.index == "hnsw" else f"search_{a.index}_{a.size}"
+    write_result(name, payload)
+    plot(rows, RESULTS / f"{name}.png", a.size)
     return payload
 
 

@@ -102,7 +102,7 @@ def load(
     Example: `pgallery load --csv SemArt/semart_train.csv --images SemArt/Images`
 
     Also: `pgallery load --folder ~/Pictures/paintings`, `pgallery load --retry-failed`,
-    `pgallery load --embeddings semart_embeddings.tsv`
+    `pgallery load --embeddings semart_embeddings.tsv` (or a .parquet file: faster)
     """
     modes = [name for name, given in (("--csv", csv), ("--folder", folder),
                                       ("--retry-failed", retry_failed),
