@@ -46,6 +46,17 @@ HNSW = (f"CREATE INDEX ON {{table}} USING hnsw (({INDEXED}) halfvec_cosine_ops) 
         "WITH (m = 16, ef_construction = 64)")
 
 
+def give_build_memory(conn, rows: int) -> None:
+    """The baselines' HNSW builds get the memory pgallery's loader gives its own
+    (pgallery.loading.build_memory), so at 1M both sides build in memory."""
+    from pgallery.loading.build_memory import build_memory
+
+    memory = build_memory(conn, rows)
+    if memory:
+        conn.execute("SELECT set_config('maintenance_work_mem', %s, false)",
+                     (f"{memory // 1024}kB",))
+
+
 def run_pgallery(url: str, path) -> dict:
     """What `pgallery load --embeddings FILE` runs (load_embeddings_file), in process so
     the CLI's start-up time is not counted; also how long its HNSW build took."""
@@ -85,6 +96,7 @@ def run_raw_text_copy(url: str, path, rows: int) -> dict:
         out = {"copy_s": t()}
         loaded = conn.execute("SELECT count(*) FROM raw_painting").fetchone()[0]
         assert loaded == rows, f"text COPY loaded {loaded} of {rows} rows"
+        give_build_memory(conn, rows)
         with stopwatch() as t:
             conn.execute(HNSW.format(table="raw_painting"))
             conn.execute("ANALYZE raw_painting")
@@ -109,6 +121,7 @@ def run_raw_copy(url: str, ds, rows: int, index: bool) -> dict:
                             np.asarray(ds.vectors[i])))
         out = {"copy_s": t()}
         if index:
+            give_build_memory(conn, rows)
             with stopwatch() as t:
                 conn.execute(HNSW.format(table="raw_painting"))
                 conn.execute("ANALYZE raw_painting")
@@ -138,116 +151,121 @@ def run_tutorial(url: str, path, rows: int) -> float:
     return t()
 
 
+VARIANTS = ("pgallery", "pgallery_parquet", "raw_copy", "raw_text_copy", "tutorial")
+LABELS = {"pgallery": "pgallery load --embeddings (parse+validate+merge+HNSW+ANALYZE)",
+          "pgallery_no_hnsw": "pgallery load --embeddings, without its HNSW build",
+          "pgallery_parquet": "pgallery load --embeddings FILE.parquet (end to end)",
+          "pgallery_parquet_no_hnsw": "pgallery load --embeddings FILE.parquet, "
+                                      "without its HNSW build",
+          "raw_copy": "raw binary COPY, no index (in-memory arrays)",
+          "raw_copy_hnsw": "raw binary COPY, then HNSW build",
+          "raw_text_copy": "raw text COPY of the TSV file, no index (server parses)",
+          "raw_text_copy_hnsw": "raw text COPY of the TSV file, then HNSW build",
+          "tutorial": "tutorial: INSERT per row, vector as text"}
+
+
+def loaded_rows(url: str) -> int:
+    with connect(url) as conn:
+        assert conn.execute("SELECT to_regclass('painting_embedding_hnsw') IS NOT NULL"
+                            ).fetchone()[0], "the HNSW index was not restored after the load"
+        return conn.execute("SELECT count(*) FROM painting_embedding").fetchone()[0]
+
+
+def vector_database() -> str:
+    url = fresh_database("bench_load", migrate=False)
+    with connect(url, autocommit=True) as conn:
+        conn.execute("CREATE EXTENSION vector")
+    return url
+
+
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--rows", type=int, default=20_000)
     p.add_argument("--tutorial-rows", type=int, default=2_000)
     p.add_argument("--runs", type=int, default=3)
+    p.add_argument("--only", default=",".join(VARIANTS),
+                   help=f"comma-separated subset of {', '.join(VARIANTS)} (a 1M run: "
+                        "pgallery_parquet,raw_copy; its TSV would be 23 GB)")
     a = p.parse_args(argv)
+    only = a.only.split(",")
     ds = datagen.dataset(max(a.rows, 10_000))
-    path = datagen.write_embeddings_tsv(ds, a.rows, WORK / "data" / f"embeddings-{a.rows}.tsv")
-    size_mb = path.stat().st_size / 1e6
-    parquet = datagen.write_embeddings_parquet(ds, a.rows,
-                                               WORK / "data" / f"embeddings-{a.rows}.parquet")
-    results = {"pgallery": [], "pgallery_no_hnsw": [],
-               "pgallery_parquet": [], "pgallery_parquet_no_hnsw": [],
-               "raw_copy": [], "raw_copy_hnsw": [],
-               "raw_text_copy": [], "raw_text_copy_hnsw": [], "tutorial": []}
+    data = WORK / "data"
+    path = parquet = None
+    if {"pgallery", "raw_text_copy", "tutorial"} & set(only):
+        path = datagen.write_embeddings_tsv(ds, a.rows, data / f"embeddings-{a.rows}.tsv")
+    if "pgallery_parquet" in only:
+        parquet = datagen.write_embeddings_parquet(ds, a.rows,
+                                                   data / f"embeddings-{a.rows}.parquet")
+    results = {key: [] for key in LABELS}
     facts = None
     for run in range(a.runs):
-        url = fresh_database("bench_load", migrate=True)
-        mine = run_pgallery(url, path)
-        results["pgallery"].append(mine["total_s"])
-        results["pgallery_no_hnsw"].append(mine["total_s"] - mine["index_s"])
-        with connect(url) as conn:
-            loaded = conn.execute("SELECT count(*) FROM painting_embedding").fetchone()[0]
-            indexed = conn.execute("SELECT to_regclass('painting_embedding_hnsw') IS NOT NULL"
-                                   ).fetchone()[0]
-            assert indexed, "the HNSW index was not restored after the load"
-            facts = facts or server_facts(conn)
-        assert loaded == a.rows, f"pgallery loaded {loaded} of {a.rows} rows"
-        url = fresh_database("bench_load", migrate=True)
-        mine = run_pgallery(url, parquet)
-        results["pgallery_parquet"].append(mine["total_s"])
-        results["pgallery_parquet_no_hnsw"].append(mine["total_s"] - mine["index_s"])
-        with connect(url) as conn:
-            loaded = conn.execute("SELECT count(*) FROM painting_embedding").fetchone()[0]
-        assert loaded == a.rows, f"pgallery loaded {loaded} of {a.rows} rows from Parquet"
-        url = fresh_database("bench_load", migrate=False)
-        with connect(url, autocommit=True) as conn:
-            conn.execute("CREATE EXTENSION vector")
-        raw = run_raw_copy(url, ds, a.rows, index=True)
-        results["raw_copy"].append(raw["copy_s"])
-        results["raw_copy_hnsw"].append(raw["copy_s"] + raw["index_s"])
-        url = fresh_database("bench_load", migrate=False)
-        with connect(url, autocommit=True) as conn:
-            conn.execute("CREATE EXTENSION vector")
-        text = run_raw_text_copy(url, path, a.rows)
-        results["raw_text_copy"].append(text["copy_s"])
-        results["raw_text_copy_hnsw"].append(text["copy_s"] + text["index_s"])
-        if run == 0 or a.runs <= 3:
-            url = fresh_database("bench_load", migrate=False)
-            with connect(url, autocommit=True) as conn:
-                conn.execute("CREATE EXTENSION vector")
-            results["tutorial"].append(run_tutorial(url, path, a.tutorial_rows))
-        print(f"  run {run + 1}: pgallery {results['pgallery'][-1]:.1f}s "
-              f"({results['pgallery_no_hnsw'][-1]:.1f}s before HNSW), from Parquet "
-              f"{results['pgallery_parquet'][-1]:.1f}s "
-              f"({results['pgallery_parquet_no_hnsw'][-1]:.1f}s before HNSW), "
-              f"raw binary COPY {results['raw_copy'][-1]:.1f}s (+HNSW "
-              f"{results['raw_copy_hnsw'][-1]:.1f}s), raw text COPY "
-              f"{results['raw_text_copy'][-1]:.1f}s (+HNSW "
-              f"{results['raw_text_copy_hnsw'][-1]:.1f}s), tutorial "
-              f"{results['tutorial'][-1]:.1f}s for {a.tutorial_rows} rows", flush=True)
+        line = []
+        for key, source in (("pgallery", path), ("pgallery_parquet", parquet)):
+            if key not in only:
+                continue
+            url = fresh_database("bench_load", migrate=True)
+            mine = run_pgallery(url, source)
+            results[key].append(mine["total_s"])
+            results[f"{key}_no_hnsw"].append(mine["total_s"] - mine["index_s"])
+            assert loaded_rows(url) == a.rows, f"{key} did not load {a.rows} rows"
+            with connect(url) as conn:
+                facts = facts or server_facts(conn)
+            line.append(f"{key} {mine['total_s']:.1f}s "
+                        f"({mine['total_s'] - mine['index_s']:.1f}s before HNSW)")
+        if "raw_copy" in only:
+            raw = run_raw_copy(vector_database(), ds, a.rows, index=True)
+            results["raw_copy"].append(raw["copy_s"])
+            results["raw_copy_hnsw"].append(raw["copy_s"] + raw["index_s"])
+            line.append(f"raw binary COPY {raw['copy_s']:.1f}s "
+                        f"(+HNSW {raw['copy_s'] + raw['index_s']:.1f}s)")
+        if "raw_text_copy" in only:
+            text = run_raw_text_copy(vector_database(), path, a.rows)
+            results["raw_text_copy"].append(text["copy_s"])
+            results["raw_text_copy_hnsw"].append(text["copy_s"] + text["index_s"])
+            line.append(f"raw text COPY {text['copy_s']:.1f}s "
+                        f"(+HNSW {text['copy_s'] + text['index_s']:.1f}s)")
+        if "tutorial" in only and (run == 0 or a.runs <= 3):
+            results["tutorial"].append(run_tutorial(vector_database(), path, a.tutorial_rows))
+            line.append(f"tutorial {results['tutorial'][-1]:.1f}s for {a.tutorial_rows} rows")
+        print(f"  run {run + 1}: " + ", ".join(line), flush=True)
     rows_for = {key: a.rows for key in results} | {"tutorial": a.tutorial_rows}
-    labels = {"pgallery": "pgallery load --embeddings (parse+validate+merge+HNSW+ANALYZE)",
-              "pgallery_no_hnsw": "pgallery load --embeddings, without its HNSW build",
-              "pgallery_parquet": "pgallery load --embeddings FILE.parquet (end to end)",
-              "pgallery_parquet_no_hnsw": "pgallery load --embeddings FILE.parquet, "
-                                          "without its HNSW build",
-              "raw_copy": "raw binary COPY, no index (in-memory arrays)",
-              "raw_copy_hnsw": "raw binary COPY, then HNSW build",
-              "raw_text_copy": "raw text COPY of the TSV file, no index (server parses)",
-              "raw_text_copy_hnsw": "raw text COPY of the TSV file, then HNSW build",
-              "tutorial": "tutorial: INSERT per row, vector as text"}
     table, by_key = [], {}
     for key, times in results.items():
+        if not times:
+            continue
         s = median(times)
-        by_key[key] = {"variant": labels[key], "rows": rows_for[key], "seconds": s,
+        by_key[key] = {"variant": LABELS[key], "rows": rows_for[key], "seconds": s,
                        "rows_per_s": rows_for[key] / s, "runs": len(times)}
         table.append(by_key[key])
-    copy_rate = by_key["raw_copy"]["rows_per_s"]
-    for r in table:
-        r["vs_raw_copy"] = r["rows_per_s"] / copy_rate
-    # pgallery against each baseline: with HNSW against the baselines with HNSW, without
-    # against those without (rate ratios: 1.0 = as fast as the baseline)
-    ratios = {
-        "with_hnsw": {base: by_key["pgallery"]["rows_per_s"] / by_key[base]["rows_per_s"]
-                      for base in ("raw_copy_hnsw", "raw_text_copy_hnsw")},
-        "without_hnsw": {base: by_key["pgallery_no_hnsw"]["rows_per_s"]
-                         / by_key[base]["rows_per_s"] for base in ("raw_copy", "raw_text_copy")},
-        # the like-for-like pair: numbers in a file against numbers in memory
-        "parquet_with_hnsw": {"raw_copy_hnsw": by_key["pgallery_parquet"]["rows_per_s"]
-                              / by_key["raw_copy_hnsw"]["rows_per_s"]},
-        "parquet_without_hnsw": {"raw_copy": by_key["pgallery_parquet_no_hnsw"]["rows_per_s"]
-                                 / by_key["raw_copy"]["rows_per_s"]},
-    }
-    by_key["pgallery"]["vs_raw_copy_hnsw"] = ratios["with_hnsw"]["raw_copy_hnsw"]
-    by_key["pgallery_parquet"]["vs_raw_copy_hnsw"] = \
-        ratios["parquet_with_hnsw"]["raw_copy_hnsw"]
-    print_table(f"loading {a.rows:,} precomputed 1024-d embeddings ({size_mb:.0f} MB TSV)",
+    if "raw_copy" in by_key:
+        for r in table:
+            r["vs_raw_copy"] = r["rows_per_s"] / by_key["raw_copy"]["rows_per_s"]
+    # pgallery against each baseline measured: with HNSW against the baselines with HNSW,
+    # without against those without (rate ratios: 1.0 = as fast as the baseline)
+    pairs = {"with_hnsw": [("pgallery", "raw_copy_hnsw"), ("pgallery", "raw_text_copy_hnsw")],
+             "without_hnsw": [("pgallery_no_hnsw", "raw_copy"),
+                              ("pgallery_no_hnsw", "raw_text_copy")],
+             # the like-for-like pair: numbers in a file against numbers in memory
+             "parquet_with_hnsw": [("pgallery_parquet", "raw_copy_hnsw")],
+             "parquet_without_hnsw": [("pgallery_parquet_no_hnsw", "raw_copy")]}
+    ratios = {group: {base: by_key[mine]["rows_per_s"] / by_key[base]["rows_per_s"]
+                      for mine, base in members if mine in by_key and base in by_key}
+              for group, members in pairs.items()}
+    for group, key in (("with_hnsw", "pgallery"), ("parquet_with_hnsw", "pgallery_parquet")):
+        if "raw_copy_hnsw" in ratios[group]:
+            by_key[key]["vs_raw_copy_hnsw"] = ratios[group]["raw_copy_hnsw"]
+    size = f"{path.stat().st_size / 1e6:.0f} MB TSV" if path else \
+        f"{parquet.stat().st_size / 1e6:.0f} MB Parquet"
+    print_table(f"loading {a.rows:,} precomputed 1024-d embeddings ({size})",
                 table, ["variant", "rows", "seconds", "rows_per_s", "vs_raw_copy", "runs"])
-    print("\npgallery end to end vs raw binary COPY + HNSW: "
-          f"{ratios['with_hnsw']['raw_copy_hnsw']:.2f}, vs raw text COPY + HNSW: "
-          f"{ratios['with_hnsw']['raw_text_copy_hnsw']:.2f}")
-    print("pgallery from Parquet end to end vs raw binary COPY + HNSW: "
-          f"{ratios['parquet_with_hnsw']['raw_copy_hnsw']:.2f}; without its HNSW build vs "
-          f"raw binary COPY: {ratios['parquet_without_hnsw']['raw_copy']:.2f}")
-    print("pgallery without its HNSW build vs raw binary COPY: "
-          f"{ratios['without_hnsw']['raw_copy']:.2f}, vs raw text COPY: "
-          f"{ratios['without_hnsw']['raw_text_copy']:.2f}")
-    payload = {"rows": a.rows, "tsv_mb": size_mb, "server": facts, "results": table,
-               "pgallery_ratios": ratios, "raw_seconds": results}
+    for group, values in ratios.items():
+        if values:
+            print(f"{group}: " + ", ".join(f"vs {base} {r:.2f}" for base, r in values.items()))
+    payload = {"rows": a.rows, "variants": only,
+               "tsv_mb": path.stat().st_size / 1e6 if path else None,
+               "parquet_mb": parquet.stat().st_size / 1e6 if parquet else None,
+               "server": facts, "results": table, "pgallery_ratios": ratios,
+               "raw_seconds": {k: v for k, v in results.items() if v}}
     write_result(f"load_{a.rows}", payload)
     return payload
 
