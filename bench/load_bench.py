@@ -79,7 +79,9 @@ def run_pgallery(url: str, path) -> dict:
     finally:
         embeddings_file.restore_indexes = restore
     assert not summary.rejected, summary.rejected[:3]
-    return {"total_s": t(), "index_s": sum(index_s)}
+    for note in summary.notes:      # the build memory given, or that the graph spilled
+        print(f"  note: {note}", flush=True)
+    return {"total_s": t(), "index_s": sum(index_s), "notes": summary.notes}
 
 
 def run_raw_text_copy(url: str, path, rows: int) -> dict:
