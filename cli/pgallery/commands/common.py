@@ -47,7 +47,9 @@ YearTo = Annotated[Optional[int], typer.Option(help="Painted in or before this y
 Model = Annotated[Optional[str], typer.Option(
     help="Search this model's vectors. [default: the active model]")]
 EfSearch = Annotated[Optional[int], typer.Option(
-    "--ef-search", min=1, max=1000, help="HNSW candidate list size (recall vs speed).")]
+    "--ef-search", min=1, max=1000,
+    help="HNSW candidate list size (recall vs speed). [default: the database's "
+         "hnsw.ef_search, sized to the collection: 100, 150 at 1M]")]
 Probes = Annotated[Optional[int], typer.Option(
     min=1, help="IVFFlat lists to visit, when an IVFFlat index is used.")]
 Exact = Annotated[bool, typer.Option("--exact", help="Exact search, no ANN index.")]
