@@ -130,3 +130,28 @@ def test_the_downgrade_puts_back_0002s_default_unless_set_by_hand(make_database,
     assert setting(url, "pgallery.tuned_ef_search") is None
     migrations.upgrade(url)
     assert setting(url) == ("120" if hand_set else "100")
+
+
+def test_two_loads_tuning_at_once_both_succeed(make_database):
+    import threading
+    import time
+
+    url = make_database()
+    second: list = []
+    with psycopg.connect(url) as first:          # tunes, and holds its transaction open
+        assert first.execute("SELECT tune_search_defaults(1000000)").fetchone()[0] == 150
+
+        def tune_meanwhile():
+            try:
+                second.append(tune(url, 2_000_000)[0])
+            except Exception as exc:  # noqa: BLE001 -- asserted below
+                second.append(exc)
+
+        thread = threading.Thread(target=tune_meanwhile)
+        thread.start()
+        time.sleep(1.0)                          # the second is waiting for the first
+        assert second == []
+    # (the first commits here) the second then reads 150 as pgallery's own and moves it on;
+    # updating the same catalog row at once would fail with "tuple concurrently updated"
+    thread.join(timeout=30)
+    assert second == [200] and setting(url) == "200"

@@ -47,10 +47,15 @@ LANGUAGE plpgsql VOLATILE
 SET search_path FROM CURRENT
 AS $$
 DECLARE
-    current_default text := database_setting('hnsw.ef_search');
-    recorded text := database_setting('pgallery.tuned_ef_search');
+    current_default text;
+    recorded text;
     wanted integer;
 BEGIN
+    -- Two loads finishing together would update the same catalog row ("tuple concurrently
+    -- updated"): one at a time, each reading the settings after the other's change.
+    PERFORM pg_advisory_xact_lock(hashtext('pgallery.tune_search_defaults'));
+    current_default := database_setting('hnsw.ef_search');
+    recorded := database_setting('pgallery.tuned_ef_search');
     IF vectors IS NULL THEN
         SELECT greatest(c.reltuples, 0)::bigint INTO vectors
         FROM pg_catalog.pg_class c WHERE c.oid = 'painting_embedding'::regclass;
