@@ -39,7 +39,7 @@ SEARCHES = {
     "prompt_vector": "SELECT prompt_vector(%(prompt)s, %(model)s) IS NOT NULL",
 }
 DEFINERS = {"nearest_paintings", "search_by_image", "search_hybrid", "prompt_vector",
-            "build_ivfflat_index", "tune_search_defaults"}
+            "build_ivfflat_index", "tune_search_defaults", "restore_hnsw_index"}
 # definers that run dynamic SQL: each formats only an integer into its statement
 DYNAMIC = {"build_ivfflat_index", "tune_search_defaults"}
 

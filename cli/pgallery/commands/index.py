@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 import typer
 
 from pgallery.commands.common import database
-from pgallery.loading.writer import tune_search_defaults
+from pgallery.loading.writer import restore_missing_hnsw, tune_search_defaults
 from pgallery.rendering.tables import console, rows_table
 
 app = typer.Typer(help="Build and inspect the vector indexes (HNSW, IVFFlat).",
@@ -37,7 +37,8 @@ def build(
     lists: Annotated[Optional[int], typer.Option(
         min=1, max=32768, help="IVFFlat lists. [default: rows/1000, sqrt(rows) past 1M]")] = None,
 ):
-    """(Re)build the IVFFlat index from the vectors loaded now, and refresh statistics.
+    """(Re)build the IVFFlat index from the vectors loaded now, and refresh statistics;
+    also puts back the HNSW index if an interrupted bulk load left it dropped.
 
     IVFFlat learns its clusters from the data, so build it after a bulk load.
     Same as `CALL build_ivfflat_index()` in psql. Example: `pgallery index build`
@@ -46,6 +47,8 @@ def build(
         notices: list[str] = []
         conn.add_notice_handler(lambda d: notices.append(d.message_primary))
         with console.status("building the IVFFlat index ..."):
+            for note in restore_missing_hnsw(conn):
+                console.print(note)
             conn.execute("CALL build_ivfflat_index(%s)", (lists,))
             conn.execute("ANALYZE painting_embedding")
             ef_search = tune_search_defaults(conn)

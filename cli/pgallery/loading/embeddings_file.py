@@ -36,7 +36,8 @@ from pgallery.loading.records import PaintingRecord, RejectedRow, clean
 from pgallery.loading.summary import LoadSummary, Progress
 from pgallery.loading.writer import (MergeCounts, VectorsRejected, defer_hnsw_indexes,
                                      finish_load, parse_vector_text, register_model,
-                                     restore_indexes, staging_text_line, tune_search_defaults,
+                                     restore_indexes, restore_missing_hnsw, staging_text_line,
+                                     tune_search_defaults,
                                      write_batch_staged)
 from pgallery.providers.base import COLUMN_DIMENSION
 
@@ -243,6 +244,7 @@ def load_embeddings_file(conn, path: Path, *, model: str, batch_size: int = 2000
                 other.close()
     finally:
         summary.notes += restore_indexes(conn, deferred)
+    summary.notes += restore_missing_hnsw(conn)
     summary.ivfflat_rebuilt = finish_load(conn)
     summary.ef_search_default = tune_search_defaults(conn)
     return summary

@@ -43,7 +43,7 @@ from pgallery.loading.records import METADATA_FIELDS, PaintingRecord, RejectedRo
 from pgallery.loading.sources import ImageItem, SourceListing
 from pgallery.loading.summary import LoadSummary, Progress
 from pgallery.loading.writer import (finish_load, record_failures, register_model,
-                                     tune_search_defaults, write_batch)
+                                     restore_missing_hnsw, tune_search_defaults, write_batch)
 from pgallery.providers.base import EmbeddingProvider
 
 DEFAULT_BATCH_SIZE = 200     # vectors per transaction
@@ -270,6 +270,7 @@ def load_images(conn: psycopg.Connection, provider: EmbeddingProvider,
     if run.lookup_error is not None:
         raise run.lookup_error
     if finish and summary.merged.embeddings:
+        summary.notes += restore_missing_hnsw(conn)
         summary.ivfflat_rebuilt = finish_load(conn)
         summary.ef_search_default = tune_search_defaults(conn)
     return summary

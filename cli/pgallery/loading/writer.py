@@ -195,6 +195,35 @@ def restore_indexes(conn: psycopg.Connection, definitions: list[str]) -> list[st
         conn.rollback()
     previous = conn.autocommit
     conn.autocommit = True
+    try:
+        return _build_with_memory(conn, definitions)
+    finally:
+        conn.autocommit = previous
+
+
+def restore_missing_hnsw(conn: psycopg.Connection) -> list[str]:
+    """After a load: build the HNSW index if an interrupted bulk load left it dropped
+    (restore_hnsw_index() in sql/functions/), with the memory restore_indexes gives.
+    Returns notes for the user (none when the index is there)."""
+    if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+        conn.rollback()
+    previous = conn.autocommit
+    conn.autocommit = True
+    try:
+        if conn.execute(HNSW_INDEXES).fetchone() is not None:
+            return []
+        notes = _build_with_memory(conn, ["CALL restore_hnsw_index()"])
+    except psycopg.errors.UndefinedFunction:    # a database not migrated to 0012
+        return []
+    finally:
+        conn.autocommit = previous
+    return ["painting_embedding had no HNSW index (an interrupted bulk load?): rebuilt it",
+            *notes]
+
+
+def _build_with_memory(conn: psycopg.Connection, statements: list[str]) -> list[str]:
+    """Run index builds (in autocommit) with build_memory's maintenance_work_mem, putting
+    the session's own back after; returns the notes restore_indexes describes."""
     notes: list[str] = []
     spilled: list[str] = []
 
@@ -202,35 +231,31 @@ def restore_indexes(conn: psycopg.Connection, definitions: list[str]) -> list[st
         if "no longer fits into maintenance_work_mem" in (diag.message_primary or ""):
             spilled.append(diag.message_primary)
 
+    vectors = conn.execute("SELECT count(*) FROM painting_embedding").fetchone()[0]
+    memory = build_memory(conn, vectors)
+    before = conn.execute("SELECT current_setting('maintenance_work_mem')").fetchone()[0]
+    if memory:
+        conn.execute("SELECT set_config('maintenance_work_mem', %s, false)",
+                     (f"{memory // 1024}kB",))
+        notes.append(f"the HNSW index was built with maintenance_work_mem {human(memory)} "
+                     f"(its graph of {vectors:,} vectors needs about "
+                     f"{human(graph_bytes(vectors))})")
+    conn.add_notice_handler(on_notice)
     try:
-        vectors = conn.execute("SELECT count(*) FROM painting_embedding").fetchone()[0]
-        memory = build_memory(conn, vectors)
-        before = conn.execute("SELECT current_setting('maintenance_work_mem')").fetchone()[0]
-        if memory:
-            conn.execute("SELECT set_config('maintenance_work_mem', %s, false)",
-                         (f"{memory // 1024}kB",))
-            notes.append(f"the HNSW index was built with maintenance_work_mem "
-                         f"{human(memory)} (its graph of {vectors:,} vectors needs about "
-                         f"{human(graph_bytes(vectors))})")
-        conn.add_notice_handler(on_notice)
-        try:
-            for definition in definitions:
-                conn.execute(definition)
-        finally:
-            conn.remove_notice_handler(on_notice)
-            if memory:
-                conn.execute("SELECT set_config('maintenance_work_mem', %s, false)",
-                             (before,))
-        if spilled:
-            setting = conn.execute("SHOW maintenance_work_mem").fetchone()[0]
-            notes.append(
-                f"the HNSW graph did not fit maintenance_work_mem ({setting}): pgvector "
-                f"built it on disk, several times slower ({spilled[0]}). Next time give "
-                f"the build about {human(graph_bytes(vectors))}, e.g. "
-                f"PGOPTIONS='-c maintenance_work_mem={human(graph_bytes(vectors))}' "
-                "in front of the command")
+        for statement in statements:
+            conn.execute(statement)
     finally:
-        conn.autocommit = previous
+        conn.remove_notice_handler(on_notice)
+        if memory:
+            conn.execute("SELECT set_config('maintenance_work_mem', %s, false)", (before,))
+    if spilled:
+        setting = conn.execute("SHOW maintenance_work_mem").fetchone()[0]
+        needed = human(graph_bytes(vectors))
+        notes.append(
+            f"the HNSW graph did not fit maintenance_work_mem ({setting}): pgvector built "
+            f"it on disk, several times slower ({spilled[0]}). Next time give the build "
+            f"about {needed}, e.g. PGOPTIONS='-c maintenance_work_mem={needed}' in front "
+            "of the command")
     return notes
 
 
