@@ -161,3 +161,21 @@ def test_the_cli_loads_parquet_and_refuses_a_broken_file_in_one_line(cli_env, tm
     pq.write_table(pa.table({"file": ["a.jpg"], "vector": [[1.0]]}), missing)
     result = runner.invoke(app, ["load", "--embeddings", str(missing), "--model", "test/cli-pq"])
     assert result.exit_code != 0 and "missing column(s) image_file" in result.output
+
+
+def test_vectors_longer_than_the_column_are_refused_in_one_line(cli_env, tmp_path):
+    path = write_parquet(tmp_path / "wide.parquet", ["w.jpg"],
+                         np.ones((1, 2048), np.float32))
+    result = runner.invoke(app, ["load", "--embeddings", str(path), "--model", "test/wide"])
+    assert result.exit_code != 0
+    assert "2048" in result.output and "1024" in result.output
+    assert "Traceback" not in result.output and result.exception.__class__ is SystemExit
+
+
+def test_a_tsv_of_vectors_longer_than_the_column_is_refused_the_same_way(cli_env, tmp_path):
+    path = tmp_path / "wide.tsv"
+    path.write_text("image_file\tvector\nw.jpg\t[" + ", ".join(["0.5"] * 1025) + "]\n")
+    result = runner.invoke(app, ["load", "--embeddings", str(path), "--model", "test/wide"])
+    assert result.exit_code == 2
+    assert "its vectors have 1025 dimensions; pgallery's column holds at most 1024" \
+        in result.output

@@ -31,7 +31,7 @@ import pandas as pd
 import psycopg
 from pgvector.psycopg import register_vector
 
-from pgallery.errors import ArgError
+from pgallery.errors import ArgError, MismatchedDimension
 from pgallery.loading.records import PaintingRecord, RejectedRow, clean
 from pgallery.loading.summary import LoadSummary, Progress
 from pgallery.loading.writer import (MergeCounts, VectorsRejected, defer_hnsw_indexes,
@@ -217,6 +217,11 @@ def load_embeddings_file(conn, path: Path, *, model: str, batch_size: int = 2000
             summary.seen += len(chunk.records) + len(chunk.rejected)
             summary.rejected += chunk.rejected
         return summary
+    if dimension > COLUMN_DIMENSION:
+        raise MismatchedDimension(
+            f"{str(path):.200}: its vectors have {dimension} dimensions; pgallery's column "
+            f"holds at most {COLUMN_DIMENSION} (a model of up to {COLUMN_DIMENSION} "
+            "dimensions is zero-padded to it)")
     register_model(conn, model, dimension, provider="file")
     lines = embeddings_parquet.row_count(path) if parquet else count_data_lines(path)
     if progress:
