@@ -179,3 +179,23 @@ def test_a_tsv_of_vectors_longer_than_the_column_is_refused_the_same_way(cli_env
     assert result.exit_code == 2
     assert "its vectors have 1025 dimensions; pgallery's column holds at most 1024" \
         in result.output
+
+
+def test_a_damaged_page_stops_the_load_in_one_line_keeping_the_batches_before_it(
+        cli_env, tmp_path):
+    vectors = np.random.default_rng(8).standard_normal((300, 1024)).astype(np.float32)
+    path = tmp_path / "damaged.parquet"
+    pq.write_table(pa.table({
+        "image_file": [f"d{i}.jpg" for i in range(300)],
+        "vector": pa.FixedSizeListArray.from_arrays(vectors.ravel(), 1024)}),
+        path, row_group_size=100)
+    data = bytearray(path.read_bytes())
+    offset = pq.ParquetFile(path).metadata.row_group(2).column(1).data_page_offset
+    data[offset:offset + 40] = b"\x07" * 40          # the third row group's page header
+    path.write_bytes(bytes(data))
+    result = runner.invoke(app, ["load", "--embeddings", str(path), "--model", "test/damaged",
+                                 "--batch-size", "100"])
+    assert result.exit_code == 2, result.output
+    assert "unreadable after row 200" in result.output
+    assert "Traceback" not in result.output and result.exception.__class__ is SystemExit
+    assert len(stored(cli_env, "test/damaged")) == 200

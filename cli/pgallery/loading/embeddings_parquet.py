@@ -66,6 +66,25 @@ def _columns(parquet, path: Path) -> tuple[str, str, dict[str, str]]:
     return columns["image_file"], vector, fields
 
 
+def _batches(parquet, path: Path, **options):
+    """The file's record batches; a damaged page is an ArgError naming where, after the
+    batches before it (which the loader has written by then)."""
+    import pyarrow as pa
+
+    rows = 0
+    batches = parquet.iter_batches(**options)
+    while True:
+        try:
+            batch = next(batches)
+        except StopIteration:
+            return
+        except (OSError, pa.ArrowException) as exc:
+            raise ArgError(f"{str(path):.200}: unreadable after row {rows} "
+                           f"({' '.join(str(exc).split())})") from None
+        rows += batch.num_rows
+        yield batch
+
+
 def row_count(path: Path) -> int:
     return _open(path).metadata.num_rows
 
@@ -76,7 +95,8 @@ def vector_dimension(path: Path) -> int | None:
 
     parquet = _open(path)
     _, vector, _ = _columns(parquet, path)
-    for batch in parquet.iter_batches(batch_size=10_000, columns=[vector]):
+    # small batches: the first vector is found without decoding the rest of the file
+    for batch in _batches(parquet, path, batch_size=50, columns=[vector]):
         lengths = pc.list_value_length(batch.column(0)).fill_null(0).to_numpy()
         found = np.flatnonzero(lengths > 0)
         if len(found):
@@ -124,7 +144,7 @@ def read_parquet_for_copy(path: Path, dimension: int | None,
     image_col, vector_col, fields = _columns(parquet, path)
     wanted = list(dict.fromkeys([image_col, vector_col, *fields]))
     ordinal, row_number = 0, 0
-    for batch in parquet.iter_batches(batch_size=chunk_rows, columns=wanted):
+    for batch in _batches(parquet, path, batch_size=chunk_rows, columns=wanted):
         texts = {name: _text(batch.column(name)) for name in dict.fromkeys([image_col, *fields])}
         lengths, rows, good = _vectors(batch.column(vector_col), dimension)
         vector_of = dict(zip(good.tolist(), range(len(good))))
