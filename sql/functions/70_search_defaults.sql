@@ -38,10 +38,10 @@ RETURN least(1000, greatest(100,
 --
 -- Only a default pgallery set is changed: each one is recorded beside it in
 -- pgallery.tuned_ef_search (migration 0011 records 0002's 100), and a default that differs
--- from that record, or has none, was set by someone else: it is kept, with a notice. Runs as its owner (the migrating role, which
--- owns the database) so that pgallery_writer's loads can call it; it formats nothing but
--- an integer into its one statement. Without the database's ownership it changes nothing
--- and says so.
+-- from that record, or has none, was set by someone else: it is kept, with a notice.
+-- Runs as its owner (the migrating role, which owns the database) so that
+-- pgallery_writer's loads can call it; it formats nothing but an integer into its
+-- statements. Without the database's ownership it changes nothing and says so.
 CREATE OR REPLACE FUNCTION tune_search_defaults(vectors bigint DEFAULT NULL) RETURNS integer
 LANGUAGE plpgsql VOLATILE
 SET search_path FROM CURRENT
@@ -62,7 +62,8 @@ BEGIN
     END IF;
     wanted := recommended_ef_search(vectors);
     IF recorded IS NULL OR current_default IS DISTINCT FROM recorded THEN
-        RAISE NOTICE 'hnsw.ef_search is % for this database, not set by pgallery: kept (% would suit % vectors)',
+        RAISE NOTICE 'hnsw.ef_search is % for this database, not set by pgallery: '
+                     'kept (% would suit % vectors)',
             coalesce(current_default, 'not set'), wanted, vectors;
         RETURN current_default::integer;
     END IF;
@@ -75,7 +76,8 @@ BEGIN
                    current_database(), wanted);
     RETURN wanted;
 EXCEPTION WHEN insufficient_privilege THEN
-    RAISE NOTICE 'not the database owner: hnsw.ef_search stays %', coalesce(current_default, 'unset');
+    RAISE NOTICE 'not the database owner: hnsw.ef_search stays %',
+        coalesce(current_default, 'unset');
     RETURN current_default::integer;
 END
 $$;

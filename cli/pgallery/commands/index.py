@@ -46,7 +46,7 @@ def build(
     with database(ctx, autocommit=True) as conn:
         notices: list[str] = []
         conn.add_notice_handler(lambda d: notices.append(d.message_primary))
-        with console.status("building the IVFFlat index ..."):
+        with console.status("building the indexes ..."):
             for note in restore_missing_hnsw(conn):
                 console.print(note)
             conn.execute("CALL build_ivfflat_index(%s)", (lists,))

@@ -9,6 +9,8 @@ Two layouts, both tab-separated with a header:
 
 ``vector`` is a JSON-style list of floats. Rows whose vector is malformed, of the wrong
 dimension, non-finite or all zeros are rejected with a reason; every other row is loaded.
+A Parquet file with the same columns is read by embeddings_parquet.py; load_embeddings_file
+takes either.
 """
 
 from __future__ import annotations
@@ -37,8 +39,7 @@ from pgallery.loading.summary import LoadSummary, Progress
 from pgallery.loading.writer import (MergeCounts, VectorsRejected, defer_hnsw_indexes,
                                      finish_load, parse_vector_text, register_model,
                                      restore_indexes, restore_missing_hnsw, staging_text_line,
-                                     tune_search_defaults,
-                                     write_batch_staged)
+                                     tune_search_defaults, write_batch_staged)
 from pgallery.providers.base import COLUMN_DIMENSION
 
 # input column (lower-cased) -> PaintingRecord field
@@ -49,6 +50,15 @@ COLUMN_FIELDS = {
     "image_uri": "image_uri", "image_url": "image_uri", "url": "image_uri",
 }
 REQUIRED = ("image_file", "vector")
+
+# Why a row is not loaded; the Parquet reader (embeddings_parquet.py) gives the same reasons.
+NO_IMAGE_FILE = "no image_file"
+NOT_FINITE = "vector holds NaN or infinity"
+ALL_ZEROS = "vector is all zeros"
+
+
+def wrong_dimension(length: int, dimension: int) -> str:
+    return f"vector has {length} dimensions, expected {dimension}"
 
 
 @dataclass
@@ -85,19 +95,26 @@ def _open_frames(path: Path, chunk_rows: int):
             return first, skipped, reader
         except UnicodeDecodeError:
             continue
+        except OSError as exc:      # unreadable (permissions, a device error)
+            raise ArgError(f"{str(path):.200}: cannot read ({exc.strerror or exc})") from None
     raise ArgError(f"{path}: neither UTF-8 nor cp1252 text")
 
 
 def check_columns(columns: list[str], path: Path) -> dict[str, str]:
-    """Map the file's columns to fields; ArgError naming what is missing."""
+    """{lower-cased name: the file's column}; ArgError naming what is missing."""
     lowered = {c.strip().lower(): c for c in columns}
     missing = [c for c in REQUIRED if c not in lowered]
     if missing:
         raise ArgError(
             f"{path}: missing column(s) {', '.join(missing)}; found {', '.join(columns)}. "
-            "Expected a tab-separated file with image_file, ..., vector"
+            "Expected columns image_file, ..., vector"
         )
     return lowered
+
+
+def field_map(columns: dict[str, str]) -> dict[str, str]:
+    """{the file's column: PaintingRecord field} for the columns check_columns found."""
+    return {src: COLUMN_FIELDS[name] for name, src in columns.items() if name in COLUMN_FIELDS}
 
 
 def read_embeddings_file(path: Path, dimension: int | None = None,
@@ -140,8 +157,7 @@ def _chunks(frame, skipped, rest):
 
 def _fields(frame, path: Path) -> tuple[dict[str, str], dict[str, str]]:
     columns = check_columns(list(frame.columns), path)
-    fields = {src: COLUMN_FIELDS[name] for name, src in columns.items() if name in COLUMN_FIELDS}
-    return columns, fields
+    return columns, field_map(columns)
 
 
 def _check_row(row: dict, columns: dict[str, str], fields: dict[str, str], where: str,
@@ -152,19 +168,18 @@ def _check_row(row: dict, columns: dict[str, str], fields: dict[str, str], where
     ``dimension`` None: any length is accepted (the caller takes the first parsed one)."""
     image_file = clean(row.get(columns["image_file"]))
     if not image_file:
-        return RejectedRow(where, None, "no image_file"), None
+        return RejectedRow(where, None, NO_IMAGE_FILE), None
     try:
         vector = parse_vector_text(row[columns["vector"]])
     except ValueError as exc:
         return RejectedRow(where, image_file, f"bad vector: {exc}"), None
     if dimension is not None and len(vector) != dimension:
-        return RejectedRow(where, image_file,
-                           f"vector has {len(vector)} dimensions, expected {dimension}"), \
+        return RejectedRow(where, image_file, wrong_dimension(len(vector), dimension)), \
             len(vector)
     if not np.isfinite(vector).all():
-        return RejectedRow(where, image_file, "vector holds NaN or infinity"), len(vector)
+        return RejectedRow(where, image_file, NOT_FINITE), len(vector)
     if not vector.any():
-        return RejectedRow(where, image_file, "vector is all zeros"), len(vector)
+        return RejectedRow(where, image_file, ALL_ZEROS), len(vector)
     return _record(row, fields, image_file, vector), len(vector)
 
 
@@ -201,15 +216,17 @@ def load_embeddings_file(conn, path: Path, *, model: str, batch_size: int = 2000
 
     path = Path(path)
     parquet = embeddings_parquet.is_parquet(path)
-    if parquet:
-        dimension = embeddings_parquet.vector_dimension(path)
-    else:
-        dimension = vector_dimension(path)
+    # the two formats' readers: the first vector's length, the row count, the batches
+    probe, count_rows, read = (
+        (embeddings_parquet.vector_dimension, embeddings_parquet.row_count,
+         embeddings_parquet.read_parquet_for_copy) if parquet else
+        (vector_dimension, count_data_lines, read_for_copy))
+    dimension = probe(path)
     summary = LoadSummary(model=model)
     if dimension is None:
         # nothing parseable: still report every row's reason
         if parquet:
-            for chunk in embeddings_parquet.read_parquet_for_copy(path, None, batch_size):
+            for chunk in read(path, None, batch_size):
                 summary.seen += len(chunk.entries)
                 summary.rejected += chunk.rejected()
             return summary
@@ -223,16 +240,14 @@ def load_embeddings_file(conn, path: Path, *, model: str, batch_size: int = 2000
             f"holds at most {COLUMN_DIMENSION} (a model of up to {COLUMN_DIMENSION} "
             "dimensions is zero-padded to it)")
     register_model(conn, model, dimension, provider="file")
-    lines = embeddings_parquet.row_count(path) if parquet else count_data_lines(path)
+    lines = count_rows(path)
     if progress:
         progress.start(lines)
     # A bulk load builds the HNSW index once at the end (restored even if the load fails).
     deferred = defer_hnsw_indexes(conn, lines)
     try:
-        if parquet:   # vectors already numbers: checked in numpy, sent in binary COPY
-            chunks = embeddings_parquet.read_parquet_for_copy(path, dimension, batch_size)
-        else:
-            chunks = read_for_copy(path, dimension, chunk_rows=batch_size)
+        # Parquet's vectors are already numbers: checked in numpy, sent in binary COPY
+        chunks = read(path, dimension, batch_size)
         other = _other_session(conn) if STAGING_SESSIONS > 1 else None
         try:
             with prefetched(chunks, help=CopyChunk.parse_one if CLIENT_PARSES else None

@@ -17,14 +17,15 @@ binary COPY, where a text file's 1024 decimals per row must first be parsed
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 
 from pgallery.errors import ArgError
-from pgallery.loading.embeddings_file import COLUMN_FIELDS, CopyChunk, StagedRow, check_columns
+from pgallery.loading.embeddings_file import (ALL_ZEROS, NO_IMAGE_FILE, NOT_FINITE, CopyChunk,
+                                              StagedRow, check_columns, field_map,
+                                              wrong_dimension)
 from pgallery.loading.records import PaintingRecord, RejectedRow, clean
 
 MAGIC = b"PAR1"
@@ -32,10 +33,11 @@ MAGIC = b"PAR1"
 
 def is_parquet(path: Path) -> bool:
     """True if the file starts with Parquet's magic bytes (whatever its name)."""
-    if not os.path.isfile(path):
+    try:
+        with open(path, "rb") as fh:
+            return fh.read(len(MAGIC)) == MAGIC
+    except OSError:   # missing or unreadable: the tab-separated reader says which
         return False
-    with open(path, "rb") as fh:
-        return fh.read(len(MAGIC)) == MAGIC
 
 
 def _open(path: Path):
@@ -62,8 +64,7 @@ def _columns(parquet, path: Path) -> tuple[str, str, dict[str, str]]:
                            or pa.types.is_integer(kind.value_type)):
         raise ArgError(f"{path}: column {vector} must hold a list of numbers per row, "
                        f"not {kind}")
-    fields = {src: COLUMN_FIELDS[name] for name, src in columns.items() if name in COLUMN_FIELDS}
-    return columns["image_file"], vector, fields
+    return columns["image_file"], vector, field_map(columns)
 
 
 def _batches(parquet, path: Path, **options):
@@ -156,20 +157,20 @@ def read_parquet_for_copy(path: Path, dimension: int | None,
             where = f"row {row_number}"
             image_file = texts[image_col][i]
             if not image_file:
-                entries.append(RejectedRow(where, None, "no image_file"))
+                entries.append(RejectedRow(where, None, NO_IMAGE_FILE))
                 continue
             k = vector_of.get(i)
             if k is None:
                 n = int(lengths[i])
                 reason = ("no vector" if n < 0 else "bad vector: empty vector" if n == 0
-                          else f"vector has {n} dimensions, expected {dimension}")
+                          else wrong_dimension(n, dimension))
                 entries.append(RejectedRow(where, image_file, reason))
                 continue
             if not finite[k]:
-                entries.append(RejectedRow(where, image_file, "vector holds NaN or infinity"))
+                entries.append(RejectedRow(where, image_file, NOT_FINITE))
                 continue
             if not nonzero[k]:
-                entries.append(RejectedRow(where, image_file, "vector is all zeros"))
+                entries.append(RejectedRow(where, image_file, ALL_ZEROS))
                 continue
             values = {field: texts[src][i] for src, field in fields.items()}
             values["image_file"] = image_file

@@ -10,7 +10,8 @@ pgvector text for the server to parse (vectors read from a file, see embeddings_
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -160,15 +161,30 @@ WHERE i.indrelid = 'painting_embedding'::regclass AND am.amname = 'hnsw'
 """
 
 
+@contextmanager
+def _autocommit(conn: psycopg.Connection, *, end_open_transaction: bool = False
+                ) -> Iterator[psycopg.Connection]:
+    """Each statement its own transaction (index builds, ANALYZE, ALTER DATABASE), the
+    connection's mode put back after. ``end_open_transaction``: roll back a transaction a
+    failed load left open first (else switching mode raises)."""
+    if end_open_transaction and \
+            conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+        conn.rollback()
+    previous = conn.autocommit
+    conn.autocommit = True
+    try:
+        yield conn
+    finally:
+        conn.autocommit = previous
+
+
 def defer_hnsw_indexes(conn: psycopg.Connection, incoming_rows: int) -> list[str]:
     """Before a bulk load: drop painting_embedding's HNSW indexes and return their
     definitions for restore_indexes(). Nothing is dropped for a small load, or when the
     role may not drop them (the index then stays and is maintained row by row)."""
     if incoming_rows < BULK_LOAD_ROWS:
         return []
-    previous = conn.autocommit
-    conn.autocommit = True
-    try:
+    with _autocommit(conn):
         existing = conn.execute("SELECT count(*) FROM painting_embedding").fetchone()[0]
         if incoming_rows < existing:
             return []
@@ -180,8 +196,6 @@ def defer_hnsw_indexes(conn: psycopg.Connection, incoming_rows: int) -> list[str
                 continue
             definitions.append(definition)
         return definitions
-    finally:
-        conn.autocommit = previous
 
 
 def restore_indexes(conn: psycopg.Connection, definitions: list[str]) -> list[str]:
@@ -191,38 +205,27 @@ def restore_indexes(conn: psycopg.Connection, definitions: list[str]) -> list[st
     give it more."""
     if not definitions:
         return []
-    if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
-        conn.rollback()
-    previous = conn.autocommit
-    conn.autocommit = True
-    try:
+    with _autocommit(conn, end_open_transaction=True):
         return _build_with_memory(conn, definitions)
-    finally:
-        conn.autocommit = previous
 
 
 def restore_missing_hnsw(conn: psycopg.Connection) -> list[str]:
     """After a load: build the HNSW index if an interrupted bulk load left it dropped
     (restore_hnsw_index() in sql/functions/), with the memory restore_indexes gives.
     Returns notes for the user (none when the index is there)."""
-    if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
-        conn.rollback()
-    previous = conn.autocommit
-    conn.autocommit = True
-    try:
+    with _autocommit(conn, end_open_transaction=True):
         if conn.execute(HNSW_INDEXES).fetchone() is not None:
             return []
-        notes = _build_with_memory(conn, ["CALL restore_hnsw_index()"])
-    except psycopg.errors.UndefinedFunction:    # a database not migrated to 0012
-        return []
-    finally:
-        conn.autocommit = previous
+        try:
+            notes = _build_with_memory(conn, ["CALL restore_hnsw_index()"])
+        except psycopg.errors.UndefinedFunction:    # a database not migrated to 0012
+            return []
     return ["painting_embedding had no HNSW index (an interrupted bulk load?): rebuilt it",
             *notes]
 
 
 def _build_with_memory(conn: psycopg.Connection, statements: list[str]) -> list[str]:
-    """Run index builds (in autocommit) with build_memory's maintenance_work_mem, putting
+    """Run index builds (the connection in autocommit) with build_memory's maintenance_work_mem, putting
     the session's own back after; returns the notes restore_indexes describes."""
     notes: list[str] = []
     spilled: list[str] = []
@@ -262,9 +265,7 @@ def _build_with_memory(conn: psycopg.Connection, statements: list[str]) -> list[
 def finish_load(conn: psycopg.Connection) -> bool:
     """After a bulk load: refresh planner statistics, and rebuild the IVFFlat index if there
     is one (IVFFlat's lists are trained on the data it was built from). True if rebuilt."""
-    previous = conn.autocommit
-    conn.autocommit = True
-    try:
+    with _autocommit(conn):
         conn.execute("ANALYZE painting")
         conn.execute("ANALYZE painting_embedding")
         exists = conn.execute(
@@ -272,24 +273,19 @@ def finish_load(conn: psycopg.Connection) -> bool:
         if exists:
             conn.execute("CALL build_ivfflat_index()")
         return bool(exists)
-    finally:
-        conn.autocommit = previous
 
 
 def tune_search_defaults(conn: psycopg.Connection) -> int | None:
     """After a load (and ANALYZE): size the database's default hnsw.ef_search to the
     collection (sql/functions/70_search_defaults.sql). Returns the new default if it
     differs from the one this session started with, else None."""
-    previous = conn.autocommit
-    conn.autocommit = True
-    try:
-        new, before = conn.execute(
-            "SELECT tune_search_defaults(), current_setting('hnsw.ef_search', true)"
-        ).fetchone()
-    except psycopg.errors.UndefinedFunction:   # a database not migrated to 0011
-        return None
-    finally:
-        conn.autocommit = previous
+    with _autocommit(conn):
+        try:
+            new, before = conn.execute(
+                "SELECT tune_search_defaults(), current_setting('hnsw.ef_search', true)"
+            ).fetchone()
+        except psycopg.errors.UndefinedFunction:   # a database not migrated to 0011
+            return None
     return new if new is not None and str(new) != before else None
 
 
