@@ -298,10 +298,13 @@ def usable(q: np.ndarray) -> bool:
                       k=(st.integers(1, 20), st.one_of(bad_ks, st.just(10000))),
                       exclude=(st.none(), st.integers(-2**63, 2**63 - 1)), **FILTER_FIELDS))
 def test_nearest_paintings_called_directly_is_safe(db, collection, args):
-    statement = ("SELECT * FROM nearest_paintings(%(q)s, %(model)s, %(k)s::integer,"
-                 " %(author)s, %(technique)s, %(school)s, %(painting_type)s, %(timeframe)s,"
-                 " %(year_from)s::integer, %(year_to)s::integer, %(exclude)s::bigint,"
-                 " 40, 1, true)")
+    # search_request() without checked_request(): the engine gets the values unchecked
+    statement = ("SELECT * FROM nearest_paintings(%(q)s, search_request(k => %(k)s::integer,"
+                 " author => %(author)s, technique => %(technique)s, school => %(school)s,"
+                 " painting_type => %(painting_type)s, timeframe => %(timeframe)s,"
+                 " year_from => %(year_from)s::integer, year_to => %(year_to)s::integer,"
+                 " model => %(model)s, ef_search => 40, probes => 1, exact => true),"
+                 " %(exclude)s::bigint)")
     result = call(db[0], statement, args)
     if not isinstance(result, Exception):
         if args["model"] != MODEL:

@@ -1,4 +1,10 @@
-"""Alembic owns the database: every migration upgrades and downgrades cleanly."""
+"""Alembic owns the database, and every revision has one schema whatever the path.
+
+The layout (docs/migrations.md): each step runs its run-once SQL and then installs the
+whole replaceable layer of the revision it arrives at. These tests hold it to that: the
+catalog of a database brought up to a revision equals the catalog of one brought down to
+it from head, base holds nothing of pgallery's, and a landed layer cannot change quietly.
+"""
 
 from __future__ import annotations
 
@@ -10,54 +16,112 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from catalog import differences, pgallery_objects, schema_of
 from pgallery import migrations
 
 REPO = Path(__file__).resolve().parents[1]
-
-OBJECTS = """
-SELECT (SELECT count(*) FROM pg_tables WHERE schemaname = 'public' AND tablename <> 'alembic_version'),
-       (SELECT count(*) FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
-        WHERE n.nspname = 'public' AND p.proname LIKE ANY (ARRAY['search_%', 'nearest_%',
-              'merge_%', 'register_model', 'use_model', 'parse_year_range', 'build_ivfflat_index'])),
-       (SELECT count(*) FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace
-        WHERE n.nspname = 'public' AND t.typname = 'search_result'),
-       -- every function of ours, whatever its name (pgvector's belong to its extension)
-       (SELECT count(*) FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
-        WHERE n.nspname = 'public'
-          AND NOT EXISTS (SELECT FROM pg_depend d WHERE d.classid = 'pg_proc'::regclass
-                          AND d.objid = p.oid AND d.deptype = 'e'))
-"""
+REVISIONS = migrations.revisions()
 
 
-def objects(url):
-    with psycopg.connect(url) as conn:
-        return conn.execute(OBJECTS).fetchone()
+@pytest.fixture(scope="module")
+def empty_schema(make_database):
+    return pgallery_objects(schema_of(make_database(migrate=False)))
 
 
-def test_upgrade_downgrade_upgrade_leaves_the_same_schema(make_database):
-    url = make_database(migrate=False)
-    migrations.upgrade(url)
-    after_first = objects(url)
-    assert after_first[0] == 5 and after_first[1] >= 8 and after_first[2] == 1
-    migrations.downgrade(url, "base")
-    assert objects(url) == (0, 0, 0, 0)
-    assert migrations.current_revision(url) is None
-    migrations.upgrade(url)
-    assert objects(url) == after_first
-    assert migrations.current_revision(url) == migrations.head_revision()
+@pytest.mark.parametrize("revision", REVISIONS)
+def test_each_revision_has_the_same_schema_going_up_and_coming_down(make_database, revision):
+    up = make_database(migrate=False)
+    for step in REVISIONS[:REVISIONS.index(revision) + 1]:   # one revision at a time
+        migrations.upgrade(up, step)
+    down = make_database()
+    migrations.downgrade(down, revision)
+    assert migrations.current_revision(up) == migrations.current_revision(down) == revision
+    assert differences(schema_of(up), schema_of(down)) == []
 
 
-# every revision but head: downgrading to it runs the next migration's downgrade
-EARLIER_REVISIONS = sorted(p.name[:4] for p in (REPO / "alembic" / "versions").glob("0*.py"))[:-1]
-
-
-@pytest.mark.parametrize("step", EARLIER_REVISIONS)
-def test_each_migration_downgrades_on_its_own(make_database, step):
+def test_base_holds_nothing_of_pgallery_after_a_round_trip(make_database, empty_schema):
     url = make_database()
-    migrations.downgrade(url, step)
-    assert migrations.current_revision(url) == step
+    migrations.downgrade(url, "base")
+    assert migrations.current_revision(url) is None
+    assert differences(pgallery_objects(schema_of(url)), empty_schema) == []
     migrations.upgrade(url)
     assert migrations.current_revision(url) == migrations.head_revision()
+
+
+@pytest.mark.parametrize("revision", REVISIONS)
+def test_a_landed_layer_never_changes(revision):
+    # Editing sql/idempotent/ changes head's layer: freeze it first and add a revision
+    # (python -m pgallery.migrations freeze; docs/migrations.md).
+    assert migrations.recorded_digest(revision) == migrations.layer_digest(revision), (
+        f"the layer of revision {revision} changed; its layer_sha256 is "
+        f"{migrations.layer_digest(revision)} now")
+
+
+def test_every_routine_of_the_layer_has_derived_privileges(db_url):
+    routines, _ = migrations.layer_objects(migrations.head_layer())
+    with psycopg.connect(db_url) as conn:
+        rows = conn.execute(
+            "SELECT p.proname, p.prokind, p.provolatile, p.prosecdef,"
+            "       has_function_privilege('pgallery_reader', p.oid, 'EXECUTE'),"
+            "       has_function_privilege('pgallery_writer', p.oid, 'EXECUTE'),"
+            "       EXISTS (SELECT FROM aclexplode(p.proacl) a WHERE a.grantee = 0)"
+            " FROM pg_proc p WHERE p.pronamespace = current_schema()::regnamespace"
+            "  AND p.proname = ANY(%s)", (sorted(routines),)).fetchall()
+    assert {r[0] for r in rows} == routines
+    for name, kind, volatility, definer, reader, writer, public in rows:
+        assert not public, name
+        assert writer == (kind == "f" or definer), name      # procedures: the definers
+        assert reader == (kind == "f" and volatility in "si"), name
+
+
+def test_a_security_definer_without_a_pinned_search_path_cannot_ship(db_url):
+    with psycopg.connect(db_url) as conn:
+        conn.execute("CREATE FUNCTION careless() RETURNS int LANGUAGE sql SECURITY DEFINER"
+                     " RETURN 1")
+        conn.execute("SELECT set_config('pgallery.layer_routines', 'careless', true)")
+        with pytest.raises(psycopg.errors.RaiseException, match="must SET search_path"):
+            conn.execute((migrations.IDEMPOTENT_DIR / "99_privileges.sql").read_text())
+
+
+def test_a_second_signature_gets_the_same_privileges_as_the_first(make_database):
+    url = make_database()
+    with psycopg.connect(url) as conn:
+        conn.execute("CREATE FUNCTION search_by_vector(q real[]) RETURNS int"
+                     " LANGUAGE sql STABLE RETURN 1")
+        conn.execute("SELECT set_config('pgallery.layer_routines', 'search_by_vector', true)")
+        conn.execute((migrations.IDEMPOTENT_DIR / "99_privileges.sql").read_text())
+        granted = conn.execute(
+            "SELECT count(*) FROM pg_proc WHERE proname = 'search_by_vector'"
+            " AND has_function_privilege('pgallery_reader', oid, 'EXECUTE')").fetchone()[0]
+    assert granted == 2
+
+
+def test_an_existing_0012_database_keeps_its_rows_and_indexes_going_to_head(make_database):
+    url = make_database(migrate=False)
+    migrations.upgrade(url, "0012")
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("SELECT register_model('m', 4)")
+        conn.execute("INSERT INTO painting (image_file) SELECT i || '.jpg'"
+                     " FROM generate_series(1, 50) i")
+        conn.execute("INSERT INTO painting_embedding (painting_id, model, embedding)"
+                     " SELECT painting_id, 'm', array_fill(0, ARRAY[1024])::real[]::vector"
+                     "   + ('[' || painting_id || ',1,2' || repeat(',0', 1021) || ']')::vector"
+                     " FROM painting")
+        indexes = conn.execute("SELECT indexrelid, relfilenode FROM pg_index"
+                               " JOIN pg_class c ON c.oid = indexrelid"
+                               " WHERE indrelid = 'painting_embedding'::regclass"
+                               " ORDER BY 1").fetchall()
+        before = conn.execute("SELECT image_file FROM search_by_image('7.jpg', k => 5)"
+                              ).fetchall()
+    migrations.upgrade(url)
+    with psycopg.connect(url) as conn:
+        assert conn.execute("SELECT count(*) FROM painting_embedding").fetchone()[0] == 50
+        assert conn.execute("SELECT indexrelid, relfilenode FROM pg_index"
+                            " JOIN pg_class c ON c.oid = indexrelid"
+                            " WHERE indrelid = 'painting_embedding'::regclass"
+                            " ORDER BY 1").fetchall() == indexes      # nothing rebuilt
+        assert conn.execute("SELECT image_file FROM search_by_image('7.jpg', k => 5)"
+                            ).fetchall() == before
 
 
 def test_the_migration_sets_ef_search_100_as_the_database_default(db_url):
@@ -71,7 +135,8 @@ def test_functions_resolve_names_only_in_pinned_schemas(db_url):
         configs = conn.execute(
             "SELECT p.proname, p.proconfig FROM pg_proc p JOIN pg_namespace n"
             " ON n.oid = p.pronamespace WHERE n.nspname = 'public'"
-            " AND p.proname LIKE 'search_%'").fetchall()
+            " AND p.proname IN ('search_by_vector', 'search_by_image', 'search_by_text',"
+            " 'search_hybrid')").fetchall()
     assert len(configs) == 4
     for name, config in configs:
         assert any(c.startswith("search_path=") and "pg_temp" in c for c in config), name
@@ -90,3 +155,13 @@ def test_old_pgvector_is_refused_with_a_clear_message(db_url):
     with psycopg.connect(db_url) as conn:
         assert migrations._version_tuple("0.7.4") < migrations.MIN_PGVECTOR
         assert migrations.check_pgvector(conn) >= "0.8.4"
+
+
+def test_a_database_at_a_folded_revision_gets_advice_not_a_traceback(make_database):
+    from pgallery.errors import SchemaNotReady
+
+    url = make_database()
+    with psycopg.connect(url) as conn:
+        conn.execute("UPDATE alembic_version SET version_num = '0008'")
+    with pytest.raises(SchemaNotReady, match="folded into the 0012 baseline"):
+        migrations.upgrade(url)

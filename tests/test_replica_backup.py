@@ -41,8 +41,9 @@ SEARCHES = [
      " school => 'dutch')", {}),
     ("SELECT image_file, distance FROM search_by_text(%(prompt)s, k => 8)", {}),
     ("SELECT image_file, score FROM search_hybrid(%(prompt)s, k => 8)", {}),
-    ("SELECT image_file, distance FROM nearest_paintings(%(q)s, %(model)s, 8, NULL, 'oil',"
-     " NULL, NULL, NULL, 1500, 1700, NULL, 100, 1, false)", {}),
+    ("SELECT image_file, distance FROM nearest_paintings(%(q)s, search_request(k => 8,"
+     " technique => 'oil', year_from => 1500, year_to => 1700, model => %(model)s,"
+     " ef_search => 100, probes => 1, exact => false), NULL)", {}),
 ]
 
 

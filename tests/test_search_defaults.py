@@ -119,14 +119,15 @@ def test_the_cli_load_summary_shows_a_changed_default(make_database, tmp_path, m
 
 
 @pytest.mark.parametrize("hand_set", [False, True], ids=["tuned", "hand-set"])
-def test_the_downgrade_puts_back_0002s_default_unless_set_by_hand(make_database, hand_set):
+def test_the_downgrade_removes_pgallerys_default_but_not_one_set_by_hand(make_database,
+                                                                          hand_set):
     url = make_database()
     if hand_set:
         set_database(url, "ALTER DATABASE DB SET hnsw.ef_search = 120")
     else:
         tune(url, 1_000_000)
-    migrations.downgrade(url, "0010")
-    assert setting(url) == ("120" if hand_set else "100")
+    migrations.downgrade(url, "base")
+    assert setting(url) == ("120" if hand_set else "40")   # 40: pgvector's own default
     assert setting(url, "pgallery.tuned_ef_search") is None
     migrations.upgrade(url)
     assert setting(url) == ("120" if hand_set else "100")

@@ -123,16 +123,16 @@ def test_the_strategy_starts_from_the_planners_estimate_of_the_matching_rows(
     # nearest_paintings decides exact vs. ANN from estimated_matches (an EXPLAIN, well under
     # a millisecond) and counts for real only near the crossover or without statistics
     def estimate(sql):
-        return db.execute(f"SELECT estimated_matches({sql}, NULL, NULL, NULL)").fetchone()[0]
+        return db.execute(f"SELECT estimated_matches(search_request({sql}))").fetchone()[0]
 
     common = int(collection.mask(painting_type="genre").sum())
-    assert common / 2 <= estimate("NULL, NULL, NULL, 'genre'") <= common * 2
+    assert common / 2 <= estimate("painting_type => 'genre'") <= common * 2
     # a rare substring is estimated loosely, but on the right side of the crossover (1000
     # rows at this size), which is all the choice needs
-    assert estimate("'gogh', NULL, NULL, NULL") < 1000 <= common
+    assert estimate("author => 'gogh'") < 1000 <= common
     with connect(make_database(), autocommit=True) as fresh:  # never analyzed: no guess
-        assert fresh.execute("SELECT estimated_matches('gogh', NULL, NULL, NULL, NULL, NULL,"
-                             " NULL)").fetchone()[0] is None
+        assert fresh.execute("SELECT estimated_matches(search_request(author => 'gogh'))"
+                             ).fetchone()[0] is None
 
 
 def plans_of(db, statement: str, args) -> tuple[list, list[str]]:

@@ -1,12 +1,14 @@
-"""Run Alembic from code, and the helpers the migrations use to apply ``sql/`` files.
+"""Run Alembic from code, and the one step every migration takes (docs/migrations.md).
 
-The migrations in ``alembic/versions/`` apply the SQL text kept in ``sql/``; this module
-finds those folders, pins the ``search_path`` the functions are created under, and checks
-that the server's pgvector is new enough.
+The migrations in ``alembic/versions/`` are a few lines each: ``step(op, "NNNN")``. This
+module runs the revision's run-once SQL of ``sql/incremental/``, installs the replaceable
+layer (``sql/idempotent/``, or the frozen ``sql/releases/`` of an older revision), pins the
+``search_path`` the functions are created under, and checks the server's pgvector.
 """
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import psycopg
@@ -64,24 +66,193 @@ def pin_search_path(conn: psycopg.Connection) -> None:
 
 def apply_sql_file(conn: psycopg.Connection, relative_path: str) -> None:
     """Execute one file of ``sql/`` (many statements; no parameters, so sent as written)."""
-    text = (SQL_DIR / relative_path).read_text(encoding="utf-8")
+    conn.execute((SQL_DIR / relative_path).read_text(encoding="utf-8"))
+
+
+# -- The layout (docs/migrations.md) ------------------------------------------------------
+#
+#   sql/incremental/NNNN_*.sql       run once, on the upgrade to NNNN (tables, columns, data)
+#   sql/incremental/NNNN_*.down.sql  run once, on the downgrade from NNNN
+#   sql/idempotent/*.sql             every function and procedure, and the layer's types, as
+#                                    head defines them, ending with the privileges step
+#   sql/releases/NNNN.sql            the same layer as revision NNNN shipped it, frozen by
+#                                    `python -m pgallery.migrations freeze` when a later
+#                                    revision changed it
+#
+# Every step, up or down, ends by installing the layer of the revision it arrives at: the
+# routines and types of the layer it leaves are dropped and the new layer is created whole,
+# so what a revision holds never depends on the path that reached it.
+
+INCREMENTAL_DIR = SQL_DIR / "incremental"
+IDEMPOTENT_DIR = SQL_DIR / "idempotent"
+RELEASES_DIR = SQL_DIR / "releases"
+
+# CREATE [OR REPLACE] FUNCTION|PROCEDURE name / CREATE TYPE name, at the start of a line
+_CREATED = re.compile(r"^CREATE\s+(?:OR\s+REPLACE\s+)?(FUNCTION|PROCEDURE|TYPE)\s+"
+                      r"([a-z_][a-z0-9_]*)\s*[( ]", re.IGNORECASE | re.MULTILINE)
+_INCLUDE = re.compile(r"\{\{\s*([a-z_]+)\s*\}\}")
+# one parameter of the shared list: "    name type DEFAULT value," (a comment may follow)
+_PARAMETER = re.compile(r"^\s*([a-z_][a-z0-9_]*)\s+([a-z][a-z0-9_ ]*?)\s+DEFAULT\s+",
+                        re.IGNORECASE)
+
+
+def _search_parameters() -> list[tuple[str, str]]:
+    """(name, type) of the parameters every search_* function takes after its query, from
+    sql/idempotent/_search_parameters.sql, the one place they are written."""
+    rows = []
+    for line in (IDEMPOTENT_DIR / "_search_parameters.sql").read_text().splitlines():
+        if line.strip() and not line.lstrip().startswith("--"):
+            match = _PARAMETER.match(line)
+            if not match:
+                raise DatabaseError(f"_search_parameters.sql: cannot read {line.strip()!r}")
+            rows.append((match.group(1), match.group(2)))
+    return rows
+
+
+def _expand(text: str) -> str:
+    """Fill the layer's three placeholders, all made from _search_parameters.sql:
+    {{search_parameters}} the parameter list with defaults, for a search function's
+    signature; {{search_request_fields}} the same as the fields of type search_request;
+    {{search_request}} the call's arguments gathered into one search_request value."""
+    params = _search_parameters()
+    listing = "\n".join(line for line in (IDEMPOTENT_DIR / "_search_parameters.sql")
+                        .read_text().splitlines()
+                        if line.strip() and not line.lstrip().startswith("--")).rstrip(",")
+    fills = {
+        "search_parameters": listing.strip(),
+        "search_request_fields": ",\n    ".join(f"{n} {t}" for n, t in params),
+        "search_request": "ROW(" + ", ".join(n for n, _ in params) + ")::search_request",
+    }
+
+    def fill(match: re.Match) -> str:
+        if match.group(1) not in fills:
+            raise DatabaseError(f"unknown placeholder {match.group(0)} in sql/idempotent")
+        return fills[match.group(1)]
+
+    return _INCLUDE.sub(fill, text)
+
+
+def head_layer() -> str:
+    """The layer as sql/idempotent/ defines it now, placeholders filled, in file order
+    (files starting with '_' are fragments for the placeholders, not applied)."""
+    parts = []
+    for path in sorted(IDEMPOTENT_DIR.glob("[!_]*.sql")):
+        parts.append(f"-- ==== {path.name}\n\n{_expand(path.read_text(encoding='utf-8'))}")
+    return "\n".join(parts)
+
+
+def revisions() -> list[str]:
+    """Every revision id, oldest first."""
+    from alembic.script import ScriptDirectory
+
+    script = ScriptDirectory.from_config(alembic_config())
+    return [r.revision for r in reversed(list(script.walk_revisions()))]
+
+
+def layer(revision: str | None) -> str:
+    """The layer a database at `revision` holds: its frozen release, or the release of the
+    first later revision that froze one (the layer did not change in between), or head's."""
+    if revision is None:
+        return ""
+    order = revisions()
+    for later in order[order.index(revision):]:
+        frozen = RELEASES_DIR / f"{later}.sql"
+        if frozen.is_file():
+            return frozen.read_text(encoding="utf-8")
+    return head_layer()
+
+
+def layer_digest(revision: str) -> str:
+    """sha256 of the layer a revision holds; each migration records its own as layer_sha256."""
+    import hashlib
+
+    return hashlib.sha256(layer(revision).encode("utf-8")).hexdigest()
+
+
+def recorded_digest(revision: str) -> str | None:
+    from alembic.script import ScriptDirectory
+
+    module = ScriptDirectory.from_config(alembic_config()).get_revision(revision).module
+    return getattr(module, "layer_sha256", None)
+
+
+def layer_objects(text: str) -> tuple[set[str], set[str]]:
+    """(routine names, type names) that a layer's text creates."""
+    routines, types = set(), set()
+    for kind, name in _CREATED.findall(text):
+        (types if kind.upper() == "TYPE" else routines).add(name.lower())
+    return routines, types
+
+
+def drop_layer(conn: psycopg.Connection, *texts: str) -> None:
+    """Drop every routine and type the given layers create, whatever their arguments are
+    now (each signature is read from the catalog), in one statement each so that routines
+    that depend on one another go together."""
+    routines, types = set(), set()
+    for text in texts:
+        r, t = layer_objects(text)
+        routines |= r
+        types |= t
+    signatures = [row[0] for row in conn.execute(
+        "SELECT p.oid::regprocedure::text FROM pg_catalog.pg_proc p"
+        " WHERE p.pronamespace = current_schema()::regnamespace AND p.proname = ANY(%s)"
+        "   AND NOT EXISTS (SELECT FROM pg_catalog.pg_depend d"
+        "                   WHERE d.classid = 'pg_proc'::regclass AND d.objid = p.oid"
+        "                     AND d.deptype = 'e')", (sorted(routines),))]
+    if signatures:
+        # regprocedure's text is a quoted, schema-resolved signature from the catalog
+        conn.execute(sql.SQL("DROP ROUTINE {}").format(
+            sql.SQL(", ").join(sql.SQL(s) for s in signatures)))
+    existing = [row[0] for row in conn.execute(
+        "SELECT t.typname FROM pg_catalog.pg_type t"
+        " WHERE t.typnamespace = current_schema()::regnamespace AND t.typname = ANY(%s)",
+        (sorted(types),))]
+    if existing:
+        conn.execute(sql.SQL("DROP TYPE {}").format(
+            sql.SQL(", ").join(map(sql.Identifier, existing))))
+
+
+def step(op, revision: str, *, down: bool = False) -> None:
+    """One migration step from Alembic: upgrade() calls step(op, "NNNN"); downgrade()
+    calls step(op, "NNNN", down=True).
+
+    Up: drop the layer of the revision below, run sql/incremental/NNNN_*.sql, install
+    NNNN's layer. Down: drop NNNN's layer, run NNNN_*.down.sql, install the layer of the
+    revision below (none below the first)."""
+    conn = op.get_bind().connection.driver_connection
+    order = revisions()
+    below = order[order.index(revision) - 1] if order.index(revision) > 0 else None
+    leaving, arriving = (layer(revision), layer(below)) if down else (layer(below),
+                                                                      layer(revision))
+    pin_search_path(conn)
+    drop_layer(conn, leaving, arriving)
+    for path in sorted(INCREMENTAL_DIR.glob(f"{revision}_*.sql")):
+        if path.name.endswith(".down.sql") == down:
+            conn.execute(path.read_text(encoding="utf-8"))
+    if arriving:
+        install_layer(conn, arriving)
+
+
+def install_layer(conn: psycopg.Connection, text: str) -> None:
+    """Create a layer's objects; its privileges step (the last file) reads the names of the
+    routines it may grant from pgallery.layer_routines, set here for this transaction."""
+    routines, _ = layer_objects(text)
+    conn.execute("SELECT set_config('pgallery.layer_routines', %s, true)",
+                 (",".join(sorted(routines)),))
     conn.execute(text)
 
 
-def apply_in_migration(op, *relative_paths: str) -> None:
-    """From an Alembic migration: pin the search path, then apply files of ``sql/`` in order.
-
-        def upgrade() -> None:
-            apply_in_migration(op, "functions/40_models.sql")
-    """
-    conn = op.get_bind().connection.driver_connection
-    pin_search_path(conn)
-    for path in relative_paths:
-        apply_sql_file(conn, path)
-
-
-def function_files() -> list[str]:
-    return sorted(f"functions/{p.name}" for p in (SQL_DIR / "functions").glob("*.sql"))
+def freeze(revision: str) -> Path:
+    """Write sql/releases/<revision>.sql: the head layer as it is now, before a new
+    revision changes it. `python -m pgallery.migrations freeze` does it for the head."""
+    target = RELEASES_DIR / f"{revision}.sql"
+    if target.exists():
+        raise DatabaseError(f"{target} exists: a release is frozen once")
+    target.write_text(
+        f"-- The replaceable layer exactly as revision {revision} shipped it: sql/idempotent/"
+        f" at {revision},\n-- placeholders filled. Frozen by `python -m pgallery.migrations"
+        f" freeze`; never edit it.\n\n" + head_layer(), encoding="utf-8")
+    return target
 
 
 def alembic_config(url: str | None = None):
@@ -95,15 +266,28 @@ def alembic_config(url: str | None = None):
     return cfg
 
 
+def _known_revision(url: str) -> None:
+    """A database at a revision folded into the 0012 baseline (0001-0011) cannot be moved
+    by these migrations: say what to do instead of Alembic's 'Can't locate revision'."""
+    current = current_revision(url)
+    if current is not None and current not in revisions():
+        raise SchemaNotReady(
+            f"the database is at revision {current}, from before pgallery's migrations were "
+            f"folded into the 0012 baseline: upgrade it to 0012 with the pgallery release "
+            f"it was made with (its `pgallery migrate`), then run this one")
+
+
 def upgrade(url: str, revision: str = "head") -> None:
     from alembic import command
 
+    _known_revision(url)
     command.upgrade(alembic_config(url), revision)
 
 
 def downgrade(url: str, revision: str = "base") -> None:
     from alembic import command
 
+    _known_revision(url)
     command.downgrade(alembic_config(url), revision)
 
 
@@ -130,3 +314,19 @@ def require_current(url: str) -> None:
         raise SchemaNotReady(
             f"the database is {state}; run `pgallery migrate` (or `alembic upgrade head`)"
         )
+
+
+def _main(argv: list[str]) -> int:
+    """python -m pgallery.migrations freeze: before changing sql/idempotent/ for a new
+    revision, keep the head revision's layer as it shipped."""
+    if argv[:1] != ["freeze"] or len(argv) > 2:
+        print("usage: python -m pgallery.migrations freeze [REVISION]   (default: head)")
+        return 2
+    print(freeze(argv[1] if len(argv) == 2 else head_revision()))
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    raise SystemExit(_main(sys.argv[1:]))

@@ -45,6 +45,7 @@ RETURN least(1000, greatest(100,
 CREATE OR REPLACE FUNCTION tune_search_defaults(vectors bigint DEFAULT NULL) RETURNS integer
 LANGUAGE plpgsql VOLATILE
 SET search_path FROM CURRENT
+SECURITY DEFINER  -- ALTER DATABASE needs its owner; only an integer is formatted below
 AS $$
 DECLARE
     current_default text;

@@ -11,6 +11,7 @@
 CREATE OR REPLACE PROCEDURE restore_hnsw_index()
 LANGUAGE plpgsql
 SET search_path FROM CURRENT
+SECURITY DEFINER  -- an index needs the table's owner; it builds only the fixed one below
 AS $$
 BEGIN
     -- two loads finishing together: one builds, the other then finds the index
@@ -22,7 +23,7 @@ BEGIN
         RETURN;
     END IF;
     RAISE NOTICE 'painting_embedding had no HNSW index (an interrupted bulk load?): building it';
-    -- migration 0009's shape (schema/0009_halfvec_index.sql): nearest_paintings orders by it
+    -- the baseline's shape (incremental/0012_baseline.sql): nearest_paintings orders by it
     CREATE INDEX painting_embedding_hnsw ON painting_embedding
         USING hnsw ((l2_normalize(embedding)::halfvec(1024)) halfvec_cosine_ops)
         WITH (m = 16, ef_construction = 64);

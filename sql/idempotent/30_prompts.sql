@@ -7,6 +7,7 @@
 CREATE OR REPLACE FUNCTION prompt_vector(prompt text, model text) RETURNS vector
 LANGUAGE sql STABLE
 SET search_path FROM CURRENT
+SECURITY DEFINER  -- the prompt cache is not the reader's to read (99_privileges.sql)
 RETURN (SELECT pe.embedding FROM prompt_embedding pe
         WHERE pe.model = prompt_vector.model
           AND pe.prompt_hash = prompt_key(prompt_vector.prompt));

@@ -1,22 +1,30 @@
--- Undo 0004_roles.sql in this database: functions back to SECURITY INVOKER with PUBLIC's
--- EXECUTE, PUBLIC's TEMPORARY back, every grant to the two roles revoked. The roles are
+-- Undo 0012_baseline.sql (the layer's functions are dropped before this runs). The
+-- extensions stay: other schemas may use them.
+
+-- The search defaults: hnsw.ef_search only while it is the one pgallery set (recorded in
+-- pgallery.tuned_ef_search); a default set by hand stays.
+DO $$
+DECLARE
+    settings text[] := (SELECT s.setconfig FROM pg_catalog.pg_db_role_setting s
+                        JOIN pg_catalog.pg_database d ON d.oid = s.setdatabase
+                        WHERE d.datname = current_database() AND s.setrole = 0);
+BEGIN
+    IF (SELECT substr(e, 16) FROM unnest(settings) e WHERE e LIKE 'hnsw.ef\_search=%')
+       = (SELECT substr(e, 26) FROM unnest(settings) e
+          WHERE e LIKE 'pgallery.tuned\_ef\_search=%') THEN
+        EXECUTE format('ALTER DATABASE %I RESET hnsw.ef_search', current_database());
+    END IF;
+    EXECUTE format('ALTER DATABASE %I RESET pgallery.tuned_ef_search', current_database());
+    EXECUTE format('ALTER DATABASE %I RESET ivfflat.probes', current_database());
+EXCEPTION WHEN insufficient_privilege THEN
+    NULL;
+END
+$$;
+
+-- The roles: this database's grants revoked, PUBLIC's TEMPORARY given back. The roles are
 -- cluster-wide: they are dropped only when nothing anywhere still depends on them (no other
 -- database grants them anything, they own nothing); otherwise they stay, with a NOTICE.
 -- CREATE on the schema stays revoked from PUBLIC (PostgreSQL 15+'s default anyway).
-
-ALTER FUNCTION nearest_paintings SECURITY INVOKER;
-ALTER FUNCTION search_by_image SECURITY INVOKER;
-ALTER FUNCTION search_hybrid SECURITY INVOKER;
-ALTER FUNCTION prompt_vector SECURITY INVOKER;
-ALTER PROCEDURE build_ivfflat_index SECURITY INVOKER;
-
-GRANT EXECUTE ON FUNCTION search_by_vector, search_by_image, search_by_text, search_hybrid,
-                          nearest_paintings, prompt_vector,
-                          create_painting_staging, merge_staged_paintings, register_model,
-                          use_model, store_prompt_embedding
-    TO PUBLIC;
-GRANT EXECUTE ON PROCEDURE build_ivfflat_index, drop_ivfflat_index TO PUBLIC;
-
 DO $$
 BEGIN
     EXECUTE format('GRANT TEMPORARY ON DATABASE %I TO PUBLIC', current_database());
@@ -60,3 +68,12 @@ BEGIN
     END LOOP;
 END
 $$;
+
+DROP TABLE IF EXISTS embedding_failure;
+DROP TABLE IF EXISTS prompt_embedding;
+DROP TABLE IF EXISTS painting_embedding;
+DROP TABLE IF EXISTS painting;
+DROP TABLE IF EXISTS embedding_model;
+DROP FUNCTION IF EXISTS parse_year_range(text);
+DROP FUNCTION IF EXISTS prompt_key(text);
+DROP TYPE IF EXISTS search_result;

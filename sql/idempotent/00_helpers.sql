@@ -7,6 +7,12 @@
 --   PGA05 prompt not embedded      PGA06 invalid argument (k)
 --   PGA07 invalid filter
 
+-- One search's parameters as a single value: the fields are _search_parameters.sql's, so
+-- the functions pass one request down instead of a dozen arguments each.
+CREATE TYPE search_request AS (
+    {{search_request_fields}}
+);
+
 -- '%value%' for ILIKE, with LIKE's own wildcards in the value taken literally: a filter
 -- 'van_gogh' must not match 'vanXgogh', and '%' must not match everything.
 CREATE OR REPLACE FUNCTION like_pattern(value text) RETURNS text
@@ -14,32 +20,35 @@ LANGUAGE sql IMMUTABLE PARALLEL SAFE STRICT
 SET search_path FROM CURRENT
 RETURN '%' || replace(replace(replace(value, '\', '\\'), '%', '\%'), '_', '\_') || '%';
 
--- Does painting p pass the metadata filters? NULL means "no filter". Written as a plain
--- SQL expression with no SET clause so that the planner inlines it into the caller's query
--- and can answer each condition from the painting_* indexes.
+-- Does painting p pass the request's metadata filters? NULL means "no filter". Written
+-- as a plain SQL expression with no SET clause so that the planner inlines it into the
+-- caller's query and, with the request's values known (each filtered statement is planned
+-- per call), drops the arms of the filters not given and answers the rest from the
+-- painting_* indexes.
 --   author, technique, school: case-insensitive substring ('gogh' matches 'GOGH, Vincent van')
 --   painting_type, timeframe:  case-insensitive exact
 --   year_from, year_to:        the painting's parsed year range overlaps [year_from, year_to]
 -- The range is built half-open, [year_from, year_to + 1), as int4range stores it anyway;
 -- int4range(year_from, year_to, '[]') would overflow computing that bound for year_to =
 -- 2147483647, the largest integer, which is as good as no upper bound.
-CREATE OR REPLACE FUNCTION painting_matches(
-    p painting,
-    author text, technique text, school text, painting_type text, timeframe text,
-    year_from integer, year_to integer
-) RETURNS boolean
+-- A new filter goes here and in has_filters() below (and in _search_parameters.sql).
+CREATE OR REPLACE FUNCTION painting_matches(p painting, r search_request) RETURNS boolean
 LANGUAGE sql STABLE PARALLEL SAFE
-RETURN (painting_matches.author IS NULL OR p.author ILIKE like_pattern(painting_matches.author))
-   AND (painting_matches.technique IS NULL OR p.technique ILIKE like_pattern(painting_matches.technique))
-   AND (painting_matches.school IS NULL OR p.school ILIKE like_pattern(painting_matches.school))
-   AND (painting_matches.painting_type IS NULL
-        OR lower(p.painting_type) = lower(painting_matches.painting_type))
-   AND (painting_matches.timeframe IS NULL
-        OR lower(p.timeframe) = lower(painting_matches.timeframe))
-   AND (painting_matches.year_from IS NULL AND painting_matches.year_to IS NULL
-        OR p.years && int4range(painting_matches.year_from,
-                                CASE WHEN painting_matches.year_to < 2147483647
-                                     THEN painting_matches.year_to + 1 END, '[)'));
+RETURN (r.author IS NULL OR p.author ILIKE like_pattern(r.author))
+   AND (r.technique IS NULL OR p.technique ILIKE like_pattern(r.technique))
+   AND (r.school IS NULL OR p.school ILIKE like_pattern(r.school))
+   AND (r.painting_type IS NULL OR lower(p.painting_type) = lower(r.painting_type))
+   AND (r.timeframe IS NULL OR lower(p.timeframe) = lower(r.timeframe))
+   AND (r.year_from IS NULL AND r.year_to IS NULL
+        OR p.years && int4range(r.year_from,
+                                CASE WHEN r.year_to < 2147483647 THEN r.year_to + 1 END,
+                                '[)'));
+
+-- Does the request filter at all?
+CREATE OR REPLACE FUNCTION has_filters(r search_request) RETURNS boolean
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+RETURN num_nonnulls(r.author, r.technique, r.school, r.painting_type, r.timeframe,
+                    r.year_from, r.year_to) > 0;
 
 -- The model to search: the one named, or the active one. Raises PGA04 otherwise.
 CREATE OR REPLACE FUNCTION resolve_model(model text) RETURNS embedding_model
@@ -65,24 +74,6 @@ BEGIN
         END IF;
     END IF;
     RETURN chosen;
-END
-$$;
-
--- Validate the arguments every search takes.
-CREATE OR REPLACE FUNCTION check_search_args(k integer, year_from integer, year_to integer)
-RETURNS void
-LANGUAGE plpgsql IMMUTABLE
-SET search_path FROM CURRENT
-AS $$
-BEGIN
-    IF k IS NULL OR k < 1 OR k > 10000 THEN
-        RAISE EXCEPTION 'k must be between 1 and 10000, got %', coalesce(k::text, 'NULL')
-            USING ERRCODE = 'PGA06';
-    END IF;
-    IF year_from > year_to THEN
-        RAISE EXCEPTION 'year_from (%) is after year_to (%)', year_from, year_to
-            USING ERRCODE = 'PGA07';
-    END IF;
 END
 $$;
 

@@ -8,28 +8,18 @@
 -- The other parameters are search_by_vector's.
 CREATE OR REPLACE FUNCTION search_by_image(
     image_file text,
-    k integer DEFAULT 10,
-    author text DEFAULT NULL,
-    technique text DEFAULT NULL,
-    school text DEFAULT NULL,
-    painting_type text DEFAULT NULL,
-    timeframe text DEFAULT NULL,
-    year_from integer DEFAULT NULL,
-    year_to integer DEFAULT NULL,
-    model text DEFAULT NULL,
-    ef_search integer DEFAULT NULL,
-    probes integer DEFAULT NULL,
-    exact boolean DEFAULT NULL
+    {{search_parameters}}
 ) RETURNS SETOF search_result
 LANGUAGE plpgsql STABLE
 SET search_path FROM CURRENT
+SECURITY DEFINER  -- reads the query painting's vector (99_privileges.sql)
 AS $$
 DECLARE
-    m embedding_model := resolve_model(model);
+    r search_request := checked_request({{search_request}});
+    m embedding_model := resolve_model(r.model);
     query_painting bigint;
     q vector;
 BEGIN
-    PERFORM check_search_args(k, year_from, year_to);
     SELECT p.painting_id INTO query_painting
     FROM painting p WHERE p.image_file = search_by_image.image_file;
     IF NOT FOUND THEN
@@ -45,10 +35,6 @@ BEGIN
             USING ERRCODE = 'PGA03',
                   HINT = 'pgallery load embeds what is missing for the active model';
     END IF;
-    RETURN QUERY SELECT * FROM nearest_paintings(
-        q, m.name, k,
-        author, technique, school, painting_type, timeframe, year_from, year_to,
-        query_painting, ef_search_setting(ef_search), probes_setting(probes),
-        exact_setting(exact));
+    RETURN QUERY SELECT * FROM nearest_paintings(q, r, query_painting);
 END
 $$;

@@ -35,3 +35,36 @@ LANGUAGE sql STABLE
 SET search_path FROM CURRENT
 RETURN coalesce(exact,
                 nullif(current_setting('pgallery.exact_search', true), '')::boolean, false);
+
+-- A search_request from named arguments, the search functions' own, for psql:
+--   SELECT * FROM nearest_paintings(q, checked_request(search_request(k => 5,
+--                                                     school => 'dutch')), NULL);
+CREATE OR REPLACE FUNCTION search_request(
+    {{search_parameters}}
+) RETURNS search_request
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+RETURN {{search_request}};
+
+-- The request a search runs: its arguments checked, the model resolved to a name (the
+-- active model's when NULL: PGA04 if there is none), and each recall setting resolved as
+-- above. The search_* functions call it first, outside nearest_paintings' SET clauses.
+CREATE OR REPLACE FUNCTION checked_request(r search_request) RETURNS search_request
+LANGUAGE plpgsql STABLE
+SET search_path FROM CURRENT
+AS $$
+BEGIN
+    r.model := (resolve_model(r.model)).name;
+    IF r.k IS NULL OR r.k < 1 OR r.k > 10000 THEN
+        RAISE EXCEPTION 'k must be between 1 and 10000, got %', coalesce(r.k::text, 'NULL')
+            USING ERRCODE = 'PGA06';
+    END IF;
+    IF r.year_from > r.year_to THEN
+        RAISE EXCEPTION 'year_from (%) is after year_to (%)', r.year_from, r.year_to
+            USING ERRCODE = 'PGA07';
+    END IF;
+    r.ef_search := ef_search_setting(r.ef_search);
+    r.probes := probes_setting(r.probes);
+    r.exact := exact_setting(r.exact);
+    RETURN r;
+END
+$$;

@@ -13,6 +13,7 @@
 CREATE OR REPLACE PROCEDURE build_ivfflat_index(lists integer DEFAULT NULL)
 LANGUAGE plpgsql
 SET search_path FROM CURRENT
+SECURITY DEFINER  -- an index needs the table's owner; only an integer is formatted below
 AS $$
 DECLARE
     n bigint;

@@ -8,36 +8,22 @@
 -- raises PGA05 naming that command. The other parameters are search_by_vector's.
 CREATE OR REPLACE FUNCTION search_by_text(
     prompt text,
-    k integer DEFAULT 10,
-    author text DEFAULT NULL,
-    technique text DEFAULT NULL,
-    school text DEFAULT NULL,
-    painting_type text DEFAULT NULL,
-    timeframe text DEFAULT NULL,
-    year_from integer DEFAULT NULL,
-    year_to integer DEFAULT NULL,
-    model text DEFAULT NULL,
-    ef_search integer DEFAULT NULL,
-    probes integer DEFAULT NULL,
-    exact boolean DEFAULT NULL
+    {{search_parameters}}
 ) RETURNS SETOF search_result
 LANGUAGE plpgsql STABLE
 SET search_path FROM CURRENT
 AS $$
 DECLARE
-    m embedding_model := resolve_model(model);
+    r search_request := checked_request({{search_request}});
+    m embedding_model := resolve_model(r.model);
     q vector := prompt_vector(prompt, m.name);
 BEGIN
-    PERFORM check_search_args(k, year_from, year_to);
     IF q IS NULL THEN
         RAISE EXCEPTION 'the prompt % has not been embedded for model %',
                         quote_nullable(left(prompt, 200)), quote_literal(m.name)
             USING ERRCODE = 'PGA05',
                   HINT = 'embed it once with: pgallery search text "<prompt>"';
     END IF;
-    RETURN QUERY SELECT * FROM nearest_paintings(
-        q, m.name, k,
-        author, technique, school, painting_type, timeframe, year_from, year_to,
-        NULL, ef_search_setting(ef_search), probes_setting(probes), exact_setting(exact));
+    RETURN QUERY SELECT * FROM nearest_paintings(q, r, NULL);
 END
 $$;

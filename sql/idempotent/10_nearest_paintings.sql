@@ -4,10 +4,7 @@
 -- EXPLAIN is only allowed in a VOLATILE function, hence a function of its own (it changes
 -- nothing, so the STABLE nearest_paintings may call it). The statement text is fixed; the
 -- filter values are bound parameters, as everywhere else.
-CREATE OR REPLACE FUNCTION estimated_matches(
-    author text, technique text, school text, painting_type text, timeframe text,
-    year_from integer, year_to integer
-) RETURNS float8
+CREATE OR REPLACE FUNCTION estimated_matches(r search_request) RETURNS float8
 LANGUAGE plpgsql VOLATILE
 SET search_path FROM CURRENT
 AS $$
@@ -20,10 +17,9 @@ BEGIN
                      AND s.tablename = 'painting') THEN
         RETURN NULL;
     END IF;
-    EXECUTE 'EXPLAIN (FORMAT JSON) SELECT 1 FROM painting p'
-            ' WHERE painting_matches(p, $1, $2, $3, $4, $5, $6, $7)'
+    EXECUTE 'EXPLAIN (FORMAT JSON) SELECT 1 FROM painting p WHERE painting_matches(p, $1)'
        INTO plan
-       USING author, technique, school, painting_type, timeframe, year_from, year_to;
+       USING r;
     IF plan -> 0 -> 'Plan' ->> 'Node Type' = 'Custom Scan' THEN
         RETURN NULL;
     END IF;
@@ -32,15 +28,17 @@ END
 $$;
 
 -- The engine behind every search_* function: the k paintings nearest to a vector among
--- those that pass the metadata filters, under one model.
+-- those that pass the request's metadata filters, under the request's model.
 --
---   SELECT * FROM nearest_paintings('[...]'::vector, 'azure-vision/2023-04-15', 10,
---                                   NULL, NULL, NULL, 'portrait', NULL, NULL, NULL,
---                                   NULL, 100, 10, false);
+--   SELECT * FROM nearest_paintings('[...]'::vector,
+--                                   checked_request(search_request(
+--                                       k => 10, painting_type => 'portrait')),
+--                                   NULL);
 --
--- Callers pass the recall settings they resolved (ef_search, probes, exact); this function
--- applies them with set_config() and its own SET clauses keep those changes from leaking
--- into the caller's transaction.
+-- The request comes from checked_request(): arguments checked, model and recall settings
+-- (ef_search, probes, exact) resolved; this function applies the settings with
+-- set_config() and its own SET clauses keep those changes from leaking into the caller's
+-- transaction.
 --
 -- The ANN indexes hold each vector normalised and in half precision (migration 0009):
 -- ORDER BY l2_normalize(e.embedding)::halfvec(1024) <=> qh is the shape they answer, where
@@ -77,14 +75,8 @@ $$;
 --     through their index and only their vectors are read, never the whole table.
 CREATE OR REPLACE FUNCTION nearest_paintings(
     q vector,                 -- already a 1024-d column vector (see to_column_vector)
-    model_name text,
-    k integer,
-    f_author text, f_technique text, f_school text, f_painting_type text, f_timeframe text,
-    f_year_from integer, f_year_to integer,
-    exclude_painting bigint,  -- search_by_image leaves the query painting out
-    ef_search integer,
-    probes integer,
-    exact boolean
+    r search_request,         -- from checked_request()
+    exclude_painting bigint   -- search_by_image leaves the query painting out
 ) RETURNS SETOF search_result
 LANGUAGE plpgsql STABLE
 SET search_path FROM CURRENT
@@ -97,20 +89,22 @@ SET enable_sort = on
 SET enable_hashjoin = on
 SET enable_mergejoin = on
 SET plan_cache_mode = auto
+SECURITY DEFINER  -- reads the vectors the reader may not see (99_privileges.sql)
 AS $$
 DECLARE
-    has_filters boolean := num_nonnulls(f_author, f_technique, f_school, f_painting_type,
-                                        f_timeframe, f_year_from, f_year_to) > 0;
+    model_name text := r.model;
+    k integer := r.k;
+    exact boolean := r.exact;
     prefilter_limit integer;
     matching float8;
     page search_result[];
     qh halfvec(1024) := l2_normalize(q)::halfvec(1024);  -- the indexes' shape (see above)
 BEGIN
     -- pgvector accepts hnsw.ef_search up to 1000; beyond, the iterative scan supplies rows
-    PERFORM set_config('hnsw.ef_search', least(greatest(ef_search, k), 1000)::text, true),
-            set_config('ivfflat.probes', probes::text, true);
+    PERFORM set_config('hnsw.ef_search', least(greatest(r.ef_search, k), 1000)::text, true),
+            set_config('ivfflat.probes', r.probes::text, true);
 
-    IF NOT has_filters THEN
+    IF NOT has_filters(r) THEN
         IF NOT exact THEN
             -- ORDER BY ... <=> qh LIMIT k on the embeddings alone: the shape the
             -- HNSW/IVFFlat index answers; the k paintings are joined afterwards. The
@@ -173,15 +167,13 @@ BEGIN
             INTO prefilter_limit
             FROM pg_class c WHERE c.oid = 'painting_embedding'::regclass;
         END IF;
-        matching := estimated_matches(f_author, f_technique, f_school, f_painting_type,
-                                      f_timeframe, f_year_from, f_year_to);
+        matching := estimated_matches(r);
         IF matching IS NULL OR matching BETWEEN prefilter_limit / 2.0 AND prefilter_limit * 2.0
         THEN
             -- A bounded count: stops reading at prefilter_limit matches.
             SELECT count(*) INTO matching FROM (
                 SELECT 1 FROM painting p
-                WHERE painting_matches(p, f_author, f_technique, f_school, f_painting_type,
-                                       f_timeframe, f_year_from, f_year_to)
+                WHERE painting_matches(p, r)
                 LIMIT prefilter_limit
             ) AS bounded;
         END IF;
@@ -202,8 +194,7 @@ BEGIN
               JOIN painting p ON p.painting_id = e.painting_id
               WHERE e.model = model_name
                 AND p.painting_id IS DISTINCT FROM exclude_painting
-                AND painting_matches(p, f_author, f_technique, f_school, f_painting_type,
-                                     f_timeframe, f_year_from, f_year_to)
+                AND painting_matches(p, r)
               ORDER BY l2_normalize(e.embedding)::halfvec(1024) <=> qh
               LIMIT k) AS h;
         IF cardinality(page) = k THEN
@@ -227,8 +218,7 @@ BEGIN
         FROM painting p
         JOIN painting_embedding e ON e.painting_id = p.painting_id AND e.model = model_name
         WHERE p.painting_id IS DISTINCT FROM exclude_painting
-          AND painting_matches(p, f_author, f_technique, f_school, f_painting_type,
-                               f_timeframe, f_year_from, f_year_to)
+          AND painting_matches(p, r)
         -- "+ 0" keeps the planner off the ANN index: this path must be exact.
         ORDER BY (e.embedding <=> q) + 0, p.painting_id
         LIMIT k

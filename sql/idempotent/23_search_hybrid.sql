@@ -15,31 +15,22 @@
 -- ranking is keyword-only and a NOTICE says so.
 CREATE OR REPLACE FUNCTION search_hybrid(
     prompt text,
-    k integer DEFAULT 10,
-    author text DEFAULT NULL,
-    technique text DEFAULT NULL,
-    school text DEFAULT NULL,
-    painting_type text DEFAULT NULL,
-    timeframe text DEFAULT NULL,
-    year_from integer DEFAULT NULL,
-    year_to integer DEFAULT NULL,
-    model text DEFAULT NULL,
-    ef_search integer DEFAULT NULL,
-    probes integer DEFAULT NULL,
-    exact boolean DEFAULT NULL,
+    {{search_parameters}},
     rrf_k integer DEFAULT 60,
     candidates integer DEFAULT NULL
 ) RETURNS SETOF search_result
 LANGUAGE plpgsql STABLE
 SET search_path FROM CURRENT
+SECURITY DEFINER  -- reads distances for the fused rows (99_privileges.sql)
 AS $$
 DECLARE
-    m embedding_model := resolve_model(model);
+    r search_request := checked_request({{search_request}});
+    m embedding_model := resolve_model(r.model);
     q vector;
     n integer;
+    wide search_request := r;   -- the semantic ranking's request: n rows, not k
     words tsquery;
 BEGIN
-    PERFORM check_search_args(k, year_from, year_to);
     IF prompt IS NULL OR btrim(prompt) = '' THEN
         RAISE EXCEPTION 'the prompt is empty' USING ERRCODE = 'PGA06';
     END IF;
@@ -47,6 +38,7 @@ BEGIN
         RAISE EXCEPTION 'rrf_k must be 0 or more' USING ERRCODE = 'PGA06';
     END IF;
     n := greatest(coalesce(candidates, 4 * k), k, 40);
+    wide.k := n;
     q := prompt_vector(prompt, m.name);
     IF q IS NULL THEN
         RAISE NOTICE 'prompt not embedded for model %: keyword ranking only', m.name
@@ -61,10 +53,7 @@ BEGIN
     RETURN QUERY
     WITH semantic AS (
         SELECT s.painting_id, row_number() OVER (ORDER BY s.distance, s.painting_id) AS rank
-        FROM nearest_paintings(q, m.name, n,
-                 author, technique, school, painting_type, timeframe, year_from, year_to,
-                 NULL, ef_search_setting(ef_search), probes_setting(probes),
-                 exact_setting(exact)) AS s
+        FROM nearest_paintings(q, wide, NULL) AS s
         WHERE q IS NOT NULL
     ),
     keyword AS (
@@ -74,9 +63,7 @@ BEGIN
             SELECT p.painting_id, ts_rank_cd(p.search_document, words) AS rank_cd
             FROM painting p
             WHERE p.search_document @@ words
-              AND painting_matches(p, search_hybrid.author, search_hybrid.technique,
-                                   search_hybrid.school, search_hybrid.painting_type,
-                                   search_hybrid.timeframe, year_from, year_to)
+              AND painting_matches(p, r)
               AND EXISTS (SELECT 1 FROM painting_embedding e
                           WHERE e.painting_id = p.painting_id AND e.model = m.name)
             ORDER BY rank_cd DESC, p.painting_id

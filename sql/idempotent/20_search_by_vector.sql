@@ -17,32 +17,18 @@
 -- Every filter is NULL by default, meaning "no filter".
 CREATE OR REPLACE FUNCTION search_by_vector(
     query_embedding vector,
-    k integer DEFAULT 10,
-    author text DEFAULT NULL,
-    technique text DEFAULT NULL,
-    school text DEFAULT NULL,
-    painting_type text DEFAULT NULL,
-    timeframe text DEFAULT NULL,
-    year_from integer DEFAULT NULL,
-    year_to integer DEFAULT NULL,
-    model text DEFAULT NULL,
-    ef_search integer DEFAULT NULL,
-    probes integer DEFAULT NULL,
-    exact boolean DEFAULT NULL
+    {{search_parameters}}
 ) RETURNS SETOF search_result
 LANGUAGE plpgsql STABLE
 SET search_path FROM CURRENT
 AS $$
 DECLARE
-    m embedding_model := resolve_model(model);
+    r search_request := checked_request({{search_request}});
+    m embedding_model := resolve_model(r.model);
 BEGIN
     IF query_embedding IS NULL THEN
         RAISE EXCEPTION 'query_embedding is NULL' USING ERRCODE = 'PGA06';
     END IF;
-    PERFORM check_search_args(k, year_from, year_to);
-    RETURN QUERY SELECT * FROM nearest_paintings(
-        to_column_vector(query_embedding, m), m.name, k,
-        author, technique, school, painting_type, timeframe, year_from, year_to,
-        NULL, ef_search_setting(ef_search), probes_setting(probes), exact_setting(exact));
+    RETURN QUERY SELECT * FROM nearest_paintings(to_column_vector(query_embedding, m), r, NULL);
 END
 $$;
