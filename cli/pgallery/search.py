@@ -49,7 +49,7 @@ class SearchFilters:
 
 @dataclass(frozen=True)
 class RecallSettings:
-    """Per-call recall knobs; None = the session's setting (see sql/functions/01_settings.sql)."""
+    """Per-call recall knobs; None = the session's setting (see sql/idempotent/01_settings.sql)."""
 
     ef_search: int | None = None
     probes: int | None = None

@@ -1,6 +1,6 @@
 """Write paintings in batches: COPY into a staging table, then one merge per batch.
 
-Each batch is one transaction (``merge_staged_paintings`` in sql/functions/), so an
+Each batch is one transaction (``merge_staged_paintings`` in sql/idempotent/), so an
 interrupted load keeps every batch that committed and nothing of the one in flight.
 
 :func:`write_batch` sends float32 arrays in binary COPY (vectors computed in process);
@@ -211,7 +211,7 @@ def restore_indexes(conn: psycopg.Connection, definitions: list[str]) -> list[st
 
 def restore_missing_hnsw(conn: psycopg.Connection) -> list[str]:
     """After a load: build the HNSW index if an interrupted bulk load left it dropped
-    (restore_hnsw_index() in sql/functions/), with the memory restore_indexes gives.
+    (restore_hnsw_index() in sql/idempotent/), with the memory restore_indexes gives.
     Returns notes for the user (none when the index is there)."""
     with _autocommit(conn, end_open_transaction=True):
         if conn.execute(HNSW_INDEXES).fetchone() is not None:
@@ -277,7 +277,7 @@ def finish_load(conn: psycopg.Connection) -> bool:
 
 def tune_search_defaults(conn: psycopg.Connection) -> int | None:
     """After a load (and ANALYZE): size the database's default hnsw.ef_search to the
-    collection (sql/functions/70_search_defaults.sql). Returns the new default if it
+    collection (sql/idempotent/70_search_defaults.sql). Returns the new default if it
     differs from the one this session started with, else None."""
     with _autocommit(conn):
         try:
