@@ -18,7 +18,7 @@ branch_labels = None
 depends_on = None
 # sha256 of the layer this revision ships (tests/test_migrations.py checks it: a change to
 # a landed layer needs a new revision, docs/migrations.md)
-layer_sha256 = "a018aaee44a730ddd742efe172195c44d6491886429a3fe8f4cdeaf4f524fc2d"
+layer_sha256 = "de748b18cc7f86962f36fdd113a92cfbe104db17f87192c111448616529fef2f"
 
 
 def upgrade() -> None:

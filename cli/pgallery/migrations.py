@@ -166,7 +166,9 @@ def layer_digest(revision: str) -> str:
     """sha256 of the layer a revision holds; each migration records its own as layer_sha256."""
     import hashlib
 
-    return hashlib.sha256(layer(revision).encode("utf-8")).hexdigest()
+    text = layer(revision)
+    body = text[text.find("-- ===="):]     # a frozen release's header is not the layer
+    return hashlib.sha256(body.encode("utf-8")).hexdigest()
 
 
 def recorded_digest(revision: str) -> str | None:

@@ -62,6 +62,21 @@ BEGIN
         RAISE EXCEPTION 'year_from (%) is after year_to (%)', r.year_from, r.year_to
             USING ERRCODE = 'PGA07';
     END IF;
+    IF r.page IS NULL OR r.page < 1 OR r.page::bigint * r.k > 100000 THEN
+        RAISE EXCEPTION 'page must be 1 or more, with page * k at most 100000; got page %',
+                        coalesce(r.page::text, 'NULL')
+            USING ERRCODE = 'PGA06';
+    END IF;
+    IF r.min_similarity NOT BETWEEN -1 AND 1 OR r.min_similarity = 'NaN' THEN
+        RAISE EXCEPTION 'min_similarity must be between -1 and 1, got %', r.min_similarity
+            USING ERRCODE = 'PGA06';
+    END IF;
+    r.order_by := coalesce(lower(r.order_by), 'similarity');
+    IF r.order_by NOT IN ('similarity', 'date', 'date_desc') THEN
+        RAISE EXCEPTION 'order_by must be similarity, date or date_desc, got %',
+                        quote_literal(left(r.order_by, 50))
+            USING ERRCODE = 'PGA06';
+    END IF;
     r.ef_search := ef_search_setting(r.ef_search);
     r.probes := probes_setting(r.probes);
     r.exact := exact_setting(r.exact);

@@ -27,6 +27,27 @@ BEGIN
 END
 $$;
 
+-- The last step of every search: a page of rows (best first) with the request's cut-off
+-- and order applied.
+--   min_similarity  drops rows below it (rows without a similarity, a hybrid search's
+--                   keyword-only hits, too). Rows come best first, so this only shortens
+--                   the page: the scan that found them stopped at k rows anyway.
+--   order_by        'similarity' (best first), 'date' / 'date_desc': the same rows by the
+--                   first year of their parsed date, unknown years last either way.
+CREATE OR REPLACE FUNCTION finished_page(rows search_result[], r search_request)
+RETURNS SETOF search_result
+LANGUAGE sql STABLE
+SET search_path FROM CURRENT
+BEGIN ATOMIC
+    SELECT x.*
+    FROM unnest(rows) AS x
+    JOIN painting p ON p.painting_id = x.painting_id
+    WHERE r.min_similarity IS NULL OR x.similarity >= r.min_similarity
+    ORDER BY CASE WHEN r.order_by = 'date' THEN lower(p.years) END ASC NULLS LAST,
+             CASE WHEN r.order_by = 'date_desc' THEN lower(p.years) END DESC NULLS LAST,
+             x.score DESC, x.distance, x.painting_id;
+END;
+
 -- The engine behind every search_* function: the k paintings nearest to a vector among
 -- those that pass the request's metadata filters, under the request's model.
 --
@@ -46,6 +67,11 @@ $$;
 -- normalisation, half precision ranks as well as single (bench/README.md, section 5), and
 -- the index is a third of the size. Normalising first keeps every value within halfvec's
 -- range (+-65504). The distances returned are computed on the full vectors.
+--
+-- Pages: page n is rows (n-1)*k+1 .. n*k of the ranking, each path skipping the earlier
+-- pages' rows (OFFSET) in the same scan, so no row comes twice and none is missed across
+-- pages; hnsw.ef_search does not depend on the page (the iterative scan supplies the deeper
+-- rows), so every page walks the same graph the same way.
 --
 -- Strategy, per call:
 --   1. no filters              -> the ANN index (HNSW, or IVFFlat if that is what exists)
@@ -97,6 +123,7 @@ DECLARE
     exact boolean := r.exact;
     prefilter_limit integer;
     matching float8;
+    skip integer := (r.page - 1) * r.k;   -- rows of the earlier pages
     page search_result[];
     qh halfvec(1024) := l2_normalize(q)::halfvec(1024);  -- the indexes' shape (see above)
 BEGIN
@@ -128,10 +155,10 @@ BEGIN
                   WHERE e.model = model_name
                     AND e.painting_id IS DISTINCT FROM exclude_painting
                   ORDER BY l2_normalize(e.embedding)::halfvec(1024) <=> qh
-                  LIMIT k) AS h
+                  LIMIT k OFFSET skip) AS h
             JOIN painting p ON p.painting_id = h.painting_id;
             IF cardinality(page) = k THEN
-                RETURN QUERY SELECT * FROM unnest(page);
+                RETURN QUERY SELECT * FROM finished_page(page, r);
                 RETURN;
             END IF;
             PERFORM set_config('enable_sort', 'on', true),
@@ -141,18 +168,17 @@ BEGIN
         END IF;
         -- Exact: every vector of the model, top k by a bounded sort; "+ 0" keeps the
         -- planner off the ANN index.
-        RETURN QUERY
-        SELECT p.painting_id, p.image_file, p.title, p.author, p.technique,
-               p.painting_type, p.school, p.timeframe, p.date,
-               h.distance, 1 - h.distance, 1 - h.distance
-        FROM (SELECT e.painting_id, e.embedding <=> q AS distance
-              FROM painting_embedding e
-              WHERE e.model = model_name
-                AND e.painting_id IS DISTINCT FROM exclude_painting
-              ORDER BY (e.embedding <=> q) + 0, e.painting_id
-              LIMIT k) AS h
-        JOIN painting p ON p.painting_id = h.painting_id
-        ORDER BY h.distance, h.painting_id;
+        RETURN QUERY SELECT * FROM finished_page(ARRAY(
+            SELECT ROW(p.painting_id, p.image_file, p.title, p.author, p.technique,
+                       p.painting_type, p.school, p.timeframe, p.date,
+                       h.distance, 1 - h.distance, 1 - h.distance)::search_result
+            FROM (SELECT e.painting_id, e.embedding <=> q AS distance
+                  FROM painting_embedding e
+                  WHERE e.model = model_name
+                    AND e.painting_id IS DISTINCT FROM exclude_painting
+                  ORDER BY (e.embedding <=> q) + 0, e.painting_id
+                  LIMIT k OFFSET skip) AS h
+            JOIN painting p ON p.painting_id = h.painting_id), r);
         RETURN;
     END IF;
 
@@ -196,9 +222,9 @@ BEGIN
                 AND p.painting_id IS DISTINCT FROM exclude_painting
                 AND painting_matches(p, r)
               ORDER BY l2_normalize(e.embedding)::halfvec(1024) <=> qh
-              LIMIT k) AS h;
+              LIMIT k OFFSET skip) AS h;
         IF cardinality(page) = k THEN
-            RETURN QUERY SELECT * FROM unnest(page);
+            RETURN QUERY SELECT * FROM finished_page(page, r);
             RETURN;
         END IF;
         -- Fewer than k: either fewer paintings match, or the index scan stopped early
@@ -210,18 +236,18 @@ BEGIN
     -- vector read by primary key (nested loop), top k by a bounded sort.
     PERFORM set_config('enable_hashjoin', 'off', true),
             set_config('enable_mergejoin', 'off', true);
-    RETURN QUERY
-    SELECT ranked.*, 1 - ranked.distance, 1 - ranked.distance FROM (
-        SELECT p.painting_id, p.image_file, p.title, p.author, p.technique,
-               p.painting_type, p.school, p.timeframe, p.date,
-               e.embedding <=> q AS distance
-        FROM painting p
-        JOIN painting_embedding e ON e.painting_id = p.painting_id AND e.model = model_name
-        WHERE p.painting_id IS DISTINCT FROM exclude_painting
-          AND painting_matches(p, r)
-        -- "+ 0" keeps the planner off the ANN index: this path must be exact.
-        ORDER BY (e.embedding <=> q) + 0, p.painting_id
-        LIMIT k
-    ) AS ranked;
+    RETURN QUERY SELECT * FROM finished_page(ARRAY(
+        SELECT ROW(ranked.*, 1 - ranked.distance, 1 - ranked.distance)::search_result FROM (
+            SELECT p.painting_id, p.image_file, p.title, p.author, p.technique,
+                   p.painting_type, p.school, p.timeframe, p.date,
+                   e.embedding <=> q AS distance
+            FROM painting p
+            JOIN painting_embedding e ON e.painting_id = p.painting_id AND e.model = model_name
+            WHERE p.painting_id IS DISTINCT FROM exclude_painting
+              AND painting_matches(p, r)
+            -- "+ 0" keeps the planner off the ANN index: this path must be exact.
+            ORDER BY (e.embedding <=> q) + 0, p.painting_id
+            LIMIT k OFFSET skip
+        ) AS ranked), r);
 END
 $$;

@@ -37,8 +37,12 @@ BEGIN
     IF rrf_k IS NULL OR rrf_k < 0 THEN
         RAISE EXCEPTION 'rrf_k must be 0 or more' USING ERRCODE = 'PGA06';
     END IF;
-    n := greatest(coalesce(candidates, 4 * k), k, 40);
-    wide.k := n;
+    -- each ranking offers enough rows for this page: the earlier pages' and this one's
+    n := greatest(coalesce(candidates, 4 * k * r.page), k * r.page, 40);
+    wide.k := n;                -- the semantic ranking: best first, whole, no cut-off
+    wide.page := 1;
+    wide.min_similarity := NULL;
+    wide.order_by := 'similarity';
     q := prompt_vector(prompt, m.name);
     IF q IS NULL THEN
         RAISE NOTICE 'prompt not embedded for model %: keyword ranking only', m.name
@@ -50,7 +54,7 @@ BEGIN
     words := replace(plainto_tsquery('english', prompt)::text, ' & ', ' | ')::tsquery
           || replace(plainto_tsquery('simple', prompt)::text, ' & ', ' | ')::tsquery;
 
-    RETURN QUERY
+    RETURN QUERY SELECT * FROM finished_page(ARRAY(
     WITH semantic AS (
         SELECT s.painting_id, row_number() OVER (ORDER BY s.distance, s.painting_id) AS rank
         FROM nearest_paintings(q, wide, NULL) AS s
@@ -76,17 +80,17 @@ BEGIN
                    AS rrf_score
         FROM semantic s FULL JOIN keyword kw ON kw.painting_id = s.painting_id
         ORDER BY rrf_score DESC, painting_id
-        LIMIT k
+        LIMIT k OFFSET (r.page - 1) * k
     )
-    SELECT p.painting_id, p.image_file, p.title, p.author, p.technique, p.painting_type,
-           p.school, p.timeframe, p.date,
-           d.distance, 1 - d.distance, f.rrf_score::double precision
+    SELECT ROW(p.painting_id, p.image_file, p.title, p.author, p.technique,
+               p.painting_type, p.school, p.timeframe, p.date,
+               d.distance, 1 - d.distance, f.rrf_score::double precision)::search_result
     FROM fused f
     JOIN painting p ON p.painting_id = f.painting_id
     LEFT JOIN LATERAL (
         SELECT e.embedding <=> q AS distance FROM painting_embedding e
         WHERE e.painting_id = f.painting_id AND e.model = m.name AND q IS NOT NULL
     ) AS d ON true
-    ORDER BY f.rrf_score DESC, f.painting_id;
+    ORDER BY f.rrf_score DESC, f.painting_id), r);
 END
 $$;

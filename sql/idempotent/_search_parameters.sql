@@ -16,4 +16,7 @@
     model text DEFAULT NULL,
     ef_search integer DEFAULT NULL,
     probes integer DEFAULT NULL,
-    exact boolean DEFAULT NULL
+    exact boolean DEFAULT NULL,
+    min_similarity double precision DEFAULT NULL,
+    order_by text DEFAULT 'similarity',
+    page integer DEFAULT 1
