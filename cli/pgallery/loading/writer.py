@@ -5,7 +5,7 @@ interrupted load keeps every batch that committed and nothing of the one in flig
 
 :func:`write_batch` sends float32 arrays in binary COPY (vectors computed in process);
 :func:`write_batch_staged` may also send rows already in COPY text format, their vectors as
-pgvector text for the server to parse (vectors read from a file, see embeddings_file.py).
+pgvector text for the server to parse (vectors read from a file, see embeddings_tsv.py).
 """
 
 from __future__ import annotations
