@@ -8,7 +8,7 @@ import psycopg
 import pytest
 
 from pgallery.database import connect
-from pgallery.loading.writer import defer_hnsw_indexes, restore_indexes
+from pgallery.loading.after_load import defer_hnsw_indexes, restore_indexes
 from synthetic import load_collection, make_collection, queries_near
 
 N = 20_000

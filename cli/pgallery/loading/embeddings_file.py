@@ -3,7 +3,7 @@
 
 Who does what: embedding_rows.py (columns, rejection reasons, the batch), the two readers,
 staging_sessions.py (batches written on two sessions in turn), prefetch.py (the reader
-thread), writer.py (COPY and merge) and the after-load steps.
+thread), writer.py (COPY and merge), after_load.py (the steps after every load).
 """
 
 from __future__ import annotations
@@ -12,13 +12,12 @@ from pathlib import Path
 
 from pgallery.errors import MismatchedDimension
 from pgallery.loading import embeddings_parquet, embeddings_tsv
+from pgallery.loading.after_load import after_load, defer_hnsw_indexes, restore_indexes
 from pgallery.loading.embedding_rows import CopyChunk
 from pgallery.loading.prefetch import prefetched
 from pgallery.loading.staging_sessions import other_session, write_in_order
 from pgallery.loading.summary import LoadSummary, Progress
-from pgallery.loading.writer import (defer_hnsw_indexes, finish_load, register_model,
-                                     restore_indexes, restore_missing_hnsw,
-                                     tune_search_defaults)
+from pgallery.loading.writer import register_model
 from pgallery.providers.base import COLUMN_DIMENSION
 
 STAGING_SESSIONS = 2      # 1: one session, batches strictly one after the other
@@ -28,7 +27,7 @@ CLIENT_PARSES = True      # the reader thread parses vectors while it waits (Cop
 def load_embeddings_file(conn, path: Path, *, model: str, batch_size: int = 2000,
                          progress: Progress | None = None) -> LoadSummary:
     """Load a precomputed-embeddings file (tab-separated, or Parquet: see
-    embeddings_parquet.py): validate, COPY, merge per batch, ANALYZE.
+    embeddings_parquet.py): validate, COPY, merge per batch, then the after-load steps.
 
     A background thread reads and checks the file one batch ahead of the database, which
     parses most vectors itself (text COPY, see embeddings_tsv.read_for_copy); batches are staged on two
@@ -85,7 +84,5 @@ def load_embeddings_file(conn, path: Path, *, model: str, batch_size: int = 2000
                 other.close()
     finally:
         summary.notes += restore_indexes(conn, deferred)
-    summary.notes += restore_missing_hnsw(conn)
-    summary.ivfflat_rebuilt = finish_load(conn)
-    summary.ef_search_default = tune_search_defaults(conn)
+    summary.took(after_load(conn))
     return summary

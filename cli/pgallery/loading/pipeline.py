@@ -43,8 +43,8 @@ from pgallery.image_reader import content_hash, is_url
 from pgallery.loading.records import METADATA_FIELDS, PaintingRecord, RejectedRow
 from pgallery.loading.sources import ImageItem, SourceListing
 from pgallery.loading.summary import LoadSummary, Progress
-from pgallery.loading.writer import (finish_load, record_failures, register_model,
-                                     restore_missing_hnsw, tune_search_defaults, write_batch)
+from pgallery.loading.after_load import after_load
+from pgallery.loading.writer import record_failures, register_model, write_batch
 from pgallery.providers.base import EmbeddingProvider
 
 DEFAULT_BATCH_SIZE = 200     # vectors per transaction
@@ -229,7 +229,7 @@ def load_images(conn: psycopg.Connection, provider: EmbeddingProvider,
                 progress: Progress | None = None, finish: bool = True) -> ImageLoadSummary:
     """Embed and load the listed images with ``provider`` (see the module docstring).
 
-    ``finish``: after a load that wrote vectors, ANALYZE and rebuild IVFFlat (finish_load).
+    ``finish``: after a load that wrote vectors, run the after-load steps (after_load.py).
     """
     model = provider.model
     register_model(conn, model, provider.dimension, provider=provider.name)
@@ -258,9 +258,7 @@ def load_images(conn: psycopg.Connection, provider: EmbeddingProvider,
     if run.lookup_error is not None:
         raise run.lookup_error
     if finish and summary.merged.embeddings:
-        summary.notes += restore_missing_hnsw(conn)
-        summary.ivfflat_rebuilt = finish_load(conn)
-        summary.ef_search_default = tune_search_defaults(conn)
+        summary.took(after_load(conn))
     return summary
 
 
