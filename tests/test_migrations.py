@@ -11,6 +11,7 @@ import psycopg
 import pytest
 
 from pgallery import migrations
+from pgallery.search import EF_SEARCH_FLOOR
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -60,10 +61,10 @@ def test_each_migration_downgrades_on_its_own(make_database, step):
     assert migrations.current_revision(url) == migrations.head_revision()
 
 
-def test_the_migration_sets_ef_search_100_as_the_database_default(db_url):
+def test_the_migration_sets_the_ef_search_floor_as_the_database_default(db_url):
     with psycopg.connect(db_url) as conn:
         conn.execute("SELECT '[1]'::vector")  # load pgvector so its settings are known
-        assert conn.execute("SHOW hnsw.ef_search").fetchone()[0] == "100"
+        assert conn.execute("SHOW hnsw.ef_search").fetchone()[0] == str(EF_SEARCH_FLOOR)
 
 
 def test_functions_resolve_names_only_in_pinned_schemas(db_url):
