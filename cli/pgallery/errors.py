@@ -137,7 +137,9 @@ class ImageDownloadFailed(ImageError):
     errors)."""
 
 
-# SQLSTATEs raised by the functions in sql/ (see sql/functions/_errors.sql for the list).
+# SQLSTATEs raised by the functions in sql/ (ERRCODE 'PGA..'); the SQL side lists them in the
+# header of its helpers file (sql/functions/00_helpers.sql today), and tests/test_errors.py
+# checks that every code the SQL raises is mapped here.
 SQLSTATE_ERRORS: dict[str, type[PgalleryError]] = {
     "PGA01": MismatchedDimension,
     "PGA02": InvalidVector,
