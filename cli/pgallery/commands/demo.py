@@ -56,7 +56,7 @@ def demo(
     Example: `pgallery demo` (then open the printed HTML page, or try
     `pgallery db psql -c "SELECT title, author, similarity FROM search_by_image('...')"`)
     """
-    from pgallery.sample_gallery import generate
+    from pgallery.demo import generate
 
     started = time.monotonic()
     s = settings(ctx)
