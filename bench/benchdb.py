@@ -15,7 +15,7 @@ import numpy as np
 import datagen
 from common import MODEL, connect, database_exists, fresh_database, server_url
 from pgallery import migrations
-from pgallery.loading.writer import tune_search_defaults
+from pgallery.loading.after_load import tune_search_defaults
 
 # pgallery's ANN indexes are built on this expression (migration 0009); a raw query uses
 # them with ORDER BY INDEXED <=> QUERY (the query vector cast the same way).
@@ -54,8 +54,8 @@ def ensure(n: int, rebuild: bool = False, log=print) -> dict:
                 store_prompts(conn)
                 tune_search_defaults(conn)
             return {"url": url, "reused": True}
-    from pgallery.loading.writer import (defer_hnsw_indexes, register_model, restore_indexes,
-                                         write_batch)
+    from pgallery.loading.after_load import defer_hnsw_indexes, restore_indexes
+    from pgallery.loading.writer import register_model, write_batch
 
     ds = datagen.dataset(n)
     url = fresh_database(name)

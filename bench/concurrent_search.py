@@ -38,8 +38,8 @@ from benchdb import INDEXED, records
 from common import (MODEL, connect, fresh_database, print_table, server_facts, server_url,
                     write_result)
 from pgallery.database.embedded import bin_dir
-from pgallery.loading.writer import (defer_hnsw_indexes, register_model, restore_indexes,
-                                     write_batch)
+from pgallery.loading.after_load import defer_hnsw_indexes, restore_indexes
+from pgallery.loading.writer import register_model, write_batch
 
 SEARCH = """\\set i random(1, {n})
 SELECT count(*) FROM search_by_image((SELECT image_file FROM painting

@@ -31,7 +31,8 @@ def main(argv=None) -> dict:
         print(f"skipped: {GALLERY} is not there")
         return {}
     from pgallery.loading.records import PaintingRecord, clean
-    from pgallery.loading.writer import finish_load, register_model, write_batch
+    from pgallery.loading.after_load import after_load
+    from pgallery.loading.writer import register_model, write_batch
     from pgallery.providers import get_provider
 
     provider = get_provider("local")
@@ -58,7 +59,7 @@ def main(argv=None) -> dict:
             embedding=v) for r, v in zip(rows, X)]
         with stopwatch() as t:
             write_batch(conn, model, records)
-            finish_load(conn)
+            after_load(conn)
         load_s = t()
     files = [r["IMAGE_FILE"] for r in rows]
     Xn = X / np.linalg.norm(X, axis=1, keepdims=True)

@@ -99,13 +99,13 @@ def test_a_csv_with_every_kind_of_broken_row_loads_the_good_and_reports_the_bad(
     loaded = good + ["accent.jpg", "dup.jpg", "huge-bytes.png", "wide-16100px.png"]
     assert embedded_files(url, AZURE_MODEL) == sorted(loaded)
     assert failures(url) == {"zero.jpg": "EmptyImage", "corrupt.jpg": "UnreadableImage",
-                             "truncated.jpg": "TruncatedImage", "missing.jpg": "MissingFile"}
+                             "truncated.jpg": "TruncatedImage", "missing.jpg": "ImageNotFound"}
     # the duplicate's last row won, and the earlier one was reported
     assert scalar(url, "SELECT title FROM painting WHERE image_file = 'dup.jpg'") == "second"
     assert scalar(url, "SELECT author FROM painting WHERE image_file = 'accent.jpg'") == "DÜRER"
     output = " ".join(result.output.split())
     assert "dup.jpg" in output and "wins" in output
-    for reason in ("EmptyImage", "UnreadableImage", "TruncatedImage", "MissingFile",
+    for reason in ("EmptyImage", "UnreadableImage", "TruncatedImage", "ImageNotFound",
                    "expected 9", "neither UTF-8 nor cp1252", "outside the images directory"):
         assert reason in output, reason
     # nothing unaccounted for: 15 data lines = 8 loaded + 4 failed + 1 duplicate + 3 rejected

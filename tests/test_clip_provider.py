@@ -166,10 +166,10 @@ def test_a_missing_image_file_fails_that_image_only(provider, tmp_path):
     assert "missing.jpg" in str(error.value)
 
 
-def test_a_file_that_is_not_an_image_fails_with_invalid_image_format(provider, images):
+def test_a_file_that_is_not_an_image_fails_as_unreadable(provider, images):
     with pytest.raises(EmbeddingFailed) as error:
         provider.embed_image(images["not_an_image"])
-    assert error.value.code == "InvalidImageFormat"
+    assert error.value.code == "UnreadableImage"
 
 
 def test_batches_match_single_embeddings_keep_input_order_and_report_failures(
@@ -183,7 +183,7 @@ def test_batches_match_single_embeddings_keep_input_order_and_report_failures(
     assert seen == results
     assert [r.ok for r in results] == [True, True, False, True, False, True, True]
     assert results[2].error.code == "ImageNotFound"
-    assert results[4].error.code == "InvalidImageFormat"
+    assert results[4].error.code == "UnreadableImage"
     for result in results:
         if result.ok:
             single = provider.embed_image(result.source)

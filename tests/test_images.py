@@ -10,7 +10,8 @@ import pytest
 from PIL import Image
 
 from pgallery.errors import EmbeddingFailed
-from pgallery.images import MAX_BYTES, MAX_SIDE, content_hash, prepare_image
+from pgallery.image_reader import content_hash
+from pgallery.images import MAX_BYTES, MAX_SIDE, prepare_image
 
 
 def noise(width: int, height: int, mode: str = "RGB", seed: int = 0) -> Image.Image:

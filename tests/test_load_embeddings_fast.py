@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 
 from pgallery.database import connect
-from pgallery.loading import embeddings_file
-from pgallery.loading.embeddings_file import (CopyChunk, fast_vector_literal,
-                                              load_embeddings_file, read_embeddings_file)
+from pgallery.loading import embeddings_tsv
+from pgallery.loading.embedding_rows import CopyChunk
+from pgallery.loading.embeddings_file import load_embeddings_file
+from pgallery.loading.embeddings_tsv import fast_vector_literal, read_embeddings_file
 from pgallery.providers.base import pad_to_column
 
 HEADER = "image_file\tdescription\tauthor\ttitle\ttechnique\ttype\ttimeframe\tvector\n"
@@ -150,14 +151,14 @@ def test_a_reader_error_reaches_the_caller_and_stops_the_thread(make_database, t
     url = make_database()
     path = write_file(tmp_path / "e.tsv", [(f"e-{i}.jpg", "t", literal(np.ones(4)))
                                            for i in range(30)])
-    real = embeddings_file.staging_text_line
+    real = embeddings_tsv.staging_text_line
 
     def failing(ordinal, record, vector):
         if record.image_file == "e-20.jpg":
             raise RuntimeError("disk on fire")
         return real(ordinal, record, vector)
 
-    monkeypatch.setattr(embeddings_file, "staging_text_line", failing)
+    monkeypatch.setattr(embeddings_tsv, "staging_text_line", failing)
     with pytest.raises(RuntimeError, match="disk on fire"):
         load(url, path, "test/fast-error", batch_size=4)
     # the batches before the failing one are committed (one transaction per batch)

@@ -184,7 +184,7 @@ def test_reembed_activate_switches_only_when_every_painting_has_a_vector(db, azu
     paths[0].unlink()
     result = runner.invoke(app, ["reembed", "--provider", "local", "--activate"])
     assert result.exit_code == 1
-    assert "not activated" in result.output and "MissingFile" in result.output
+    assert "not activated" in result.output and "ImageNotFound" in result.output
     assert rows(db, "SELECT name FROM embedding_model WHERE is_active") == [(AZURE_MODEL,)]
 
     # the image is found again under --images; the retry activates the new model

@@ -142,10 +142,10 @@ def test_missing_and_corrupt_images_are_reported_recorded_and_loaded_by_retry_fa
                  semart_row("corrupt.jpg", 8, TITLE="The Corrupt One")])
     result = load("--csv", csv, "--images", images)
     assert result.exit_code == 0, result.output
-    assert "MissingFile" in result.output and "corrupt.jpg" in result.output
+    assert "ImageNotFound" in result.output and "corrupt.jpg" in result.output
     assert "--retry-failed" in result.output
     recorded = failures(db)
-    assert recorded["missing.jpg"] == "MissingFile"
+    assert recorded["missing.jpg"] == "ImageNotFound"
     assert recorded["corrupt.jpg"] in ("UnreadableImage", "TruncatedImage")
     assert len(embedded_files(db, AZURE_MODEL)) == 4
     # the metadata is kept for the retry

@@ -138,22 +138,24 @@ def test_a_missing_file_is_image_not_found(provider, tmp_path):
     assert err.value.code == "ImageNotFound"
 
 
-@pytest.mark.parametrize("content", [b"", b"this is not an image\n"], ids=["empty", "text"])
-def test_a_file_that_is_not_an_image_is_unreadable(provider, tmp_path, content):
+@pytest.mark.parametrize("content, code", [(b"", "EmptyImage"),
+                                           (b"this is not an image\n", "UnreadableImage")],
+                         ids=["empty", "text"])
+def test_a_file_that_is_not_an_image_fails_with_its_reason(provider, tmp_path, content, code):
     path = tmp_path / "bad.jpg"
     path.write_bytes(content)
     with pytest.raises(EmbeddingFailed) as err:
         provider.embed_image(path)
-    assert err.value.code == "UnreadableImage"
+    assert err.value.code == code
     assert "BytesIO" not in str(err.value)
 
 
-def test_a_truncated_jpeg_is_unreadable(provider, tmp_path):
+def test_a_truncated_jpeg_is_truncated(provider, tmp_path):
     data = _scene(tmp_path / "a.jpg").read_bytes()
     (tmp_path / "cut.jpg").write_bytes(data[: len(data) // 2])
     with pytest.raises(EmbeddingFailed) as err:
         provider.embed_image(tmp_path / "cut.jpg")
-    assert err.value.code == "UnreadableImage"
+    assert err.value.code == "TruncatedImage"
 
 
 def test_a_directory_is_unreadable(provider, tmp_path):

@@ -18,6 +18,7 @@ import pytest
 
 from catalog import differences, pgallery_objects, schema_of
 from pgallery import migrations
+from pgallery.search import EF_SEARCH_FLOOR
 
 REPO = Path(__file__).resolve().parents[1]
 REVISIONS = migrations.revisions()
@@ -48,6 +49,7 @@ def test_base_holds_nothing_of_pgallery_after_a_round_trip(make_database, empty_
     assert migrations.current_revision(url) == migrations.head_revision()
 
 
+<<<<<<< HEAD
 @pytest.mark.parametrize("revision", REVISIONS)
 def test_a_landed_layer_never_changes(revision):
     # Editing sql/idempotent/ changes head's layer: freeze it first and add a revision
@@ -125,9 +127,12 @@ def test_an_existing_0012_database_keeps_its_rows_and_indexes_going_to_head(make
 
 
 def test_the_migration_sets_ef_search_100_as_the_database_default(db_url):
+=======
+def test_the_migration_sets_the_ef_search_floor_as_the_database_default(db_url):
+>>>>>>> tidy
     with psycopg.connect(db_url) as conn:
         conn.execute("SELECT '[1]'::vector")  # load pgvector so its settings are known
-        assert conn.execute("SHOW hnsw.ef_search").fetchone()[0] == "100"
+        assert conn.execute("SHOW hnsw.ef_search").fetchone()[0] == str(EF_SEARCH_FLOOR)
 
 
 def test_functions_resolve_names_only_in_pinned_schemas(db_url):

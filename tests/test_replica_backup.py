@@ -26,6 +26,7 @@ from pgallery.database import connect
 from pgallery.database.embedded import EmbeddedServer, bin_dir
 from pgallery.database.replica import SLOT, Replica
 from pgallery.loading.writer import write_batch
+from pgallery.search import EF_SEARCH_FLOOR
 from pg_roles import login_member, with_credentials
 from synthetic import load_collection, make_collection, queries_near
 
@@ -217,7 +218,7 @@ def test_pg_dump_and_pg_restore_into_a_fresh_server_give_the_same_search_results
             assert conn.execute("SELECT count(*) FROM painting").fetchone()[0] == \
                    conn.execute("SELECT count(*) FROM painting_embedding").fetchone()[0]
             conn.execute("SELECT '[1]'::vector")
-            assert conn.execute("SHOW hnsw.ef_search").fetchone()[0] == "100"
+            assert conn.execute("SHOW hnsw.ef_search").fetchone()[0] == str(EF_SEARCH_FLOOR)
         with login_member(target.url(), "pgallery_reader") as reader:
             with connect(reader) as conn:
                 assert len(conn.execute("SELECT * FROM search_by_text(%s, k => 4)",

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 from pgallery.commands import app
 from pgallery.database import connect
 from pgallery.loading.embeddings_file import load_embeddings_file
-from pgallery.loading.writer import HNSW_INDEXES, defer_hnsw_indexes
+from pgallery.loading.after_load import HNSW_INDEXES, defer_hnsw_indexes
 from pg_roles import login_member
 
 runner = CliRunner()

@@ -19,7 +19,8 @@ from pgallery.commands import app
 from pgallery.database import connect
 from pgallery.database.embedded import EmbeddedServer
 from pgallery.loading.records import PaintingRecord
-from pgallery.loading.writer import finish_load, record_failures, register_model, write_batch
+from pgallery.loading.after_load import after_load
+from pgallery.loading.writer import record_failures, register_model, write_batch
 from pg_roles import login_member
 from synthetic import load_collection, make_collection
 
@@ -242,7 +243,8 @@ def test_the_writer_loads_batches_records_failures_and_rebuilds_ivfflat(
         conn.commit()
         conn.autocommit = True
         conn.execute("CALL build_ivfflat_index(2)")
-        assert finish_load(conn) is True  # ANALYZE (MAINTAIN) and the definer rebuild
+        # ANALYZE (MAINTAIN), the definer rebuild and tuning, as after the writer's loads
+        assert after_load(conn).ivfflat_rebuilt is True
         conn.execute("SELECT store_prompt_embedding('writer prompt', %s, %s)",
                      (records[0].embedding, MODEL))
         assert conn.execute("SELECT count(*) FROM search_by_text('writer prompt', k => 3)"

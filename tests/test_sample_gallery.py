@@ -13,7 +13,7 @@ from PIL import Image
 
 from pgallery.errors import ArgError
 from pgallery.providers.local import LocalDescriptorProvider
-from pgallery.sample_gallery import COLUMNS, MARKER, PAINTERS, generate
+from pgallery.demo import COLUMNS, MARKER, PAINTERS, generate
 
 COUNT = 120
 SEMART_TYPES = {"religious", "portrait", "landscape", "mythological", "genre", "still-life",

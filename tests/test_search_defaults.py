@@ -13,6 +13,7 @@ from pgallery import migrations
 from pgallery.commands import app
 from pgallery.database import connect
 from pgallery.loading.embeddings_file import load_embeddings_file
+from pgallery.search import EF_SEARCH_FLOOR
 from pg_roles import login_member
 
 runner = CliRunner()
@@ -40,7 +41,8 @@ def set_database(url: str, statement: str) -> None:
 
 
 @pytest.mark.parametrize("vectors,ef_search", [
-    (0, 100), (10_000, 100), (100_000, 100), (400_000, 100), (500_000, 110),
+    (0, EF_SEARCH_FLOOR), (10_000, EF_SEARCH_FLOOR), (100_000, EF_SEARCH_FLOOR),
+    (400_000, EF_SEARCH_FLOOR), (500_000, 110),
     (1_000_000, 150), (2_000_000, 200), (10_000_000, 380), (10**12, 1000),
 ])
 def test_the_recommendation_is_100_up_to_a_few_hundred_thousand_and_150_at_1m(
@@ -52,10 +54,11 @@ def test_the_recommendation_is_100_up_to_a_few_hundred_thousand_and_150_at_1m(
 
 def test_a_fresh_database_records_migration_0002s_default_as_pgallerys(make_database):
     url = make_database()
-    assert setting(url) == "100"
+    floor = str(EF_SEARCH_FLOOR)   # the Python constant is the database's floor
+    assert setting(url) == floor
     with psycopg.connect(url) as conn:
         assert conn.execute("SELECT database_setting('pgallery.tuned_ef_search'),"
-                            " database_setting('hnsw.ef_search')").fetchone() == ("100", "100")
+                            " database_setting('hnsw.ef_search')").fetchone() == (floor, floor)
 
 
 def test_tuning_for_a_million_vectors_gives_new_sessions_150_and_back(make_database):
@@ -64,8 +67,8 @@ def test_tuning_for_a_million_vectors_gives_new_sessions_150_and_back(make_datab
     assert setting(url) == "150"
     with psycopg.connect(url) as conn:   # the search functions read the same setting
         assert conn.execute("SELECT ef_search_setting(NULL)").fetchone()[0] == 150
-    assert tune(url)[0] == 100         # the few vectors stored now
-    assert setting(url) == "100"
+    assert tune(url)[0] == EF_SEARCH_FLOOR         # the few vectors stored now
+    assert setting(url) == str(EF_SEARCH_FLOOR)
 
 
 def test_a_default_set_by_hand_is_kept_with_a_notice(make_database):
@@ -100,7 +103,8 @@ def test_a_load_reports_the_default_it_changed(make_database, tmp_path):
         for i in range(5)))
     with connect(url) as conn:
         summary = load_embeddings_file(conn, path, model="test/defaults")
-    assert summary.ef_search_default == 100 and setting(url) == "100"
+    assert summary.ef_search_default == EF_SEARCH_FLOOR
+    assert setting(url) == str(EF_SEARCH_FLOOR)
     with connect(url) as conn:   # loading again changes nothing, and says nothing
         assert load_embeddings_file(conn, path, model="test/defaults").ef_search_default is None
 
@@ -115,7 +119,7 @@ def test_the_cli_load_summary_shows_a_changed_default(make_database, tmp_path, m
     monkeypatch.chdir(tmp_path)
     result = runner.invoke(app, ["load", "--embeddings", str(path), "--model", "test/cli-d"])
     assert result.exit_code == 0, result.output
-    assert "hnsw.ef_search = 100 for new sessions" in result.output
+    assert f"hnsw.ef_search = {EF_SEARCH_FLOOR} for new sessions" in result.output
 
 
 @pytest.mark.parametrize("hand_set", [False, True], ids=["tuned", "hand-set"])
@@ -130,7 +134,7 @@ def test_the_downgrade_removes_pgallerys_default_but_not_one_set_by_hand(make_da
     assert setting(url) == ("120" if hand_set else "40")   # 40: pgvector's own default
     assert setting(url, "pgallery.tuned_ef_search") is None
     migrations.upgrade(url)
-    assert setting(url) == ("120" if hand_set else "100")
+    assert setting(url) == ("120" if hand_set else str(EF_SEARCH_FLOOR))
 
 
 def test_two_loads_tuning_at_once_both_succeed(make_database):

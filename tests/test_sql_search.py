@@ -8,7 +8,8 @@ import psycopg
 import pytest
 
 from pgallery.database import connect
-from pgallery.loading.writer import defer_hnsw_indexes, restore_indexes
+from pgallery.loading.after_load import defer_hnsw_indexes, restore_indexes
+from pgallery.search import EF_SEARCH_FLOOR
 from synthetic import load_collection, make_collection, queries_near
 
 N = 20_000
@@ -347,7 +348,7 @@ def test_ef_search_can_be_set_per_call_or_per_session(db, collection):
     db.execute("RESET pgallery.exact_search")
     assert session_exact == collection.exact_top_k(q, 10)
     # the function's own settings do not leak into the session
-    assert db.execute("SHOW hnsw.ef_search").fetchone()[0] == "100"
+    assert db.execute("SHOW hnsw.ef_search").fetchone()[0] == str(EF_SEARCH_FLOOR)
 
 
 def test_ivfflat_index_is_built_from_the_row_count_and_used_with_probes(search_db, collection):

@@ -98,7 +98,48 @@ class EmbeddingFailed(ProviderError):
         self.retryable = retryable
 
 
-# SQLSTATEs raised by the functions in sql/ (see sql/functions/_errors.sql for the list).
+class ImageError(EmbeddingFailed):
+    """An image that cannot be read or decoded: the same error, with its class name as
+    ``code``, whichever provider or loader step reads the file (image_reader.py)."""
+
+    def __init__(self, message: str, retryable: bool = False):
+        super().__init__(message, code=type(self).__name__, retryable=retryable)
+
+
+class ImageNotFound(ImageError):
+    """The file does not exist."""
+
+
+class EmptyImage(ImageError):
+    """The file (or the downloaded body) has zero bytes."""
+
+
+class UnreadableImage(ImageError):
+    """Not an image (or a format Pillow cannot read), a directory, or a file that cannot
+    be opened (permissions, a device error)."""
+
+
+class TruncatedImage(ImageError):
+    """The header is readable but the pixel data is cut short or corrupt."""
+
+
+class ImageTooLarge(ImageError):
+    """Too many pixels to decode safely (Pillow's decompression-bomb limit, about 179
+    megapixels), or a download over the reader's byte limit."""
+
+
+class ImageTooSmall(ImageError):
+    """A side too small for the provider (Azure wants more than 10 px)."""
+
+
+class ImageDownloadFailed(ImageError):
+    """An http(s) image could not be fetched (``retryable`` for 429, 5xx and network
+    errors)."""
+
+
+# SQLSTATEs raised by the functions in sql/ (ERRCODE 'PGA..'); the SQL side lists them in the
+# header of its helpers file (sql/idempotent/00_helpers.sql today), and tests/test_errors.py
+# checks that every code the SQL raises is mapped here.
 SQLSTATE_ERRORS: dict[str, type[PgalleryError]] = {
     "PGA01": MismatchedDimension,
     "PGA02": InvalidVector,

@@ -1,4 +1,4 @@
-"""Check and fix images before an embedding provider uploads them; hash image files.
+"""Check and fix images before the Azure provider uploads them (Azure AI Vision's limits).
 
 Azure AI Vision accepts an image of more than 0 and at most 20,971,520 bytes, larger than
 10 x 10 and smaller than 16,000 x 16,000 pixels, in a common format. :func:`prepare_image`
@@ -13,32 +13,23 @@ returns the bytes to send:
   MPO, PSD, ...) are converted: to PNG when the image has transparency, else to JPEG. The
   EXIF orientation is applied whenever an image is re-encoded.
 
-Files that cannot be sent raise :class:`~pgallery.errors.EmbeddingFailed` with one of the
-codes below, so loaders record the reason per image and carry on:
-
-    ImageNotFound    the file does not exist
-    EmptyImage       zero bytes
-    UnreadableImage  not an image (or a format Pillow cannot read), or a directory
-    TruncatedImage   the header is readable but the pixel data is cut short or corrupt
-    ImageTooSmall    a side of 10 px or less (also: too thin to downscale)
-    ImageTooLarge    over Pillow's decompression-bomb limit (about 179 megapixels)
-
-:func:`content_hash` is the sha256 of a file's bytes, which the loader stores to skip
-images that have not changed.
+Files that cannot be sent raise a typed :class:`~pgallery.errors.ImageError` (codes in
+image_reader.py, which reads the file: ImageNotFound, EmptyImage, UnreadableImage,
+TruncatedImage, ImageTooLarge), or ImageTooSmall for a side of 10 px or less (also: too
+thin to downscale), so loaders record the reason per image and carry on.
 """
 
 from __future__ import annotations
 
-import hashlib
 import io
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageOps
 
-from pgallery.errors import EmbeddingFailed
+from pgallery.errors import ImageTooSmall
+from pgallery.image_reader import decoding, open_image, read_image_bytes
 
 MAX_BYTES = 20_971_520        # at most this many bytes
 MIN_SIDE = 10                 # each side must be greater than this
@@ -47,10 +38,6 @@ DOWNSCALE_SIDE = 4096         # longest side after a downscale (the model sees f
 JPEG_QUALITY = 90
 SENDABLE_FORMATS = frozenset({"JPEG", "PNG", "GIF", "BMP", "WEBP", "TIFF"})
 SENDABLE_MODES = frozenset({"1", "L", "RGB", "RGBA", "P"})
-
-# Paintings are scanned large on purpose: Pillow's "possible decompression bomb" warning
-# (89 to 179 megapixels) is noise here; above that Pillow refuses and we say ImageTooLarge.
-warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
 
 
 @dataclass(frozen=True)
@@ -67,30 +54,19 @@ class PreparedImage:
         return bool(self.changes)
 
 
-def content_hash(path: str | Path) -> str:
-    """The sha256 hex digest of a file's bytes."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def prepare_image(source: str | Path | bytes, name: str | None = None) -> PreparedImage:
     """The bytes to send for one image (a file path, or the file's bytes).
 
-    Raises EmbeddingFailed (codes in the module docstring) when the image cannot be sent.
+    Raises an ImageError (see the module docstring) when the image cannot be sent.
     """
     label = name or (f"{len(source)}-byte image" if isinstance(source, bytes) else str(source))
-    data = source if isinstance(source, bytes) else _read(Path(source), label)
-    if not data:
-        raise EmbeddingFailed(f"{label}: the file is empty (0 bytes)", code="EmptyImage")
-    image = _open(data, label)
+    data = source if isinstance(source, bytes) else read_image_bytes(Path(source))
+    image = open_image(data, label)
     width, height = image.size
     if width <= MIN_SIDE or height <= MIN_SIDE:
-        raise EmbeddingFailed(
+        raise ImageTooSmall(
             f"{label}: {width}x{height} px is too small; both sides must be more than "
-            f"{MIN_SIDE} px", code="ImageTooSmall")
+            f"{MIN_SIDE} px")
     fmt = image.format or "unknown"
     too_big = width >= MAX_SIDE or height >= MAX_SIDE or len(data) > MAX_BYTES
     odd = fmt not in SENDABLE_FORMATS or not _ordinary_mode(image)
@@ -107,42 +83,9 @@ def prepare_image(source: str | Path | bytes, name: str | None = None) -> Prepar
     return _fix(image, data, fmt, too_big, label)
 
 
-def _read(path: Path, label: str) -> bytes:
-    try:
-        return path.read_bytes()
-    except FileNotFoundError:
-        raise EmbeddingFailed(f"{label}: no such file", code="ImageNotFound") from None
-    except IsADirectoryError:
-        raise EmbeddingFailed(f"{label}: is a directory, not an image",
-                              code="UnreadableImage") from None
-    except OSError as exc:
-        raise EmbeddingFailed(f"{label}: cannot read the file ({exc.strerror or exc})",
-                              code="UnreadableImage") from None
-
-
-def _open(data: bytes, label: str) -> Image.Image:
-    try:
-        return Image.open(io.BytesIO(data))
-    except Image.DecompressionBombError as exc:
-        raise EmbeddingFailed(f"{label}: too many pixels to decode safely ({exc})",
-                              code="ImageTooLarge") from None
-    except UnidentifiedImageError:
-        raise EmbeddingFailed(f"{label}: not an image file (or a format Pillow cannot read)",
-                              code="UnreadableImage") from None
-    except Exception as exc:  # Pillow plugins raise assorted errors on garbage headers
-        raise EmbeddingFailed(f"{label}: unreadable image header ({exc})",
-                              code="UnreadableImage") from None
-
-
 def _load(image: Image.Image, label: str) -> None:
-    try:
+    with decoding(label):
         image.load()
-    except Image.DecompressionBombError as exc:
-        raise EmbeddingFailed(f"{label}: too many pixels to decode safely ({exc})",
-                              code="ImageTooLarge") from None
-    except Exception as exc:  # OSError "image file is truncated", SyntaxError, ...
-        raise EmbeddingFailed(f"{label}: the image data is truncated or corrupt ({exc})",
-                              code="TruncatedImage") from None
 
 
 def _ordinary_mode(image: Image.Image) -> bool:
@@ -206,10 +149,9 @@ def _downscale(image: Image.Image, longest: int, label: str) -> Image.Image:
     scale = longest / max(width, height)
     size = (max(1, round(width * scale)), max(1, round(height * scale)))
     if min(size) <= MIN_SIDE:
-        raise EmbeddingFailed(
+        raise ImageTooSmall(
             f"{label}: {width}x{height} px is too large, and too thin to downscale to fewer "
-            f"than {MAX_SIDE} px without a side of {MIN_SIDE} px or less",
-            code="ImageTooSmall")
+            f"than {MAX_SIDE} px without a side of {MIN_SIDE} px or less")
     return image.resize(size, Image.Resampling.LANCZOS, reducing_gap=3.0)
 
 

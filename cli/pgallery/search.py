@@ -47,6 +47,12 @@ class SearchFilters:
         return {k: v for k, v in asdict(self).items() if v is not None}
 
 
+# The database default hnsw.ef_search never goes below this: migration 0002's default, and
+# the floor of recommended_ef_search() that loads tune it with. The SQL keeps its own copies
+# (see tests/test_search_defaults.py, which checks the database agrees with this one).
+EF_SEARCH_FLOOR = 100
+
+
 @dataclass(frozen=True)
 class RecallSettings:
     """Per-call recall knobs; None = the session's setting (see sql/idempotent/01_settings.sql)."""

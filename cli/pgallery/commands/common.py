@@ -11,7 +11,7 @@ import typer
 from pgallery import migrations
 from pgallery.config import Settings
 from pgallery.database import connect, resolve_url
-from pgallery.search import RecallSettings, SearchFilters
+from pgallery.search import EF_SEARCH_FLOOR, RecallSettings, SearchFilters
 
 
 def settings(ctx: typer.Context) -> Settings:
@@ -49,7 +49,7 @@ Model = Annotated[Optional[str], typer.Option(
 EfSearch = Annotated[Optional[int], typer.Option(
     "--ef-search", min=1, max=1000,
     help="HNSW candidate list size (recall vs speed). [default: the database's "
-         "hnsw.ef_search, sized to the collection: 100, 150 at 1M]")]
+         f"hnsw.ef_search, sized to the collection: {EF_SEARCH_FLOOR}, 150 at 1M]")]
 Probes = Annotated[Optional[int], typer.Option(
     min=1, help="IVFFlat lists to visit, when an IVFFlat index is used.")]
 Exact = Annotated[bool, typer.Option("--exact", help="Exact search, no ANN index.")]

@@ -18,6 +18,7 @@ from pgallery import search as core
 from pgallery.commands.common import settings
 from pgallery.database import connect, resolve_url
 from pgallery.database.connection import redact
+from pgallery.loading.after_load import after_load
 from pgallery.loading.pipeline import load_images
 from pgallery.loading.semart import read_semart_csv
 from pgallery.providers import get_provider
@@ -55,7 +56,7 @@ def demo(
     Example: `pgallery demo` (then open the printed HTML page, or try
     `pgallery db psql -c "SELECT title, author, similarity FROM search_by_image('...')"`)
     """
-    from pgallery.sample_gallery import generate
+    from pgallery.demo import generate
 
     started = time.monotonic()
     s = settings(ctx)
@@ -78,15 +79,15 @@ def demo(
     with get_provider("local", s) as provider, connect(url) as conn:
         listing = read_semart_csv(csv, gallery / "images")
         with LoadProgress("embedding") as progress:
-            summary = load_images(conn, provider, listing, progress=progress)
+            # the after-load steps run once, at step 4, with the IVFFlat build
+            summary = load_images(conn, provider, listing, progress=progress, finish=False)
         model = provider.model
     console.print(f"model {model}: {summary.merged.embeddings} embedded, "
                   f"{summary.unchanged} unchanged, {len(summary.rejected)} rejected")
 
     with connect(url, autocommit=True) as conn:
         _step(4, "indexes")
-        conn.execute("CALL build_ivfflat_index()")
-        conn.execute("ANALYZE painting, painting_embedding")
+        after_load(conn, build_ivfflat=True)     # as `pgallery index build` does
         for name, method, size in conn.execute(
                 "SELECT c.relname, am.amname, pg_size_pretty(pg_relation_size(c.oid))"
                 " FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid"

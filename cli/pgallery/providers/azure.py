@@ -44,7 +44,8 @@ from requests.adapters import HTTPAdapter
 
 from pgallery.config import DEFAULT_API_VERSION, DEFAULT_MODEL_VERSION, DEFAULT_RATE_LIMIT
 from pgallery.errors import (ArgError, ConfigError, EmbeddingFailed, ModelMismatch,
-                             PgalleryError, ProviderError)
+                             PgalleryError, ProviderError, UnreadableImage)
+from pgallery.image_reader import is_url
 from pgallery.images import prepare_image
 from pgallery.providers.base import EmbeddingProvider, ImageResult, ImageSource
 from pgallery.providers.ratelimit import RateLimiter
@@ -223,7 +224,7 @@ class AzureVisionProvider(EmbeddingProvider):
     def _embed_source(self, source: ImageSource, cancel: threading.Event | None) -> np.ndarray:
         if cancel is not None and cancel.is_set():
             raise _Cancelled
-        if isinstance(source, str) and source.startswith(("http://", "https://")):
+        if is_url(source):
             return self._vectorize("image", source, cancel=cancel,
                                    data=json.dumps({"url": source}).encode(),
                                    content_type="application/json")
@@ -232,8 +233,7 @@ class AzureVisionProvider(EmbeddingProvider):
         except EmbeddingFailed:
             raise
         except Exception as exc:  # an unexpected Pillow failure is still one bad image
-            raise EmbeddingFailed(f"{source}: cannot read the image ({exc})",
-                                  code="UnreadableImage") from None
+            raise UnreadableImage(f"{source}: cannot read the image ({exc})") from None
         if prepared.changed:
             log.info("%s: %s before upload", source, "; ".join(prepared.changes))
         return self._vectorize("image", str(source), cancel=cancel, data=prepared.data,

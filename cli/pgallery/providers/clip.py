@@ -11,7 +11,6 @@ cosine distance.
 from __future__ import annotations
 
 import contextlib
-import io
 import re
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -19,14 +18,13 @@ from pathlib import Path
 import numpy as np
 
 from pgallery.errors import ArgError, ConfigError, EmbeddingFailed
+from pgallery.image_reader import decoding, open_image, read_image_bytes
 from pgallery.providers.base import (COLUMN_DIMENSION, EmbeddingProvider, ImageResult,
                                      ImageSource)
 
 INSTALL_HINT = ("install the CLIP extra: `pip install torch==2.13.0` (the CPU build), then "
                 "`pip install -e .[clip]`")
 DEFAULT_BATCH_SIZE = 16
-DOWNLOAD_TIMEOUT = 30.0          # seconds, for an image given by http(s) URL
-MAX_DOWNLOAD_BYTES = 50 * 2**20  # refuse larger downloads instead of filling memory
 _SNAPSHOT_DIR = re.compile(r"^[0-9a-f]{40}$")  # .../models--org--name/snapshots/<commit>
 _TAG_UNSAFE = re.compile(r"[^A-Za-z0-9._:/@+-]")  # embedding_model.name's CHECK allows these
 
@@ -78,50 +76,12 @@ def model_tag(spec: str) -> str:
     return "clip/" + _TAG_UNSAFE.sub("-", name)[:190]
 
 
-def _read_image_bytes(source: ImageSource) -> bytes:
-    """The raw bytes of a local file or an http(s) URL. Raises EmbeddingFailed."""
-    text = str(source)
-    if text.startswith(("http://", "https://")):
-        import requests
-
-        try:
-            with requests.get(text, timeout=DOWNLOAD_TIMEOUT, stream=True) as response:
-                if response.status_code != 200:
-                    raise EmbeddingFailed(
-                        f"{text}: download failed with HTTP {response.status_code}",
-                        code="ImageDownloadFailed",
-                        retryable=response.status_code == 429 or response.status_code >= 500)
-                data = response.raw.read(MAX_DOWNLOAD_BYTES + 1, decode_content=True)
-        except requests.RequestException as exc:
-            raise EmbeddingFailed(f"{text}: download failed ({type(exc).__name__})",
-                                  code="ImageDownloadFailed", retryable=True) from None
-        if len(data) > MAX_DOWNLOAD_BYTES:
-            raise EmbeddingFailed(f"{text}: larger than {MAX_DOWNLOAD_BYTES} bytes",
-                                  code="InvalidImageSize")
-        return data
-    path = Path(text).expanduser()
-    try:
-        return path.read_bytes()
-    except FileNotFoundError:
-        raise EmbeddingFailed(f"{path}: no such file", code="ImageNotFound") from None
-    except OSError as exc:
-        raise EmbeddingFailed(f"{path}: cannot read ({exc.strerror or exc})",
-                              code="ImageNotFound") from None
-
-
 def load_image(source: ImageSource):
-    """A decoded RGB PIL image from a file or URL. Raises EmbeddingFailed."""
-    from PIL import Image, UnidentifiedImageError
-
-    data = _read_image_bytes(source)
-    if not data:
-        raise EmbeddingFailed(f"{source}: empty file", code="InvalidImageFormat")
-    try:
-        with Image.open(io.BytesIO(data)) as image:
-            return image.convert("RGB")
-    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as exc:
-        raise EmbeddingFailed(f"{source}: not a readable image ({exc})",
-                              code="InvalidImageFormat") from None
+    """A decoded RGB PIL image from a file or URL. Raises the reader's typed errors
+    (pgallery.image_reader), as every provider does."""
+    label = str(source)
+    with open_image(read_image_bytes(source), label) as image, decoding(label):
+        return image.convert("RGB")
 
 
 def _unit(vector: np.ndarray, what: str) -> np.ndarray:

@@ -28,26 +28,21 @@ crop, JPEG q50 or brightness+hue shifted copy finds its original at rank 1 in >=
 detail crops are much harder (about a third at rank 1, three quarters in the top 10).
 
 Sources are local files (``str`` or ``Path``) or http(s) URLs, fetched with requests
-(``timeout`` seconds, at most 50 MiB). Failures raise
-:class:`~pgallery.errors.EmbeddingFailed` with code ``ImageNotFound`` (no such file),
-``ImageDownloadFailed`` (the URL could not be fetched) or ``UnreadableImage`` (empty,
-truncated, a directory, or not an image Pillow can decode).
+(``timeout`` seconds, at most 50 MiB), read by :mod:`pgallery.image_reader`: a bad image
+fails with its typed error (ImageNotFound, EmptyImage, UnreadableImage, TruncatedImage,
+ImageTooLarge, ImageDownloadFailed), as with every provider.
 """
 
 from __future__ import annotations
 
-import io
-from pathlib import Path
-
 import numpy as np
 
-from pgallery.errors import ConfigError, EmbeddingFailed
+from pgallery.errors import ConfigError
+from pgallery.image_reader import DOWNLOAD_TIMEOUT, decoding, open_image, read_image_bytes
 from pgallery.providers.base import EmbeddingProvider, ImageSource
 
 DIMENSION = 1024
 SIDE = 128                        # every image is described on a SIDE x SIDE grid
-DOWNLOAD_TIMEOUT = 30.0           # seconds, for an image given by http(s) URL
-MAX_DOWNLOAD_BYTES = 50 * 2**20
 
 # Block weights (the share of the cosine each block carries); they sum to 1.
 WEIGHTS = {
@@ -61,64 +56,21 @@ WEIGHTS = {
 
 # -- reading --------------------------------------------------------------------------------
 
-def _read_bytes(source: ImageSource, timeout: float) -> bytes:
-    """The raw bytes of a local file or an http(s) URL. Raises EmbeddingFailed."""
-    text = str(source)
-    if text.startswith(("http://", "https://")):
-        import requests
-
-        try:
-            with requests.get(text, timeout=timeout, stream=True) as response:
-                if response.status_code != 200:
-                    raise EmbeddingFailed(
-                        f"{text}: download failed with HTTP {response.status_code}",
-                        code="ImageDownloadFailed",
-                        retryable=response.status_code == 429 or response.status_code >= 500)
-                data = response.raw.read(MAX_DOWNLOAD_BYTES + 1, decode_content=True)
-        except requests.RequestException as exc:
-            raise EmbeddingFailed(f"{text}: download failed ({type(exc).__name__})",
-                                  code="ImageDownloadFailed", retryable=True) from None
-        if len(data) > MAX_DOWNLOAD_BYTES:
-            raise EmbeddingFailed(f"{text}: larger than {MAX_DOWNLOAD_BYTES} bytes",
-                                  code="UnreadableImage")
-        return data
-    path = Path(text).expanduser()
-    try:
-        return path.read_bytes()
-    except FileNotFoundError:
-        raise EmbeddingFailed(f"{path}: no such file", code="ImageNotFound") from None
-    except IsADirectoryError:
-        raise EmbeddingFailed(f"{path}: is a directory, not an image",
-                              code="UnreadableImage") from None
-    except OSError as exc:
-        raise EmbeddingFailed(f"{path}: cannot read ({exc.strerror or exc})",
-                              code="UnreadableImage") from None
-
-
 def decode(data: bytes, name: str = "image"):
     """The image in ``data`` as an RGB PIL image resampled to SIDE x SIDE."""
-    from PIL import Image, ImageOps, UnidentifiedImageError
+    from PIL import Image, ImageOps
 
-    if not data:
-        raise EmbeddingFailed(f"{name}: empty file", code="UnreadableImage")
-    try:
-        with Image.open(io.BytesIO(data)) as image:
-            image.draft("RGB", (2 * SIDE, 2 * SIDE))  # JPEG: decode at 1/2..1/8 scale
-            image = ImageOps.exif_transpose(image)
-            if image.mode in ("RGBA", "LA", "PA") or (
-                    image.mode == "P" and "transparency" in image.info):
-                rgba = image.convert("RGBA")
-                image = Image.new("RGB", rgba.size, (255, 255, 255))
-                image.paste(rgba, mask=rgba.getchannel("A"))
-            else:
-                image = image.convert("RGB")
-            return image.resize((SIDE, SIDE), Image.Resampling.BILINEAR, reducing_gap=2.0)
-    except UnidentifiedImageError:
-        raise EmbeddingFailed(f"{name}: not an image (or a format Pillow cannot read)",
-                              code="UnreadableImage") from None
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
-        raise EmbeddingFailed(f"{name}: not a readable image ({exc})",
-                              code="UnreadableImage") from None
+    with open_image(data, name) as image, decoding(name):
+        image.draft("RGB", (2 * SIDE, 2 * SIDE))  # JPEG: decode at 1/2..1/8 scale
+        image = ImageOps.exif_transpose(image)
+        if image.mode in ("RGBA", "LA", "PA") or (
+                image.mode == "P" and "transparency" in image.info):
+            rgba = image.convert("RGBA")
+            image = Image.new("RGB", rgba.size, (255, 255, 255))
+            image.paste(rgba, mask=rgba.getchannel("A"))
+        else:
+            image = image.convert("RGB")
+        return image.resize((SIDE, SIDE), Image.Resampling.BILINEAR, reducing_gap=2.0)
 
 
 # -- blocks ---------------------------------------------------------------------------------
@@ -377,7 +329,7 @@ class LocalDescriptorProvider(EmbeddingProvider):
             raise ConfigError(f"timeout must be positive, not {timeout!r}")
 
     def embed_image(self, source: ImageSource) -> np.ndarray:
-        data = _read_bytes(source, self.timeout)
+        data = read_image_bytes(source, self.timeout)
         return self.embed_bytes(data, name=str(source))
 
     def embed_bytes(self, data: bytes, name: str = "image") -> np.ndarray:
