@@ -49,7 +49,6 @@ def test_base_holds_nothing_of_pgallery_after_a_round_trip(make_database, empty_
     assert migrations.current_revision(url) == migrations.head_revision()
 
 
-<<<<<<< HEAD
 @pytest.mark.parametrize("revision", REVISIONS)
 def test_a_landed_layer_never_changes(revision):
     # Editing sql/idempotent/ changes head's layer: freeze it first and add a revision
@@ -126,10 +125,7 @@ def test_an_existing_0012_database_keeps_its_rows_and_indexes_going_to_head(make
                             ).fetchall() == before
 
 
-def test_the_migration_sets_ef_search_100_as_the_database_default(db_url):
-=======
 def test_the_migration_sets_the_ef_search_floor_as_the_database_default(db_url):
->>>>>>> tidy
     with psycopg.connect(db_url) as conn:
         conn.execute("SELECT '[1]'::vector")  # load pgvector so its settings are known
         assert conn.execute("SHOW hnsw.ef_search").fetchone()[0] == str(EF_SEARCH_FLOOR)
