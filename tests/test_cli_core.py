@@ -13,8 +13,10 @@ from pgallery.commands import app
 runner = CliRunner()
 
 COMMANDS = [[], ["db"], ["db", "start"], ["db", "stop"], ["db", "status"], ["db", "url"],
-            ["db", "psql"], ["migrate"], ["load"], ["search"], ["search", "similar"],
-            ["search", "vector"], ["search", "text"], ["search", "image"], ["index"],
+            ["db", "psql"], ["migrate"], ["load"], ["search"], ["search", "painting"],
+            ["search", "vector"], ["search", "text"], ["search", "new-image"],
+            ["search", "similar"], ["search", "image"], ["reembed"], ["show"], ["demo"],
+            ["index"],
             ["index", "build"], ["index", "list"], ["models"], ["models", "list"],
             ["models", "use"]]
 

@@ -10,8 +10,12 @@ Skipped when torch or transformers is not installed
 from __future__ import annotations
 
 import http.server
+import json
 import math
+import os
 import shutil
+import socket
+import subprocess
 import sys
 import threading
 from functools import partial
@@ -33,8 +37,8 @@ from pgallery.config import Settings
 from pgallery.database import connect
 from pgallery.errors import ArgError, ConfigError, EmbeddingFailed
 from pgallery.providers import get_provider, pad_to_column
-from pgallery.providers.clip import ClipProvider
-from tiny_clip import PROJECTION_DIM, build_tiny_clip
+from pgallery.providers.clip import DEFAULT_MODEL, ClipProvider, model_tag
+from tiny_clip import PROJECTION_DIM, build_tiny_clip, install_in_hf_cache
 
 @pytest.fixture(scope="module")
 def tiny_clip_dir(tmp_path_factory) -> Path:
@@ -107,20 +111,95 @@ def test_a_directory_without_a_checkpoint_is_a_config_error(tmp_path):
         ClipProvider(tmp_path)
 
 
-def test_a_repo_id_missing_from_the_hugging_face_cache_is_a_config_error_not_a_download():
-    with pytest.raises(ConfigError, match="without a download") as error:
-        ClipProvider("pgallery-test/no-such-clip-model")
-    assert "Hugging Face cache" in str(error.value)
+# -- the default model, from the Hugging Face cache or not at all (never the real Hub) ------
+#
+# The Hub's client reads HF_HUB_CACHE, HF_ENDPOINT and HF_HUB_OFFLINE when it is imported,
+# so these tests run the CLI in a process of its own with its own cache and an endpoint on a
+# closed port: nothing can reach the internet.
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]     # closed again when the socket is
 
 
-def test_no_model_configured_names_the_setting_and_the_install_commands(monkeypatch, tmp_path):
+def _pgallery(args, cwd, **env):
+    base = {k: v for k, v in os.environ.items()
+            if not k.startswith(("VISION_", "PGALLERY_", "HF_", "TRANSFORMERS_"))}
+    base.update(HF_ENDPOINT=f"http://127.0.0.1:{_closed_port()}", COLUMNS="200",
+                PYTHONPATH=os.pathsep.join(p for p in sys.path if p.endswith("cli")) or
+                os.environ.get("PYTHONPATH", ""))
+    base.update(env)
+    result = subprocess.run([sys.executable, "-m", "pgallery", *args], cwd=cwd, env=base,
+                            capture_output=True, text=True, timeout=300)
+    output = result.stdout + result.stderr
+    assert "Traceback" not in output, output
+    return result, output
+
+
+@pytest.mark.slow
+def test_with_nothing_configured_clip_uses_vit_b_32_from_the_hugging_face_cache(
+        tiny_clip_dir, images, make_database, tmp_path):
+    cache = tmp_path / "hub"
+    install_in_hf_cache(tiny_clip_dir, cache, DEFAULT_MODEL)
+    folder = tmp_path / "pictures"
+    folder.mkdir()
+    for name in ("noise_a", "gradient", "flat"):
+        shutil.copy(images[name], folder / images[name].name)
+    env = dict(DATABASE_URL=make_database(), HF_HUB_CACHE=str(cache))
+    loaded, output = _pgallery(["load", "--folder", str(folder), "--provider", "clip"],
+                               tmp_path, **env)
+    assert loaded.returncode == 0, output
+    assert "clip/openai/clip-vit-base-patch32" in output and "downloading" not in output
+    found, output = _pgallery(["search", "text", "a red square", "--k", "2", "--json"],
+                              tmp_path, **env)
+    assert found.returncode == 0, output
+    assert len(json.loads(found.stdout)) == 2
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("offline", [False, True], ids=["unreachable-hub", "HF_HUB_OFFLINE"])
+def test_with_an_empty_cache_and_no_hub_the_error_says_what_to_do(offline, make_database,
+                                                                   tmp_path):
+    env = dict(DATABASE_URL=make_database(), HF_HUB_CACHE=str(tmp_path / "empty-cache"))
+    if offline:
+        env["HF_HUB_OFFLINE"] = "1"
+    result, output = _pgallery(["search", "text", "a boat", "--provider", "clip"],
+                               tmp_path, **env)
+    assert result.returncode == 2, output
+    lines = [line for line in output.strip().splitlines() if line.strip()]
+    assert lines[0].startswith("Error: the CLIP model openai/clip-vit-base-patch32 is not in "
+                               "the Hugging Face cache"), output
+    assert "PGALLERY_CLIP_MODEL" in output
+    assert ("unset it" in output) if offline else ("Connect to the internet" in output)
+    assert not (tmp_path / "empty-cache").exists()      # nothing made for a failed fetch
+
+
+def test_the_default_model_is_the_tutorials_vit_b_32(monkeypatch, tmp_path):
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("PGALLERY_CLIP_MODEL", raising=False)
-    with pytest.raises(ConfigError) as error:
-        ClipProvider.from_settings(Settings.load())
-    message = str(error.value)
-    assert "PGALLERY_CLIP_MODEL" in message
-    assert "pip install -e .[clip]" in message and "pip install torch==2.13.0" in message
+    assert DEFAULT_MODEL == "openai/clip-vit-base-patch32"
+    assert model_tag(DEFAULT_MODEL) == "clip/openai/clip-vit-base-patch32"
+
+
+def test_demo_with_clip_shows_text_search(tiny_clip_dir, make_database, monkeypatch,
+                                          tmp_path):
+    from typer.testing import CliRunner
+
+    from pgallery.commands import app
+
+    monkeypatch.setenv("DATABASE_URL", make_database())
+    monkeypatch.setenv("PGALLERY_CLIP_MODEL", str(tiny_clip_dir))
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(app, ["demo", "--count", "20", "--provider", "clip",
+                                      "--out", str(tmp_path / "demo")],
+                                env={"COLUMNS": "250"})
+    assert result.exit_code == 0, result.output
+    assert "text search 'a stormy sea at night', model clip/tiny-clip" in result.output
+    assert "psql: SELECT * FROM search_by_text('a stormy sea at night'" in result.output
+    assert (tmp_path / "demo" / "text.html").is_file()
+    assert "pgallery demo --provider clip" not in result.output   # it is on already
+    assert "keywords alone" not in result.output   # the hybrid search has its semantic half
 
 
 def test_missing_transformers_is_a_config_error_with_the_install_commands(monkeypatch,

@@ -309,6 +309,10 @@ def test_no_results_says_so():
 def test_write_results_page_writes_utf8_and_returns_the_path(gallery, tmp_path):
     images, results = gallery
     target = tmp_path / "out" / "nested" / "results.html"
+    with pytest.raises(ArgError, match="no such directory"):   # never made for the user
+        write_results_page(target, results, query={"mode": "image"}, title="t")
+    assert not (tmp_path / "out").exists()
+    target.parent.mkdir(parents=True)
     written = write_results_page(target, results, query={"mode": "image"}, title="t",
                                  image_resolver=lambda f: str(images / f))   # str works too
     assert written == target
@@ -405,6 +409,7 @@ def moved_page(tmp_path_factory, chromium):
     results = [row(1, "wide.jpg", "A Wide Landscape"), row(2, "tall.jpg", "A Tall Portrait"),
                row(3, "missing.jpg", "The Lost Painting"), row(4, "hostile.jpg", HOSTILE),
                row(5, "unicode.jpg", UNICODE_TITLE), row(6, "tiny.jpg", "Tiny")]
+    (work / "out").mkdir()
     written = write_results_page(work / "out" / "results.html", results,
                                  query={"mode": "image", "image_file": "wide.jpg",
                                         "filters": {"school": "French"}, "k": 6},

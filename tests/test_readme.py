@@ -5,7 +5,8 @@ the embedded PostgreSQL (no DATABASE_URL), exactly as `make demo` leaves it:
 
 - ```bash blocks preceded by ``<!-- readme-test: run -->`` run with ``bash -e``; ``run azure``
   ones with VISION_ENDPOINT/VISION_KEY pointing at the fake Azure server (real HTTP);
-  ``run clip`` ones with PGALLERY_CLIP_MODEL pointing at a tiny CLIP built offline.
+  ``run clip`` ones with a tiny CLIP, built offline, in a Hugging Face cache of their own as
+  the default model (openai/clip-vit-base-patch32) and the Hub's address on a closed port.
 - ```sql blocks preceded by ``<!-- readme-test: sql -->`` run through `pgallery db psql` with
   ON_ERROR_STOP, and every query must return rows.
 - Every other code block must be one this file explains (installing, Docker, the benchmarks),
@@ -21,6 +22,7 @@ import json
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -70,7 +72,8 @@ def _strip_comment(line: str) -> str:
 
 def _clean_env(workspace: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items()
-           if not k.startswith(("VISION_", "PGALLERY_")) and k != "DATABASE_URL"}
+           if not k.startswith(("VISION_", "PGALLERY_", "HF_", "TRANSFORMERS_"))
+           and k != "DATABASE_URL"}
     env.update(PATH=f"{VENV / 'bin'}{os.pathsep}{env.get('PATH', '')}", COLUMNS="120",
                HOME=str(workspace / "home"))
     return env
@@ -136,13 +139,22 @@ def workspace(tmp_path_factory, azure):
 
 
 @pytest.fixture(scope="module")
-def clip_model(tmp_path_factory):
+def clip_cache(tmp_path_factory):
+    """A Hugging Face cache holding a tiny CLIP as the default model, and a Hub address on
+    a closed port: `--provider clip` finds its model without any download."""
     try:
-        from tiny_clip import build_tiny_clip
+        from tiny_clip import build_tiny_clip, install_in_hf_cache
     except ImportError as exc:
         pytest.skip(f"the clip extra is not installed ({exc.name} missing): "
                     "pip install torch==2.13.0 && pip install -e .[clip]")
-    return build_tiny_clip(tmp_path_factory.mktemp("models") / "clip-vit-base-patch32")
+    root = tmp_path_factory.mktemp("models")
+    cache = root / "hub"
+    install_in_hf_cache(build_tiny_clip(root / "tiny-clip"), cache,
+                        "openai/clip-vit-base-patch32")
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    return {"HF_HUB_CACHE": str(cache), "HF_ENDPOINT": f"http://127.0.0.1:{port}"}
 
 
 def _psql(workspace, sql: str, database_url: str | None = None):
@@ -191,7 +203,7 @@ def test_readme_block(block, workspace, azure, request):
     if "azure" in marker:
         env.update(azure.env())
     if "clip" in marker:
-        env["PGALLERY_CLIP_MODEL"] = str(request.getfixturevalue("clip_model"))
+        env.update(request.getfixturevalue("clip_cache"))
     if marker.startswith("sql"):
         result, output = _psql(workspace, code)
         assert result.returncode == 0, output
@@ -226,12 +238,14 @@ def test_the_blocks_left_their_mark(workspace, azure):
     # the demo's 300, the folder's 3 (local); SemArt's 40 (azure); everything (clip)
     assert int(facts["local-descriptors/v1"]) == 303
     assert int(facts["azure-vision/2023-04-15"]) == 40
-    assert int(facts["clip/clip-vit-base-patch32"]) == 303
+    assert int(facts["clip/openai/clip-vit-base-patch32"]) == 303
     assert facts["active"] == "azure-vision/2023-04-15"
     assert facts["failures"] == "0"  # the rejected image was redone by --retry-failed
     assert facts["folder"] == "1"
     assert int(facts["prompts"]) >= 2   # the two `search text` prompts, cached for psql
     assert azure.requests_for(workspace["rejected_once"]) == 2
+    # pages go where the README says, not into the directory a newcomer runs it from
+    assert not list(workspace["root"].glob("*.html"))
 
 
 def test_the_prompt_error_is_the_one_shown(workspace):
@@ -244,7 +258,7 @@ def test_the_prompt_error_is_the_one_shown(workspace):
 
 TROUBLE_TRIGGERS = {
     # README message -> how to make it happen here
-    "the database is not migrated": ("cli", ["--database-url", "{empty}", "search", "similar",
+    "the database is not migrated": ("cli", ["--database-url", "{empty}", "search", "painting",
                                              "x.jpg"]),
     "no active embedding model": ("sql-migrated-empty", "SELECT * FROM search_by_vector("
                                   "array_fill(0.5, ARRAY[1024])::vector);"),
@@ -253,7 +267,7 @@ TROUBLE_TRIGGERS = {
                                                         "--provider", "local", "--model",
                                                         "local-descriptors/v1"]),
     "the active model is ... but the ... provider embeds with ...": (
-        "cli", ["search", "image", "photo.jpg", "--provider", "local"]),
+        "cli", ["search", "new-image", "photo.jpg", "--provider", "local"]),
     "query vector has N dimensions; model ... has 1024": (
         "sql", "SELECT * FROM search_by_vector('[1,2,3]');"),
 }

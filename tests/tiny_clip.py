@@ -63,3 +63,18 @@ def build_tiny_clip(target: Path) -> Path:
     return target
 
 
+
+
+def install_in_hf_cache(model_dir: Path, cache: Path, repo_id: str,
+                        commit: str = "0123456789abcdef0123456789abcdef01234567") -> Path:
+    """Put a saved checkpoint into a Hugging Face hub cache (HF_HUB_CACHE) as ``repo_id``
+    would be after a download: ``models--org--name/snapshots/<commit>/...`` and
+    ``refs/main`` naming that commit. Returns the snapshot directory."""
+    import shutil
+
+    repo = cache / ("models--" + repo_id.replace("/", "--"))
+    snapshot = repo / "snapshots" / commit
+    shutil.copytree(model_dir, snapshot)
+    (repo / "refs").mkdir(parents=True, exist_ok=True)
+    (repo / "refs" / "main").write_text(commit, encoding="utf-8")
+    return snapshot

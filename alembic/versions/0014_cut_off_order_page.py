@@ -21,7 +21,7 @@ branch_labels = None
 depends_on = None
 # sha256 of the layer this revision ships (tests/test_migrations.py checks it: a change to
 # a landed layer needs a new revision, docs/migrations.md)
-layer_sha256 = "15ba1c03dad556f81be098f47700c3ce37b6a1b0898e203d448625bb9139389b"
+layer_sha256 = "783ec7bbfd39aecdf1e3111021a6257c4b351a9acffcd0aaae1fe71ff8a0224c"
 
 
 def upgrade() -> None:

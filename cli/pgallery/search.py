@@ -2,7 +2,7 @@
 
     from pgallery.database import connect
     from pgallery.search import SearchFilters, search_by_image
-    rows = search_by_image(connect(), "19873-1portrai.jpg", k=5,
+    rows = search_by_image(connect(), "00015-shipwreck-on-a-rocky-coast.jpg", k=5,
                            filters=SearchFilters(school="italian"))
 """
 

@@ -5,7 +5,8 @@
 -- SQL cannot call the embedding API, so the prompt must have been embedded for the model
 -- first: `pgallery search text "a stormy sea at night"` embeds it and stores it in
 -- prompt_embedding; from then on this function answers it from psql. An unknown prompt
--- raises PGA05 naming that command. The other parameters are search_by_vector's.
+-- raises PGA05 naming that command (or, for a model that embeds images only, how to add
+-- one that reads text). The other parameters are search_by_vector's.
 CREATE OR REPLACE FUNCTION search_by_text(
     prompt text,
     {{search_parameters}}
@@ -22,7 +23,12 @@ BEGIN
         RAISE EXCEPTION 'the prompt % has not been embedded for model %',
                         quote_nullable(left(prompt, 200)), quote_literal(m.name)
             USING ERRCODE = 'PGA05',
-                  HINT = 'embed it once with: pgallery search text "<prompt>"';
+                  HINT = CASE WHEN m.provider = 'local' THEN
+                      format('model %s embeds images only, so no prompt can be embedded '
+                             'for it; for text search add a text model with: pgallery '
+                             'reembed --provider clip (or azure), then pgallery models use '
+                             'it', m.name)
+                      ELSE 'embed it once with: pgallery search text "<prompt>"' END;
     END IF;
     RETURN QUERY SELECT * FROM nearest_paintings(q, r, NULL);
 END

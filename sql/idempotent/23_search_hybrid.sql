@@ -46,7 +46,11 @@ BEGIN
     q := prompt_vector(prompt, m.name);
     IF q IS NULL THEN
         RAISE NOTICE 'prompt not embedded for model %: keyword ranking only', m.name
-            USING HINT = 'pgallery search text "<prompt>" embeds it (needs a text-capable provider)';
+            USING HINT = CASE WHEN m.provider = 'local' THEN
+                format('model %s embeds images only; for the semantic half add a text '
+                       'model with: pgallery reembed --provider clip (or azure)', m.name)
+                ELSE 'pgallery search text "<prompt>" embeds it (needs a text-capable provider)'
+                END;
     END IF;
     -- Any of the prompt's words, stemmed (english) or as written (simple, for names).
     -- plainto_tsquery parses the text safely; its canonical output joins lexemes with

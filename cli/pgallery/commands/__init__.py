@@ -14,6 +14,7 @@ import typer
 from typer.core import TyperGroup
 
 from pgallery import __version__
+from pgallery.commands import help_style  # noqa: F401  (no <bool>, no {braces} in help)
 from pgallery.config import Settings
 from pgallery.errors import DatabaseError, PgalleryError, from_database_error
 from pgallery.rendering.tables import err_console
@@ -52,7 +53,7 @@ app = typer.Typer(
     help=(
         "pgallery: SQL-first image similarity search for painting collections.\n\n"
         "Typical session: `pgallery migrate`, `pgallery load ...`, then "
-        "`pgallery search similar IMAGE_FILE` (or SELECT * FROM search_by_image(...) in "
+        "`pgallery search painting IMAGE_FILE` (or SELECT * FROM search_by_image(...) in "
         "`pgallery db psql`). Without DATABASE_URL everything runs on an embedded "
         "PostgreSQL under ./.pgallery."
     ),

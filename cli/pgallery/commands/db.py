@@ -189,7 +189,7 @@ def replica_status(ctx: typer.Context):
 def replica_url(ctx: typer.Context):
     """Print the standby's URL (for psql, pgbench, or DATABASE_URL of read-only searches).
 
-    Example: `DATABASE_URL="$(pgallery db replica url)" pgallery search similar x.jpg`
+    Example: `DATABASE_URL="$(pgallery db replica url)" pgallery search painting x.jpg`
     """
     replica = _replica(ctx)
     if not replica.status().initialized:

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+from rich.markup import escape
 
 from pgallery import migrations
 from pgallery import search as core
@@ -22,14 +23,15 @@ from pgallery.loading.after_load import after_load
 from pgallery.loading.pipeline import load_images
 from pgallery.loading.semart import read_semart_csv
 from pgallery.providers import get_provider
-from pgallery.rendering.output import MODE_TITLES, image_locations
+from pgallery.errors import ArgError
+from pgallery.rendering.output import describe_search, image_locations
 from pgallery.rendering.progress import LoadProgress
 from pgallery.rendering.tables import console, results_table
 from pgallery.search import SearchFilters
 
 
 def _step(number: int, text: str) -> None:
-    console.rule(f"[bold]{number}/6[/] {text}", align="left")
+    console.rule(f"[bold]{number}/6[/] {escape(text)}", align="left")
 
 
 def _pick_query_painting(conn, model: str) -> str:
@@ -42,6 +44,12 @@ def _pick_query_painting(conn, model: str) -> str:
     return row[0]
 
 
+TEXT_PROMPT = "a stormy sea at night"
+HYBRID_PROMPT = "stormy sea lighthouse"
+TEXT_SEARCH_HINT = ("text search: `pgallery demo --provider clip` (a CLIP model, fetched once "
+                    "from the Hugging Face Hub) or Azure AI Vision (VISION_ENDPOINT/VISION_KEY)")
+
+
 def demo(
     ctx: typer.Context,
     count: Annotated[int, typer.Option(
@@ -49,15 +57,24 @@ def demo(
     out: Annotated[Optional[Path], typer.Option(
         file_okay=False, help="Where the sample gallery and the HTML pages go. "
                               "[default: $PGALLERY_HOME/demo]")] = None,
+    provider_name: Annotated[str, typer.Option(
+        "--provider", help="Embed with `local` (offline, images only) or `clip` (images and "
+                           "text: adds a text search; the model is PGALLERY_CLIP_MODEL or "
+                           "CLIP ViT-B/32, fetched once into the Hugging Face cache).")
+    ] = "local",
     open_page: Annotated[bool, typer.Option("--open", help="Open the results page.")] = False,
 ):
     """Set everything up and show what pgallery does, on a generated sample gallery.
 
     Example: `pgallery demo` (then open the printed HTML page, or try
-    `pgallery db psql -c "SELECT title, author, similarity FROM search_by_image('...')"`)
+    `pgallery db psql -c "SELECT title, author, similarity FROM search_by_image('...')"`);
+    `pgallery demo --provider clip` adds text search
     """
     from pgallery.demo import generate
+    from pgallery.rendering.html import write_results_page
 
+    if provider_name not in ("local", "clip"):
+        raise ArgError(f"the demo embeds with `local` or `clip`, not {provider_name!r}")
     started = time.monotonic()
     s = settings(ctx)
     out = (out or s.home / "demo").absolute()
@@ -75,72 +92,82 @@ def demo(
     csv = gallery / "semart.csv"
     console.print(f"{count} procedural paintings in SemArt's layout: {csv} + {gallery / 'images'}")
 
-    _step(3, "embedding with the offline `local` provider")
-    with get_provider("local", s) as provider, connect(url) as conn:
-        listing = read_semart_csv(csv, gallery / "images")
-        with LoadProgress("embedding") as progress:
-            # the after-load steps run once, at step 4, with the IVFFlat build
-            summary = load_images(conn, provider, listing, progress=progress, finish=False)
+    provider = get_provider(provider_name, s)
+    try:
+        _step(3, f"embedding with the {'offline ' if provider_name == 'local' else ''}"
+                 f"`{provider_name}` provider")
+        with connect(url) as conn:
+            listing = read_semart_csv(csv, gallery / "images")
+            with LoadProgress("embedding") as progress:
+                # the after-load steps run once, at step 4, with the IVFFlat build
+                summary = load_images(conn, provider, listing, progress=progress,
+                                      finish=False)
         model = provider.model
-    console.print(f"model {model}: {summary.merged.embeddings} embedded, "
-                  f"{summary.unchanged} unchanged, {len(summary.rejected)} rejected")
+        console.print(f"model {model}: {summary.merged.embeddings} embedded, "
+                      f"{summary.unchanged} unchanged, {len(summary.rejected)} rejected")
 
-    with connect(url, autocommit=True) as conn:
-        _step(4, "indexes")
-        after_load(conn, build_ivfflat=True)     # as `pgallery index build` does
-        for name, method, size in conn.execute(
-                "SELECT c.relname, am.amname, pg_size_pretty(pg_relation_size(c.oid))"
-                " FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid"
-                " JOIN pg_am am ON am.oid = c.relam"
-                " WHERE i.indrelid = 'painting_embedding'::regclass"
-                " AND am.amname IN ('hnsw', 'ivfflat') ORDER BY 1"):
-            console.print(f"{name}: {method}, {size}")
+        with connect(url, autocommit=True) as conn:
+            _step(4, "indexes")
+            after_load(conn, build_ivfflat=True)     # as `pgallery index build` does
+            for name, method, size in conn.execute(
+                    "SELECT c.relname, am.amname, pg_size_pretty(pg_relation_size(c.oid))"
+                    " FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid"
+                    " JOIN pg_am am ON am.oid = c.relam"
+                    " WHERE i.indrelid = 'painting_embedding'::regclass"
+                    " AND am.amname IN ('hnsw', 'ivfflat') ORDER BY 1"):
+                console.print(f"{name}: {method}, {size}")
 
-        _step(5, "searches")
-        query_file = _pick_query_painting(conn, model)
-        title = conn.execute("SELECT title, painting_type FROM painting WHERE image_file = %s",
-                             (query_file,)).fetchone()
-        searches = [
-            ("more-like-this", "image", query_file, SearchFilters(),
-             f"SELECT * FROM search_by_image('{query_file}', k => 8);"),
-            ("filtered", "image", query_file, SearchFilters(painting_type="landscape"),
-             f"SELECT * FROM search_by_image('{query_file}', k => 8, "
-             "painting_type => 'landscape');"),
-            ("hybrid", "hybrid", "stormy sea lighthouse", SearchFilters(),
-             "SELECT * FROM search_hybrid('stormy sea lighthouse', k => 8);"),
-        ]
-        notices: list[str] = []
-        conn.add_notice_handler(lambda d: notices.append(d.message_primary))
-        pages = []
-        from pgallery.rendering.html import write_results_page
-
-        for name, kind, query, filters, sql in searches:
-            rows = core.run_search(conn, kind, query, k=8, filters=filters, model=model)
-            heading = MODE_TITLES[kind] + (f" '{title[0]}'" if kind == "image" else
-                                           f" '{query}'")
-            if filters.active():
-                heading += " where " + ", ".join(f"{k} = {v}" for k, v in filters.active().items())
-            console.print(results_table(rows, title=heading))
-            console.print(f"[dim]psql: {sql}[/]", highlight=False)
-            q = {"mode": kind, "k": 8, "filters": filters.active(), "model": model}
-            q.update({"image_file": query} if kind == "image" else {"prompt": query})
-            locations = image_locations(conn, [r["image_file"] for r in rows] + [query_file])
-            page = write_results_page(out / f"{name}.html", rows, query=q,
-                                      title=f"pgallery demo: {heading}",
-                                      image_resolver=locations.get)
-            pages.append(page)
-        if any("keyword ranking only" in n for n in notices):
-            console.print("[dim]The `local` provider embeds images only, so the hybrid search "
-                          "ranked by keywords alone. With Azure AI Vision configured "
-                          "(VISION_ENDPOINT/VISION_KEY) `pgallery search text` adds the "
-                          "semantic half.[/]")
+            _step(5, "searches")
+            query_file = _pick_query_painting(conn, model)
+            title = conn.execute("SELECT title FROM painting WHERE image_file = %s",
+                                 (query_file,)).fetchone()[0]
+            model_arg = "" if provider_name == "local" else f", model => '{model}'"
+            searches = [
+                ("more-like-this", "painting", query_file, SearchFilters(),
+                 f"SELECT * FROM search_by_image('{query_file}', k => 8{model_arg});"),
+                ("filtered", "painting", query_file, SearchFilters(painting_type="landscape"),
+                 f"SELECT * FROM search_by_image('{query_file}', k => 8, "
+                 f"painting_type => 'landscape'{model_arg});"),
+            ]
+            if provider.supports_text:   # embed the prompts once: SQL answers them from now on
+                for prompt in (TEXT_PROMPT, HYBRID_PROMPT):
+                    core.cache_prompt(conn, prompt, provider.embed_text(prompt), model)
+                searches.append(("text", "text", TEXT_PROMPT, SearchFilters(),
+                                 f"SELECT * FROM search_by_text('{TEXT_PROMPT}', k => 8"
+                                 f"{model_arg});"))
+            searches.append(("hybrid", "hybrid", HYBRID_PROMPT, SearchFilters(),
+                             f"SELECT * FROM search_hybrid('{HYBRID_PROMPT}', k => 8"
+                             f"{model_arg});"))
+            notices: list[str] = []
+            conn.add_notice_handler(lambda d: notices.append(d.message_primary))
+            pages = []
+            for name, kind, query, filters, sql in searches:
+                rows = core.run_search(conn, "image" if kind == "painting" else kind, query,
+                                       k=8, filters=filters, model=model)
+                q = {"mode": kind, "k": 8, "filters": filters.active(), "model": model}
+                q.update({"image_file": query} if kind == "painting" else {"prompt": query})
+                heading = describe_search(q, title)
+                console.print(results_table(rows, title=heading))
+                console.print(f"[dim]psql: {sql}[/]", highlight=False)
+                locations = image_locations(conn, [r["image_file"] for r in rows] + [query_file])
+                page = write_results_page(out / f"{name}.html", rows, query=q,
+                                          title=f"pgallery demo: {heading}",
+                                          image_resolver=locations.get)
+                pages.append(page)
+            if any("keyword ranking only" in n for n in notices):
+                console.print(f"[dim]The `{provider_name}` provider embeds images only, so the "
+                              "hybrid search ranked by keywords alone.[/]")
+    finally:
+        provider.close()
 
     _step(6, "results")
     for page in pages:
         console.print(f"HTML page: {page}")
     console.print(f"done in {time.monotonic() - started:.1f} s. Next: open {pages[0]}, or "
-                  f"`pgallery search similar {query_file} --html similar.html`, or "
-                  "`pgallery db psql`.")
+                  f"`pgallery search painting {query_file} --html {out / 'similar.html'}`, or "
+                  "`pgallery db psql`.", highlight=False)
+    if not provider.supports_text:
+        console.print(TEXT_SEARCH_HINT, highlight=False)
     if open_page:
         import webbrowser
 

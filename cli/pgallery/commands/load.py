@@ -46,6 +46,13 @@ def default_images_dir(csv: Path) -> Path:
     raise ArgError(f"say where the images of {csv} are: --images DIR")
 
 
+def note_if_empty(summary, source) -> None:
+    """A file or folder with nothing in it loads nothing: say so, not just 'seen 0'."""
+    if not summary.seen and source is not None:
+        err_console.print(f"note: no rows in {escape(str(source))}: nothing to load "
+                          "(a header, or a folder without images, only)", highlight=False)
+
+
 def print_image_summary(summary: ImageLoadSummary) -> None:
     """The load summary, the warnings, and how to retry failures."""
     print_load_summary(summary)
@@ -124,6 +131,7 @@ def load(
                     conn, embeddings, model=model or DEFAULT_EMBEDDINGS_MODEL,
                     batch_size=batch_size or DEFAULT_EMBEDDINGS_BATCH, progress=progress)
         print_load_summary(summary)
+        note_if_empty(summary, embeddings)
         if summary.rejected and not summary.loaded:
             raise typer.Exit(1)
         return
@@ -150,5 +158,6 @@ def load(
             console.print(f"no failed images to retry for {summary.model}", highlight=False)
             return
     print_image_summary(summary)
+    note_if_empty(summary, csv or folder)
     if summary.rejected and summary.loaded <= 0 and not summary.unchanged:
         raise typer.Exit(1)

@@ -26,8 +26,9 @@ from pgallery.rendering.tables import console, err_console
 def reembed(
     ctx: typer.Context,
     provider: Annotated[Optional[str], typer.Option(
-        "--model-provider", "--provider",
-        help=f"The provider of the new model: {', '.join(PROVIDERS)}.")] = None,
+        "--provider", help=f"The provider of the new model: {', '.join(PROVIDERS)}.")] = None,
+    model_provider: Annotated[Optional[str], typer.Option(
+        "--model-provider", hidden=True, help="Old spelling of --provider.")] = None,
     images: Annotated[Optional[Path], typer.Option(
         "--images", file_okay=False,
         help="Where to find images whose recorded location is missing (by image_file).")] = None,
@@ -39,12 +40,12 @@ def reembed(
 ):
     """Embed every painting with another provider's model, next to the current vectors.
 
-    Example: `pgallery reembed --model-provider local`, then `pgallery models use
-    local-descriptors/v1`
+    Example: `pgallery reembed --provider clip`, then `pgallery models use
+    clip/openai/clip-vit-base-patch32`
     """
+    provider = provider or model_provider
     if provider is None:
-        raise ArgError(f"say which provider's model to add: --model-provider "
-                       f"{'|'.join(PROVIDERS)}")
+        raise ArgError(f"say which provider's model to add: --provider {'|'.join(PROVIDERS)}")
     if images is not None and not images.is_dir():
         raise ArgError(f"{images}: no such directory")
     with get_provider(provider, settings(ctx)) as embedder:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import json as jsonlib
 import os
 import sys
@@ -12,47 +13,40 @@ import numpy as np
 import typer
 
 from pgallery import search as core
-from pgallery.commands.common import (Author, EfSearch, Exact, Json, K, Model, PaintingType,
-                                      Probes, School, Technique, Timeframe, YearFrom, YearTo,
-                                      database, make_filters, make_recall, settings)
+from pgallery.commands.common import SearchOptions, database, search_options, settings
 from pgallery.errors import ArgError, ModelMismatch
 from pgallery.providers import PROVIDERS, get_provider
 from pgallery.rendering.output import emit_results
 
-app = typer.Typer(help="Search the collection: by painting, text, new image or raw vector.",
-                  no_args_is_help=True)
+app = typer.Typer(help="Search the collection: by one of its paintings, by text, by a new "
+                       "image or by a vector.", no_args_is_help=True)
 
-Html = Annotated[Optional[Path], typer.Option(
-    "--html", dir_okay=False, help="Also write a self-contained HTML page of the results.")]
-Open = Annotated[bool, typer.Option("--open", help="Open the HTML page in a browser.")]
 Provider = Annotated[Optional[str], typer.Option(
     help=f"Embedding provider: {', '.join(PROVIDERS)}. "
          "[default: the one that made the model's vectors; else azure if "
          "VISION_ENDPOINT/VISION_KEY are set, else local]")]
 
+# Old command names, kept working for scripts but no longer shown: `similar` searched by a
+# painting (search_by_image) and `image` by a new image, which misled (issue 12).
+OLD_NAMES = {"similar": "painting", "image": "new-image"}
 
-@app.command()
-def similar(
+
+@search_options
+def painting(
     ctx: typer.Context,
-    image_file: Annotated[str, typer.Argument(help="A loaded painting's image_file.")],
-    k: K = 10, author: Author = None, technique: Technique = None, school: School = None,
-    painting_type: PaintingType = None, timeframe: Timeframe = None,
-    year_from: YearFrom = None, year_to: YearTo = None, model: Model = None,
-    ef_search: EfSearch = None, probes: Probes = None, exact: Exact = False,
-    json: Json = False, html: Html = None, open_page: Open = False,
+    image_file: Annotated[str, typer.Argument(
+        metavar="IMAGE_FILE", help="A loaded painting's image_file (see `pgallery show`).")],
+    search: SearchOptions,
 ):
-    """More like this painting (its stored embedding; no embedding call at all).
+    """More like this painting of the collection (its stored embedding; no embedding call).
 
-    Example: `pgallery search similar 19873-1portrai.jpg --k 5 --type portrait`
+    Example: `pgallery search painting 00015-shipwreck-on-a-rocky-coast.jpg --k 5 --type landscape`
     """
-    filters = make_filters(author, technique, school, painting_type, timeframe, year_from,
-                           year_to)
     with database(ctx) as conn:
-        rows = core.search_by_image(conn, image_file, k=k, filters=filters, model=model,
-                                    recall=make_recall(ef_search, probes, exact))
-        emit_results(conn, rows, query={"mode": "image", "image_file": image_file, "k": k,
-                                        "filters": filters.active()},
-                     json=json, html=html, open_page=open_page)
+        rows = core.search_by_image(conn, image_file, k=search.k, filters=search.filters,
+                                    model=search.model, recall=search.recall)
+        emit_results(conn, rows, query={"mode": "painting", "image_file": image_file},
+                     options=search)
 
 
 def _read_vector(spec: str) -> np.ndarray:
@@ -79,36 +73,29 @@ def _read_vector(spec: str) -> np.ndarray:
     return vector
 
 
-@app.command()
+@search_options
 def vector(
     ctx: typer.Context,
     vector_spec: Annotated[str, typer.Argument(
         metavar="VECTOR", help="A JSON list of floats: inline, a file, or - for stdin.")],
-    k: K = 10, author: Author = None, technique: Technique = None, school: School = None,
-    painting_type: PaintingType = None, timeframe: Timeframe = None,
-    year_from: YearFrom = None, year_to: YearTo = None, model: Model = None,
-    ef_search: EfSearch = None, probes: Probes = None, exact: Exact = False,
-    json: Json = False, html: Html = None, open_page: Open = False,
+    search: SearchOptions,
 ):
     """Nearest paintings to a vector you already have (search_by_vector).
 
     Example: `pgallery search vector query.json --k 5 --school dutch`
     """
     query = _read_vector(vector_spec)
-    filters = make_filters(author, technique, school, painting_type, timeframe, year_from,
-                           year_to)
     with database(ctx) as conn:
-        rows = core.search_by_vector(conn, query, k=k, filters=filters, model=model,
-                                     recall=make_recall(ef_search, probes, exact))
-        emit_results(conn, rows, query={"mode": "vector", "k": k, "filters": filters.active()},
-                     json=json, html=html, open_page=open_page)
+        rows = core.search_by_vector(conn, query, k=search.k, filters=search.filters,
+                                     model=search.model, recall=search.recall)
+        emit_results(conn, rows, query={"mode": "vector"}, options=search)
 
 
 def _provider_for_active_model(ctx, conn, provider_name, model):
     """The provider whose model the search will use; refuses to compare across models.
 
     Without --provider, the provider that made the target model's vectors (recorded when
-    they were loaded) is used, so `search image` works whichever model is active."""
+    they were loaded) is used, so `search new-image` works whichever model is active."""
     target_model = (core.model_named(conn, model) if model else core.active_model(conn)) or {}
     target = model or target_model.get("name")
     if provider_name is None and target_model.get("provider") in PROVIDERS:
@@ -123,19 +110,15 @@ def _provider_for_active_model(ctx, conn, provider_name, model):
     return provider
 
 
-@app.command()
+@search_options
 def text(
     ctx: typer.Context,
-    prompt: Annotated[str, typer.Argument(help="What to look for, in words.")],
+    prompt: Annotated[str, typer.Argument(metavar="PROMPT", help="What to look for, in words.")],
+    search: SearchOptions,
     hybrid: Annotated[bool, typer.Option(
         "--hybrid", help="Fuse with keyword search over titles and descriptions "
                          "(search_hybrid).")] = False,
     provider: Provider = None,
-    k: K = 10, author: Author = None, technique: Technique = None, school: School = None,
-    painting_type: PaintingType = None, timeframe: Timeframe = None,
-    year_from: YearFrom = None, year_to: YearTo = None, model: Model = None,
-    ef_search: EfSearch = None, probes: Probes = None, exact: Exact = False,
-    json: Json = False, html: Html = None, open_page: Open = False,
 ):
     """Text-to-image search. The prompt is embedded once and cached in the database, so
     `SELECT * FROM search_by_text('...')` answers it from psql afterwards.
@@ -144,63 +127,66 @@ def text(
     """
     if not prompt.strip():
         raise ArgError("the prompt is empty")
-    filters = make_filters(author, technique, school, painting_type, timeframe, year_from,
-                           year_to)
     with database(ctx) as conn:
-        target = model or (core.active_model(conn) or {}).get("name")
+        target = search.model or (core.active_model(conn) or {}).get("name")
+        keyword_only = None
         if target is None or not core.prompt_is_cached(conn, prompt, target):
             embedder = None
             try:
-                embedder = _provider_for_active_model(ctx, conn, provider, model)
+                embedder = _provider_for_active_model(ctx, conn, provider, search.model)
                 if embedder.supports_text or not hybrid:
-                    core.cache_prompt(conn, prompt, embedder.embed_text(prompt), model)
+                    core.cache_prompt(conn, prompt, embedder.embed_text(prompt), search.model)
+                else:
+                    keyword_only = embedder
             finally:
                 if embedder is not None:
                     embedder.close()
         kind = "hybrid" if hybrid else "text"
-        rows = core.run_search(conn, kind, prompt, k=k, filters=filters, model=model,
-                               recall=make_recall(ef_search, probes, exact))
-        emit_results(conn, rows, query={"mode": kind, "prompt": prompt, "k": k,
-                                        "filters": filters.active()},
-                     json=json, html=html, open_page=open_page)
+        rows = core.run_search(conn, kind, prompt, k=search.k, filters=search.filters,
+                               model=search.model, recall=search.recall)
+        query = {"mode": kind, "prompt": prompt, "model": target}
+        if keyword_only is not None:
+            query["keyword_only"] = (f"ranked by keywords only: the {keyword_only.name!r} "
+                                     f"provider ({target}) embeds images only, so the prompt "
+                                     "has no vector to compare")
+        emit_results(conn, rows, query=query, options=search)
 
 
-@app.command()
-def image(
+@search_options
+def new_image(
     ctx: typer.Context,
     source: Annotated[str, typer.Argument(
-        metavar="PATH_OR_URL", help="A new image: a local file or an http(s) URL.")],
+        metavar="PATH_OR_URL", help="An image not in the collection: a local file or an "
+                                    "http(s) URL.")],
+    search: SearchOptions,
     with_text: Annotated[Optional[str], typer.Option(
         "--text", help="Combine with a text prompt (normalised average of both vectors).")] = None,
     provider: Provider = None,
-    k: K = 10, author: Author = None, technique: Technique = None, school: School = None,
-    painting_type: PaintingType = None, timeframe: Timeframe = None,
-    year_from: YearFrom = None, year_to: YearTo = None, model: Model = None,
-    ef_search: EfSearch = None, probes: Probes = None, exact: Exact = False,
-    json: Json = False, html: Html = None, open_page: Open = False,
 ):
     """Paintings that look like a new image (embedded now, then search_by_vector).
 
-    Example: `pgallery search image ~/photos/sunflowers.jpg --k 8`
+    Example: `pgallery search new-image ~/photos/sunflowers.jpg --k 8`
     """
-    if not source.startswith(("http://", "https://")) and not os.path.isfile(source):
-        raise ArgError(f"{source:.200}: no such file (give a path or an http(s) URL)")
-    filters = make_filters(author, technique, school, painting_type, timeframe, year_from,
-                           year_to)
+    if not source.startswith(("http://", "https://")):
+        if os.path.isdir(source):
+            raise ArgError(f"{source:.200}: is a directory; give one image file (or an "
+                           "http(s) URL)")
+        if not os.path.isfile(source):
+            raise ArgError(f"{source:.200}: no such file (give a path or an http(s) URL)")
     with database(ctx) as conn:
-        embedder = _provider_for_active_model(ctx, conn, provider, model)
+        embedder = _provider_for_active_model(ctx, conn, provider, search.model)
         try:
             query = embedder.embed_image(source)
             if with_text:
                 query = combine(query, embedder.embed_text(with_text))
         finally:
             embedder.close()
-        rows = core.search_by_vector(conn, query, k=k, filters=filters,
-                                     model=model or embedder.model,
-                                     recall=make_recall(ef_search, probes, exact))
-        emit_results(conn, rows, query={"mode": "file", "image_path": source, "prompt": with_text, "k": k,
-                                        "filters": filters.active()},
-                     json=json, html=html, open_page=open_page)
+        rows = core.search_by_vector(conn, query, k=search.k, filters=search.filters,
+                                     model=search.model or embedder.model, recall=search.recall)
+        emit_results(conn, rows, query={"mode": "new-image", "image_path": source,
+                                        "prompt": with_text,
+                                        "model": search.model or embedder.model},
+                     options=search)
 
 
 def combine(image_vector: np.ndarray, text_vector: np.ndarray) -> np.ndarray:
@@ -211,3 +197,13 @@ def combine(image_vector: np.ndarray, text_vector: np.ndarray) -> np.ndarray:
     b = b / (np.linalg.norm(b) or 1.0)
     mean = (a + b) / 2
     return mean / (np.linalg.norm(mean) or 1.0)
+
+
+app.command("painting")(painting)
+app.command("text")(text)
+app.command("new-image")(new_image)
+app.command("vector")(vector)
+for _old, _new in OLD_NAMES.items():
+    _command = {"painting": painting, "new-image": new_image}[_new]
+    app.command(_old, hidden=True, help=f"(The old name of `pgallery search {_new}`.) "
+                                        + inspect.getdoc(_command))(_command)

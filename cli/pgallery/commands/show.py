@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 import typer
 from psycopg.rows import dict_row
 
-from pgallery.commands.common import Json, database
+from pgallery.commands.common import Json, database, writable_file
 from pgallery.errors import PaintingNotFound
 from pgallery.rendering.tables import console, err_console, key_value_table, print_json
 
@@ -24,15 +24,18 @@ FROM painting p WHERE p.image_file = %s
 
 def show(
     ctx: typer.Context,
-    image_file: Annotated[str, typer.Argument(help="The painting's image_file.")],
+    image_file: Annotated[str, typer.Argument(metavar="IMAGE_FILE",
+                                              help="The painting's image_file.")],
     json: Json = False,
     html: Annotated[Optional[Path], typer.Option(
-        "--html", dir_okay=False, help="Write a page with the picture and its metadata.")] = None,
+        "--html", dir_okay=False, metavar="FILE",
+        help="Write a page with the picture and its metadata (its directory must exist).")] = None,
 ):
     """Show one painting: metadata, parsed years, and the models it is embedded with.
 
-    Example: `pgallery show 19873-1portrai.jpg --html painting.html`
+    Example: `pgallery show 00015-shipwreck-on-a-rocky-coast.jpg --html painting.html`
     """
+    html = writable_file(html)
     with database(ctx) as conn:
         painting = conn.cursor(row_factory=dict_row).execute(PAINTING_SQL,
                                                              (image_file,)).fetchone()

@@ -68,6 +68,9 @@ def _open_frames(path: Path, chunk_rows: int):
             return first, skipped, reader
         except UnicodeDecodeError:
             continue
+        except pd.errors.EmptyDataError:   # 0 bytes, or only blank lines: not even a header
+            raise ArgError(f"{str(path):.200}: the file is empty (expected a header line "
+                           "with image_file ... vector, then one row per painting)") from None
         except OSError as exc:      # unreadable (permissions, a device error)
             raise ArgError(f"{str(path):.200}: cannot read ({exc.strerror or exc})") from None
     raise ArgError(f"{path}: neither UTF-8 nor cp1252 text")

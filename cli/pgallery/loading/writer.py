@@ -144,6 +144,11 @@ def record_failures(conn: psycopg.Connection, model: str,
             )
 
 
+# The smallest magnitude that rounds to infinity in float32 (halfway between its largest
+# finite value, (2 - 2**-23) * 2**127, and 2**128; the tie rounds to even, the infinity).
+FLOAT32_OVERFLOW = 2.0**128 - 2.0**103
+
+
 def parse_vector_text(text: str) -> np.ndarray:
     """'[0.1, 0.2, ...]' (JSON-style list) -> float32 array. Raises ValueError."""
     body = text.strip()
@@ -153,6 +158,11 @@ def parse_vector_text(text: str) -> np.ndarray:
     if not body.strip():
         raise ValueError("empty vector")
     try:
-        return np.array(body.split(","), dtype=np.float32)
+        exact = np.array(body.split(","), dtype=np.float64)
     except ValueError:
         raise ValueError("holds something that is not a number") from None
+    # A number beyond float32's range becomes infinity (rejected as not finite, as the
+    # server's own parser would), said here rather than left to an overflowing cast.
+    overflow = np.abs(exact) >= FLOAT32_OVERFLOW
+    exact[overflow] = np.copysign(np.inf, exact[overflow])
+    return exact.astype(np.float32)

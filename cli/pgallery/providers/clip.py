@@ -1,5 +1,6 @@
-"""The ``clip`` provider: a CLIP model on the CPU, loaded from a local directory or the
-Hugging Face cache (never downloaded at run time).
+"""The ``clip`` provider: a CLIP model on the CPU, from a local directory or the Hugging
+Face cache; a repo id that is not cached yet (by default ``openai/clip-vit-base-patch32``,
+ViT-B/32) is downloaded once into the standard cache, with a progress bar.
 
 Optional: needs ``pip install torch==2.13.0`` (CPU build) and ``pip install -e .[clip]``
 (transformers). Images and texts land in one space, so it serves image, text and combined
@@ -24,6 +25,7 @@ from pgallery.providers.base import (COLUMN_DIMENSION, EmbeddingProvider, ImageR
 
 INSTALL_HINT = ("install the CLIP extra: `pip install torch==2.13.0` (the CPU build), then "
                 "`pip install -e .[clip]`")
+DEFAULT_MODEL = "openai/clip-vit-base-patch32"  # ViT-B/32, 512-d: the MyScale tutorial's
 DEFAULT_BATCH_SIZE = 16
 _SNAPSHOT_DIR = re.compile(r"^[0-9a-f]{40}$")  # .../models--org--name/snapshots/<commit>
 _TAG_UNSAFE = re.compile(r"[^A-Za-z0-9._:/@+-]")  # embedding_model.name's CHECK allows these
@@ -94,6 +96,84 @@ def _unit(vector: np.ndarray, what: str) -> np.ndarray:
     return (vector / norm).astype(np.float32)
 
 
+# What a CLIP checkpoint needs from a Hub repository: config, preprocessor and tokenizer
+# files, and one copy of the weights (safetensors, else PyTorch's own format; repositories
+# also hold TensorFlow and Flax copies that would double the download).
+_FETCH_PATTERNS = ["*.json", "*.txt"]
+_WEIGHTS = ("model.safetensors", "pytorch_model.bin")
+
+
+def _cached_snapshot(repo_id: str) -> str | None:
+    """The cached snapshot directory of ``repo_id`` if its config and weights are there."""
+    from huggingface_hub import try_to_load_from_cache
+
+    config = try_to_load_from_cache(repo_id, "config.json")
+    if not isinstance(config, str):
+        return None
+    if not any(isinstance(try_to_load_from_cache(repo_id, w), str) for w in _WEIGHTS):
+        return None
+    return str(Path(config).parent)
+
+
+def _fetched(repo_id: str) -> str:
+    """A Hugging Face repo id's local snapshot: from the cache, or downloaded into it once
+    (with a progress bar). A ConfigError that says what to do when neither can be had."""
+    from huggingface_hub import constants
+
+    cached = _cached_snapshot(repo_id)
+    if cached:
+        return cached
+    where = constants.HF_HUB_CACHE
+    if constants.HF_HUB_OFFLINE:
+        raise ConfigError(
+            f"the CLIP model {repo_id} is not in the Hugging Face cache ({where}) and "
+            "HF_HUB_OFFLINE is set: unset it to download the model once, or set "
+            "PGALLERY_CLIP_MODEL to a saved model directory (docs/clip.md)")
+    return _download(repo_id, where)
+
+
+def _network_errors() -> tuple[type[BaseException], ...]:
+    """What a failed download raises: the Hub client's errors, and those of the HTTP
+    library it uses (httpx2 or httpx for huggingface_hub 1.x and later, requests before)."""
+    from huggingface_hub.errors import HfHubHTTPError
+
+    errors: list[type[BaseException]] = [HfHubHTTPError, OSError, ValueError]
+    for module, name in (("httpx2", "HTTPError"), ("httpx", "HTTPError"),
+                         ("requests", "RequestException")):
+        try:
+            errors.append(getattr(__import__(module), name))
+        except (ImportError, AttributeError):
+            pass
+    return tuple(errors)
+
+
+def _download(repo_id: str, where: str) -> str:
+    import sys
+
+    from huggingface_hub import HfApi, snapshot_download
+    from huggingface_hub.errors import RepositoryNotFoundError
+
+    try:
+        # one request, not retried: offline, the answer should come at once
+        files = {f.rfilename for f in HfApi().model_info(repo_id).siblings or []}
+        weights = next((w for w in _WEIGHTS if w in files), None)
+        if weights is None:
+            raise ConfigError(f"{repo_id} on the Hugging Face Hub holds no PyTorch weights "
+                              f"({' or '.join(_WEIGHTS)}); is it a CLIP model?")
+        print(f"downloading the CLIP model {repo_id} once into {where} ...", file=sys.stderr)
+        return snapshot_download(repo_id, allow_patterns=[*_FETCH_PATTERNS, weights])
+    except RepositoryNotFoundError:
+        raise ConfigError(f"no CLIP model {repo_id!r} on the Hugging Face Hub (check "
+                          "PGALLERY_CLIP_MODEL; a local directory must exist)") from None
+    except _network_errors() as exc:
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
+        raise ConfigError(
+            f"the CLIP model {repo_id} is not in the Hugging Face cache ({where}) and could "
+            f"not be downloaded ({reason}). Connect to the internet and run again (it is "
+            "fetched once), or set PGALLERY_CLIP_MODEL to a saved model directory "
+            "(docs/clip.md)") from None
+
+
 class ClipProvider(EmbeddingProvider):
     """Images and texts through one CLIP model, on the CPU, in eval mode."""
 
@@ -114,7 +194,7 @@ class ClipProvider(EmbeddingProvider):
         if not path.exists() and _looks_like_path(spec):
             raise ConfigError(f"no CLIP model directory at {spec} (PGALLERY_CLIP_MODEL or "
                               "model_path): save one there with save_pretrained, see docs/clip.md")
-        source = str(path) if path.is_dir() else spec
+        source = str(path) if path.is_dir() else _fetched(spec)
         self.model = model_tag(spec)
         with _quiet(transformers):
             self._clip = self._load(transformers, "CLIPModel", source)
@@ -150,12 +230,8 @@ class ClipProvider(EmbeddingProvider):
         """Build from the ``model_path`` option, else ``settings.clip_model_path``
         (PGALLERY_CLIP_MODEL); ``batch_size`` is optional."""
         _import_backend()
-        model_path = options.pop("model_path", None) or getattr(settings, "clip_model_path", None)
-        if not model_path:
-            raise ConfigError("the 'clip' provider needs a model: set PGALLERY_CLIP_MODEL to a "
-                              "local CLIP directory or a cached repo id such as "
-                              "openai/clip-vit-base-patch32 (see docs/clip.md); it needs "
-                              f"torch and transformers too: {INSTALL_HINT}")
+        model_path = (options.pop("model_path", None)
+                      or getattr(settings, "clip_model_path", None) or DEFAULT_MODEL)
         batch_size = options.pop("batch_size", None) or DEFAULT_BATCH_SIZE
         return cls(model_path, batch_size=int(batch_size))
 

@@ -19,14 +19,16 @@ placeholder.
 
 ``query`` describes the search; every key is optional:
 
-    mode        "image" (more like this), "file" (a picture of your own), "vector", "text",
-                "hybrid", or any other label (shown as given)
+    mode        "painting" (more like this painting of the collection), "new-image" (a
+                picture of your own), "vector", "text", "hybrid", or any other label
+                (shown as given; "image" and "file" are the old names of the first two)
     image_file  the gallery painting the search started from (thumbnail via image_resolver)
     image_path  a query picture that is not in the gallery (a local file)
     prompt      the text prompt
     filters     dict of filter name -> value (None values are left out), or a SearchFilters
     model       the embedding model's name
     k           how many results were asked for
+    keyword_only  why a hybrid search ranked by keywords alone (shown under the title)
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 from urllib.request import url2pathname
 
+from pgallery.errors import ArgError
 from pgallery.rendering.thumbnails import thumbnail_data_uri
 
 ImageResolver = Callable[[str], "Path | str | None"]
@@ -50,7 +53,9 @@ QUERY_THUMB_SIDE = 320
 PAINTING_SIDE = 1024
 
 MODE_LABELS = {
-    "image": "More like this",
+    "painting": "More like this",
+    "new-image": "Similar to your image",
+    "image": "More like this",          # the modes' names before issue 12
     "file": "Similar to your image",
     "vector": "Nearest to a vector",
     "text": "Text search",
@@ -212,6 +217,13 @@ def _query_header(query: Mapping, title: str, count: int, image_resolver: ImageR
         text.append(f'<ul class="filters" aria-label="filters">{chips}</ul>')
     else:
         text.append('<p class="nofilter">no filters</p>')
+    if _present(query.get("keyword_only")):
+        text.append(f'<p class="note">{esc(query["keyword_only"])}</p>')
+    if mode == "hybrid":
+        text.append('<p class="note">score: reciprocal rank fusion of the keyword and the '
+                    'semantic ranking, the sum of 1 / (60 + rank) over the rankings a '
+                    'painting appears in (at most 2/61 = 0.0328); the bar is relative to the '
+                    'best result.</p>')
     summary = [f"{count} result{'s' if count != 1 else ''}"]
     if query.get("k") is not None:
         summary.append(f"k = {esc(query['k'])}")
@@ -222,7 +234,7 @@ def _query_header(query: Mapping, title: str, count: int, image_resolver: ImageR
     return f'<header class="query">{"".join(parts)}</header>'
 
 
-def _similarity_block(row: Mapping) -> str:
+def _similarity_block(row: Mapping, best_score: float | None = None) -> str:
     similarity, score = row.get("similarity"), row.get("score")
     out = []
     if format_similarity(similarity):
@@ -234,12 +246,16 @@ def _similarity_block(row: Mapping) -> str:
             f'<span style="width:{fraction * 100:.1f}%"></span></span>'
             f'<span class="num">{format_similarity(similarity)}</span></div>')
     if format_score(score) and (similarity is None or score != similarity):
-        out.append(f'<p class="score"><span class="label">score</span>'
-                   f'<span class="num">{format_score(score)}</span></p>')
+        fraction = min(max(float(score) / best_score, 0.0), 1.0) if best_score else 0.0
+        out.append(f'<div class="sim score" title="rank-fusion score (see the header)">'
+                   f'<span class="label">score</span><span class="bar">'
+                   f'<span style="width:{fraction * 100:.1f}%"></span></span>'
+                   f'<span class="num">{format_score(score)}</span></div>')
     return "".join(out)
 
 
-def _card(rank: int, row: Mapping, image_resolver: ImageResolver) -> str:
+def _card(rank: int, row: Mapping, image_resolver: ImageResolver,
+          best_score: float | None = None) -> str:
     image_file = row.get("image_file")
     location = image_resolver(image_file) if image_file else None
     picture = _picture(location, _alt(row), THUMB_SIDE)
@@ -250,7 +266,7 @@ def _card(rank: int, row: Mapping, image_resolver: ImageResolver) -> str:
     meta = [esc(row[k]) for k in ("date", "painting_type", "school") if _present(row.get(k))]
     if meta:
         lines.append(f'<p class="meta">{" · ".join(meta)}</p>')
-    lines.append(_similarity_block(row))
+    lines.append(_similarity_block(row, best_score))
     if image_file:
         lines.append(f'<p class="file" title="{esc(image_file)}">{esc(image_file)}</p>')
     return (f'<li class="card"><div class="frame">{picture}'
@@ -265,7 +281,11 @@ def render_results_page(results: Sequence[Mapping], *, query: Mapping | None = N
     query = query or {}
     header = _query_header(query, title, len(results), image_resolver)
     if results:
-        cards = "".join(_card(rank, row, image_resolver) for rank, row in enumerate(results, 1))
+        scores = [float(r["score"]) for r in results
+                  if isinstance(r.get("score"), numbers.Real) and math.isfinite(r["score"])]
+        best = max(scores) if scores and max(scores) > 0 else None
+        cards = "".join(_card(rank, row, image_resolver, best)
+                        for rank, row in enumerate(results, 1))
         body = f'<ol class="grid">{cards}</ol>'
     else:
         body = '<p class="empty">No paintings matched this search.</p>'
@@ -331,9 +351,15 @@ def write_painting_page(path: str | Path, painting: Mapping,
 # --- the document ---------------------------------------------------------------------------
 
 def _write(path: str | Path, page: str) -> Path:
+    """Write the page; a directory that does not exist is the caller's to create (an
+    ArgError, as is a path that cannot be written)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(page, encoding="utf-8")
+    if not path.parent.is_dir():
+        raise ArgError(f"{path}: no such directory {path.parent} (create it first)")
+    try:
+        path.write_text(page, encoding="utf-8")
+    except OSError as exc:
+        raise ArgError(f"{path}: cannot write the page ({exc.strerror or exc})") from None
     return path
 
 
@@ -390,6 +416,7 @@ overflow:hidden;font-size:.82rem}
 .filters .fk{padding:3px 8px;background:var(--panel2);color:var(--muted)}
 .filters .fv{padding:3px 10px;color:var(--text)}
 .nofilter{color:var(--faint);font-size:.85rem}
+.note{color:var(--muted);font-size:.82rem;max-width:70ch}
 .summary{color:var(--muted);font-size:.85rem;margin-top:10px!important}
 /* the grid of results */
 .grid{display:grid;grid-template-columns:repeat(auto-fill,minmax(210px,1fr));gap:18px;
@@ -424,8 +451,7 @@ font-size:.78rem;font-weight:700;font-variant-numeric:tabular-nums}
 .bar span{display:block;height:100%;border-radius:2px;
 background:linear-gradient(90deg,var(--accent2),var(--accent))}
 .num{font:600 .85rem var(--mono);color:var(--accent);font-variant-numeric:tabular-nums}
-.score{display:flex;align-items:center;justify-content:space-between}
-.score .label{min-width:0}
+.score .label{min-width:0;margin-right:0}
 .file{margin-top:auto!important;padding-top:6px;color:var(--faint);font:.72rem/1.3 var(--mono);
 white-space:nowrap;overflow:hidden;text-overflow:ellipsis}
 .empty{padding:60px 0;text-align:center;color:var(--muted);font:italic 1.2rem var(--serif)}

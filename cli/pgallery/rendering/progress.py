@@ -28,6 +28,8 @@ class LoadProgress:
         self._progress.__exit__(*exc)
 
     def start(self, total: int | None, description: str | None = None) -> None:
+        if total == 0:   # nothing to do: no bar stuck at 0/0 (the summary says so)
+            return
         self._task = self._progress.add_task(description or self.description, total=total,
                                              rate="")
 

@@ -35,7 +35,10 @@ def results_table(rows: Sequence[dict], title: str | None = None) -> Table:
     """Search results, best first: rank, similarity, title, author, and the key metadata."""
     table = Table(title=title, show_lines=False, header_style="bold")
     table.add_column("#", justify="right", style="dim")
-    table.add_column("similarity", justify="right")
+    # a keyword-only hybrid search has no similarities: no empty column for them
+    similarity = not rows or any(r.get("similarity") is not None for r in rows)
+    if similarity:
+        table.add_column("similarity", justify="right")
     table.add_column("title", overflow="fold", max_width=40)
     table.add_column("author", overflow="fold", max_width=28)
     table.add_column("date")
@@ -47,8 +50,8 @@ def results_table(rows: Sequence[dict], title: str | None = None) -> Table:
     if hybrid:
         table.add_column("score", justify="right")
     for rank, row in enumerate(rows, 1):
-        cells = [str(rank), _fmt(row.get("similarity")), _fmt(row.get("title")),
-                 _fmt(row.get("author")), _fmt(row.get("date")),
+        cells = [str(rank)] + ([_fmt(row.get("similarity"))] if similarity else []) + [
+                 _fmt(row.get("title")), _fmt(row.get("author")), _fmt(row.get("date")),
                  _fmt(row.get("painting_type")), _fmt(row.get("school")),
                  _fmt(row.get("image_file"))]
         if hybrid:
