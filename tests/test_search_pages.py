@@ -144,3 +144,33 @@ def test_from_psql_as_a_user_types_it(db):
 def _url(conn) -> str:
     info = conn.info
     return (f"postgresql://{info.user}:{info.password}@{info.host}:{info.port}/{info.dbname}")
+
+
+def test_the_cli_takes_min_similarity_order_and_page_on_every_search(db, monkeypatch,
+                                                                       tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from pgallery.commands import app
+
+    monkeypatch.setenv("DATABASE_URL", _url(db))
+    monkeypatch.chdir(tmp_path)
+
+    def run(*args):
+        result = CliRunner().invoke(app, list(args))
+        return result.exit_code, result.output
+
+    code, out = run("search", "painting", "pg-000001.jpg", "--k", "4", "--page", "2", "--json")
+    assert code == 0, out
+    expected = files(db.execute("SELECT image_file FROM search_by_image('pg-000001.jpg',"
+                                " k => 4, page => 2)"))
+    assert [r["image_file"] for r in json.loads(out)] == expected
+    code, out = run("search", "painting", "pg-000001.jpg", "--order", "date", "--json",
+                    "--min-similarity", "-1")
+    years = [int(r["date"]) for r in json.loads(out)]
+    assert code == 0 and years == sorted(years)
+    code, out = run("search", "text", "pages prompt", "--page", "2", "--k", "3", "--json")
+    assert code == 0 and len(json.loads(out)) == 3
+    code, out = run("search", "painting", "pg-000001.jpg", "--order", "price")
+    assert code != 0 and "order must be one of" in out and "Traceback" not in out

@@ -62,6 +62,28 @@ class RecallSettings:
     exact: bool | None = None
 
 
+ORDERS = ("similarity", "date", "date_desc")
+
+
+@dataclass(frozen=True)
+class ResultOptions:
+    """Which rows of the ranking come back and in what order (the SQL's min_similarity,
+    order_by, page); None = the function's default."""
+
+    min_similarity: float | None = None   # only rows at or above it
+    order_by: str | None = None           # 'similarity', 'date' or 'date_desc'
+    page: int | None = None               # 1-based: rows (page-1)*k+1 .. page*k
+
+    def __post_init__(self):
+        if self.order_by is not None and self.order_by not in ORDERS:
+            raise FilterError(f"order must be one of {', '.join(ORDERS)}, got {self.order_by!r}")
+        if self.page is not None and not 1 <= self.page <= INT4_MAX:
+            raise FilterError(f"page must be 1 or more, got {self.page}")
+        if self.min_similarity is not None and not -1 <= self.min_similarity <= 1:
+            raise FilterError(f"min-similarity must be between -1 and 1, got "
+                              f"{self.min_similarity}")
+
+
 # The SQL function each kind of search calls, and the name of its first argument.
 FUNCTIONS = {
     "vector": ("search_by_vector", "query_embedding"),
@@ -73,7 +95,8 @@ FUNCTIONS = {
 
 def run_search(conn: psycopg.Connection, kind: str, query, *, k: int = 10,
                filters: SearchFilters | None = None, model: str | None = None,
-               recall: RecallSettings | None = None) -> list[dict]:
+               recall: RecallSettings | None = None,
+               result: ResultOptions | None = None) -> list[dict]:
     """Call search_<kind> with named arguments; rows as dicts, best first.
 
     The statement text is fixed (function and argument names come from FUNCTIONS and the
@@ -84,6 +107,7 @@ def run_search(conn: psycopg.Connection, kind: str, query, *, k: int = 10,
     if model is not None:
         args["model"] = model
     args.update({key: v for key, v in asdict(recall or RecallSettings()).items() if v is not None})
+    args.update({key: v for key, v in asdict(result or ResultOptions()).items() if v is not None})
     named = ", ".join(f"{name} => %({name})s" for name in args)
     statement = f"SELECT * FROM {function}({named})"
     if isinstance(query, np.ndarray):

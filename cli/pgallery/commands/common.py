@@ -17,7 +17,7 @@ from pgallery import migrations
 from pgallery.config import Settings
 from pgallery.database import connect, resolve_url
 from pgallery.errors import ArgError
-from pgallery.search import EF_SEARCH_FLOOR, RecallSettings, SearchFilters
+from pgallery.search import EF_SEARCH_FLOOR, RecallSettings, ResultOptions, SearchFilters
 
 
 def settings(ctx: typer.Context) -> Settings:
@@ -59,6 +59,15 @@ EfSearch = Annotated[Optional[int], typer.Option(
 Probes = Annotated[Optional[int], typer.Option(
     min=1, help="IVFFlat lists to visit, when an IVFFlat index is used.")]
 Exact = Annotated[bool, typer.Option("--exact", help="Exact search, no ANN index.")]
+MinSimilarity = Annotated[Optional[float], typer.Option(
+    "--min-similarity", min=-1.0, max=1.0, metavar="S",
+    help="Only results with a similarity of at least S (still best first, at most --k).")]
+Order = Annotated[Optional[str], typer.Option(
+    "--order", metavar="ORDER",
+    help="similarity (default), date or date_desc: the same k best results by the first "
+         "year of their date, unknown years last.")]
+Page = Annotated[Optional[int], typer.Option(
+    "--page", min=1, help="Page n of the ranking: results (n-1)*k+1 .. n*k.")]
 Json = Annotated[bool, typer.Option("--json", help="Print JSON (for scripts).")]
 Html = Annotated[Optional[Path], typer.Option(
     "--html", dir_okay=False, metavar="FILE",
@@ -90,6 +99,7 @@ class SearchOptions:
     filters: SearchFilters = SearchFilters()
     model: str | None = None
     recall: RecallSettings = RecallSettings()
+    result: ResultOptions = ResultOptions()
     json: bool = False
     html: Path | None = None
     open_page: bool = False
@@ -121,7 +131,8 @@ FILTER_OPTIONS = [
 SEARCH_OPTIONS = [
     _option("k", K, 10), *FILTER_OPTIONS, _option("model", Model, None),
     _option("ef_search", EfSearch, None), _option("probes", Probes, None),
-    _option("exact", Exact, False), _option("json", Json, False),
+    _option("exact", Exact, False), _option("min_similarity", MinSimilarity, None),
+    _option("order", Order, None), _option("page", Page, None), _option("json", Json, False),
     _option("html", Html, None), _option("open_page", Open, False),
 ]
 
@@ -146,6 +157,9 @@ def search_options(command):
             k=given.get("k", 10), filters=filters, model=given.get("model"),
             recall=make_recall(given.get("ef_search"), given.get("probes"),
                                given.get("exact")),
+            result=ResultOptions(given.get("min_similarity"),
+                                 given.get("order").lower() if given.get("order") else None,
+                                 given.get("page")),
             json=bool(given.get("json")), html=writable_file(given.get("html")),
             open_page=bool(given.get("open_page")))
         return command(*args, search=options, **kwargs)

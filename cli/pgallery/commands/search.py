@@ -44,7 +44,8 @@ def painting(
     """
     with database(ctx) as conn:
         rows = core.search_by_image(conn, image_file, k=search.k, filters=search.filters,
-                                    model=search.model, recall=search.recall)
+                                    model=search.model, recall=search.recall,
+                                    result=search.result)
         emit_results(conn, rows, query={"mode": "painting", "image_file": image_file},
                      options=search)
 
@@ -87,7 +88,8 @@ def vector(
     query = _read_vector(vector_spec)
     with database(ctx) as conn:
         rows = core.search_by_vector(conn, query, k=search.k, filters=search.filters,
-                                     model=search.model, recall=search.recall)
+                                     model=search.model, recall=search.recall,
+                                    result=search.result)
         emit_results(conn, rows, query={"mode": "vector"}, options=search)
 
 
@@ -143,7 +145,8 @@ def text(
                     embedder.close()
         kind = "hybrid" if hybrid else "text"
         rows = core.run_search(conn, kind, prompt, k=search.k, filters=search.filters,
-                               model=search.model, recall=search.recall)
+                               model=search.model, recall=search.recall,
+                               result=search.result)
         query = {"mode": kind, "prompt": prompt, "model": target}
         if keyword_only is not None:
             query["keyword_only"] = (f"ranked by keywords only: the {keyword_only.name!r} "
@@ -182,7 +185,8 @@ def new_image(
         finally:
             embedder.close()
         rows = core.search_by_vector(conn, query, k=search.k, filters=search.filters,
-                                     model=search.model or embedder.model, recall=search.recall)
+                                     model=search.model or embedder.model,
+                                     recall=search.recall, result=search.result)
         emit_results(conn, rows, query={"mode": "new-image", "image_path": source,
                                         "prompt": with_text,
                                         "model": search.model or embedder.model},
