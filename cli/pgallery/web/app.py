@@ -140,13 +140,17 @@ def _model_name(service: SearchService) -> str | None:
 async def search_form(request: Request) -> Response:
     """The page's form: an image makes an upload; the answer is always a GET URL (303)."""
     params, data, name, image_url = await _read_form(request)
+    if data is not None or image_url:          # a new image replaces the query painting
+        params.pop("similar", None)
+        params.pop("upload", None)
+    elif (params.get("text") or "").strip():   # a prompt typed over "more like this"
+        params.pop("similar", None)
+    params.pop("page", None)
     req = SearchRequest.from_params(params)
     if data is not None or image_url:
         digest = await run_in_threadpool(_add_upload, request, data, name, image_url)
-        req = req.with_(upload=digest, similar=None, page=1)
-    elif req.text and req.similar:
-        req = req.with_(similar=None)
-    return RedirectResponse(req.with_(page=1).url(), status_code=303)
+        req = req.with_(upload=digest)
+    return RedirectResponse(req.url(), status_code=303)
 
 
 async def painting_page(request: Request) -> Response:
