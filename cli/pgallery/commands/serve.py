@@ -100,6 +100,8 @@ def serve(
     threading.Thread(target=announce, daemon=True).start()
     try:
         server.run(sockets=[sock])
+    except KeyboardInterrupt:
+        pass  # uvicorn shut down cleanly, then re-raised the Ctrl-C it caught: that is a stop
     finally:
         sock.close()
     if not server.started:
