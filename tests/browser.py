@@ -6,7 +6,15 @@
     report = page_report("page.html")      # every <img>: did it decode? what was fetched?
     assert report.images and not report.broken
 
-No client library is needed: ``page_report`` injects a small inline script into a COPY of the
+For pages served over HTTP (``pgallery serve``), :func:`webdriver` starts the same Chromium
+under Selenium, through Debian's ``chromium-driver`` (never a driver or browser download:
+Selenium Manager is told to stay offline and is given both paths)::
+
+    from browser import webdriver, find_chromedriver
+    with webdriver(width=1280, height=900) as driver:     # skip the test if it is None
+        driver.get("http://127.0.0.1:8000/")
+
+No client library is needed for files: ``page_report`` injects a small inline script into a COPY of the
 page (the original is never changed) that, on window load, writes a JSON report into the DOM;
 Chromium's ``--dump-dom`` prints that DOM and the report is read back. If the page has a
 Content-Security-Policy meta tag, only its script-src is widened to that one script (by hash),
@@ -193,6 +201,66 @@ def page_report(html_path: str | Path) -> PageReport:
     data = json.loads(html.unescape(found.group(1)))
     return PageReport(title=data["title"], images=data["images"], resources=data["resources"],
                       csp_violations=data["csp_violations"], scripts=data["scripts"])
+
+
+def find_chromedriver() -> str | None:
+    """Path of Debian's chromedriver ($CHROMEDRIVER first), or None."""
+    explicit = os.environ.get("CHROMEDRIVER")
+    if explicit and Path(explicit).is_file():
+        return explicit
+    for candidate in ("/usr/bin/chromedriver", shutil.which("chromedriver")):
+        if candidate and Path(candidate).is_file():
+            return candidate
+    return None
+
+
+def selenium_missing() -> str | None:
+    """Why a Selenium test cannot run here, or None when it can."""
+    if find_chromium() is None:
+        return "Chromium is not installed (run .ci/install-chromium.sh)"
+    if find_chromedriver() is None:
+        return "chromedriver is not installed (run .ci/install-chromium.sh)"
+    try:
+        import selenium  # noqa: F401
+    except ImportError:
+        return "selenium is not installed (pip install -e .[test])"
+    return None
+
+
+class webdriver:
+    """``with webdriver() as driver:`` a headless Chromium under Selenium, with a fresh
+    profile, the same quiet flags as the file-based helpers, and the browser's console log
+    kept (``driver.get_log("browser")``)."""
+
+    def __init__(self, width: int = 1280, height: int = 900):
+        self.width, self.height = width, height
+        self.profile = None
+        self.driver = None
+
+    def __enter__(self):
+        from selenium import webdriver as selenium_webdriver
+        from selenium.webdriver.chrome.service import Service
+
+        os.environ["SE_OFFLINE"] = "true"          # Selenium Manager: never download
+        self.profile = tempfile.mkdtemp(prefix="pgallery-selenium-")
+        options = selenium_webdriver.ChromeOptions()
+        options.binary_location = find_chromium()
+        for flag in FLAGS:
+            options.add_argument(flag)
+        options.add_argument(f"--user-data-dir={self.profile}")
+        options.add_argument(f"--window-size={self.width},{self.height}")
+        options.set_capability("goog:loggingOptions", {"browser": "ALL"})
+        service = Service(executable_path=find_chromedriver())
+        self.driver = selenium_webdriver.Chrome(options=options, service=service)
+        self.driver.set_page_load_timeout(TIMEOUT)
+        return self.driver
+
+    def __exit__(self, *exc):
+        try:
+            if self.driver is not None:
+                self.driver.quit()
+        finally:
+            shutil.rmtree(self.profile, ignore_errors=True)
 
 
 def main(argv: list[str]) -> int:

@@ -76,11 +76,15 @@ def _to_rgb(image: Image.Image) -> Image.Image:
 
 
 def thumbnail_jpeg(path: str | Path, max_side: int = DEFAULT_MAX_SIDE,
-                   quality: int = DEFAULT_QUALITY) -> bytes | None:
-    """The JPEG bytes of ``path``'s thumbnail, or None if the file is missing or unreadable."""
+                   quality: int = DEFAULT_QUALITY, *, cache: bool = True) -> bytes | None:
+    """The JPEG bytes of ``path``'s thumbnail, or None if the file is missing or unreadable.
+
+    ``cache=False`` skips the in-memory cache (for callers that keep their own, on disk)."""
     if max_side < 1:
         raise ArgError(f"thumbnail size must be at least 1 pixel, got {max_side}")
     path = Path(path)
+    if not cache:
+        return _make_jpeg(path, max_side, quality) if _key(path, max_side, quality) else None
     key = _key(path, max_side, quality)
     if key is None:
         return None

@@ -1,0 +1,15 @@
+"""`pgallery serve`: the search in a browser, and its JSON twin.
+
+    from pgallery.web import create_app, WebConfig
+    app = create_app(database_url, WebConfig())        # an ASGI app; uvicorn serves it
+
+The web layer is as thin as the CLI: a request is parsed into a SearchRequest (query.py),
+answered by one call of a SQL search function (service.py), and shown as a page (templates/)
+or as JSON, from the same route code (app.py). Uploads (uploads.py), remote images
+(remote_image.py) and thumbnails (thumbnail_cache.py) each have their own module.
+"""
+
+from pgallery.web.app import create_app
+from pgallery.web.config import WebConfig
+
+__all__ = ["create_app", "WebConfig"]

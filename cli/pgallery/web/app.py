@@ -1,0 +1,406 @@
+"""The routes: each page and its JSON twin share one SearchRequest and one service call.
+
+    GET  /                          the search page; the URL is the whole state
+    POST /search                    the page's form (an image file or URL, or just text and
+                                    filters): answers 303 to the GET URL of that search
+    GET  /paintings/{image_file}    one painting, large, with more like this
+    GET  /api/search                JSON: the same parameters as the page
+    POST /api/search                JSON: multipart with a file field `image` (or image_url)
+    GET  /api/paintings/{image_file}
+    GET  /api/filters               the collection's types and timeframes
+    GET  /api/suggest?field=&q=     author / technique / school values containing q
+    GET  /thumbnails/{image_file}   a painting's thumbnail (ETag, Cache-Control)
+    GET  /images/{image_file}       a painting's large view (a re-encoded JPEG, never the file)
+    GET  /uploads/{hash}.jpg        the preview of an uploaded query image
+    GET  /static/...                CSS and JavaScript, served by pgallery (no CDN)
+
+Image routes look the painting up by image_file in the database and read the location
+recorded there; nothing from a request is ever used as a path.
+"""
+
+from __future__ import annotations
+
+import logging
+from contextlib import asynccontextmanager
+from pathlib import Path
+from urllib.parse import quote
+
+import psycopg
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import (FileResponse, JSONResponse, RedirectResponse, Response)
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+from starlette.templating import Jinja2Templates
+
+from pgallery import __version__
+from pgallery.config import Settings
+from pgallery.errors import ArgError, DatabaseError, PaintingNotFound, PgalleryError
+from pgallery.errors import from_database_error
+from pgallery.rendering.html import CSS as BASE_CSS, PAINTING_FIELDS
+from pgallery.web.config import WebConfig
+from pgallery.web.database import Database
+from pgallery.web.errors import UploadTooLarge, one_line, status_for
+from pgallery.web.query import FILTER_FIELDS, UPLOAD_HASH, SearchRequest, clean_text
+from pgallery.web.remote_image import fetch_image
+from pgallery.web.security import SecurityHeaders
+from pgallery.web.service import SUGGEST_FIELDS, SearchService
+from pgallery.web.thumbnail_cache import LARGE_SIDE, THUMB_SIDE, ThumbnailCache
+from pgallery.web.uploads import UploadStore
+
+log = logging.getLogger("pgallery.web")
+HERE = Path(__file__).parent
+templates = Jinja2Templates(directory=HERE / "templates")
+FORM_OVERHEAD = 256 * 1024        # multipart headers and the text fields around a file
+MODE_LABELS = {"image": "More like this", "text": "Text search", "hybrid": "Keyword ranking",
+               "upload": "Similar to your image", "browse": "The collection"}
+IMAGE_CACHE = "public, max-age=86400"
+
+
+def path_of(image_file: str) -> str:
+    return quote(image_file, safe="")
+
+
+def result_json(row: dict, rank: int, request: SearchRequest) -> dict:
+    f = row["image_file"]
+    filters = request.with_(text=None, similar=None, upload=None, page=1, k=20)
+    return {"rank": rank, "image_file": f, "title": row["title"], "author": row["author"],
+            "technique": row["technique"], "type": row["painting_type"],
+            "school": row["school"], "timeframe": row["timeframe"], "date": row["date"],
+            "similarity": row["similarity"], "score": row["score"],
+            "thumbnail_url": f"/thumbnails/{path_of(f)}",
+            "image_url": f"/images/{path_of(f)}",
+            "painting_url": filters.url(f"/paintings/{path_of(f)}"),
+            "api_url": f"/api/paintings/{path_of(f)}"}
+
+
+def wants_json(request: Request) -> bool:
+    """JSON for the API and the picture routes; a page for the pages, and for anything
+    else a browser asked for."""
+    path = request.url.path
+    if path == "/" or path == "/search" or path.startswith("/paintings/"):
+        return False
+    if path.startswith(("/api/", "/thumbnails/", "/images/", "/uploads/", "/static/")):
+        return True
+    return "text/html" not in request.headers.get("accept", "")
+
+
+def error_response(request: Request, status: int, message: str) -> Response:
+    if wants_json(request):
+        return JSONResponse({"error": message}, status_code=status)
+    return templates.TemplateResponse(request, "error.html", _page_context(
+        request, status=status, message=message), status_code=status)
+
+
+def _page_context(request: Request, **extra) -> dict:
+    app = request.app.state
+    try:
+        req = SearchRequest.from_params(request.query_params)
+    except ArgError:
+        req = SearchRequest()
+    context = {"req": req, "version": __version__, "choices": {"type": [], "timeframe": []},
+               "max_upload_mb": app.config.max_upload_bytes // (1024 * 1024),
+               "path_of": path_of, "model": None}
+    context.update(extra)
+    return context
+
+
+# --- pages -----------------------------------------------------------------------------------
+
+async def home(request: Request) -> Response:
+    service: SearchService = request.app.state.service
+    req = SearchRequest.from_params(request.query_params)
+    outcome = await run_in_threadpool(service.search, req)
+    query_painting = None
+    if req.similar:
+        query_painting = await run_in_threadpool(service.painting, req.similar)
+    upload = request.app.state.uploads.peek(req.upload) if req.upload else None
+    choices = await run_in_threadpool(service.choices)
+    first = (req.page - 1) * req.k + 1
+    results = [result_json(row, first + i, req) for i, row in enumerate(outcome.rows)]
+    context = _page_context(
+        request, req=req, outcome=outcome, results=results, choices=choices,
+        mode_label=MODE_LABELS[outcome.mode], query_painting=query_painting, upload=upload,
+        json_url=req.url("/api/search"), model=outcome.model or _model_name(service),
+        more_url=req.url(page=req.page + 1) if outcome.more else None,
+        chips=[(name, value, req.without_filter(name).url())
+               for name, value in req.filter_params().items()],
+        all_results=req.page > 1)
+    return templates.TemplateResponse(request, "search.html", context)
+
+
+def _model_name(service: SearchService) -> str | None:
+    model = service.model()
+    return model.name if model else None
+
+
+async def search_form(request: Request) -> Response:
+    """The page's form: an image makes an upload; the answer is always a GET URL (303)."""
+    params, data, name, image_url = await _read_form(request)
+    if data is not None or image_url:          # a new image replaces the query painting
+        params.pop("similar", None)
+        params.pop("upload", None)
+    elif (params.get("text") or "").strip():   # a prompt typed over "more like this"
+        params.pop("similar", None)
+    params.pop("page", None)
+    req = SearchRequest.from_params(params)
+    if data is not None or image_url:
+        digest = await run_in_threadpool(_add_upload, request, data, name, image_url)
+        req = req.with_(upload=digest)
+    return RedirectResponse(req.url(), status_code=303)
+
+
+async def painting_page(request: Request) -> Response:
+    service: SearchService = request.app.state.service
+    image_file = _path_param(request)
+    req = SearchRequest.from_params(request.query_params).with_(
+        text=None, upload=None, similar=image_file, page=1, k=12)
+    painting = await run_in_threadpool(service.painting, image_file)
+    outcome = await run_in_threadpool(service.search, req)
+    choices = await run_in_threadpool(service.choices)
+    fields = [(label, painting.get(key)) for key, label in PAINTING_FIELDS if key in painting]
+    context = _page_context(
+        request, req=req.with_(similar=None), painting=painting, fields=fields,
+        similar=[result_json(r, i + 1, req) for i, r in enumerate(outcome.rows)],
+        more_url=req.with_(k=20).url(), choices=choices, model=outcome.model,
+        json_url=f"/api/paintings/{path_of(image_file)}",
+        empty_because=outcome.empty_because)
+    return templates.TemplateResponse(request, "painting.html", context)
+
+
+# --- the JSON API ----------------------------------------------------------------------------
+
+def _search_json(request: Request, req: SearchRequest, outcome) -> dict:
+    first = (req.page - 1) * req.k + 1
+    return {"results": [result_json(r, first + i, req) for i, r in enumerate(outcome.rows)],
+            "query": req.echo(), "mode": outcome.mode, "model": outcome.model,
+            "notices": outcome.notices, "empty_because": outcome.empty_because,
+            "page_url": req.url(), "api_url": req.url("/api/search"),
+            "next_url": req.url("/api/search", page=req.page + 1) if outcome.more else None}
+
+
+async def api_search(request: Request) -> Response:
+    service: SearchService = request.app.state.service
+    if request.method == "POST":
+        params, data, name, image_url = await _read_form(request)
+        if data is None and not image_url:
+            raise ArgError("POST /api/search needs a file field 'image' (or 'image_url'); "
+                           "GET /api/search searches by text or painting")
+        req = SearchRequest.from_params({k: v for k, v in params.items()
+                                         if k not in ("similar", "upload")})
+        digest = await run_in_threadpool(_add_upload, request, data, name, image_url)
+        req = req.with_(upload=digest)
+    else:
+        req = SearchRequest.from_params(request.query_params)
+    outcome = await run_in_threadpool(service.search, req)
+    return JSONResponse(_search_json(request, req, outcome))
+
+
+async def api_painting(request: Request) -> Response:
+    service: SearchService = request.app.state.service
+    image_file = _path_param(request)
+    painting = await run_in_threadpool(service.painting, image_file)
+    painting = {("type" if k == "painting_type" else k): v for k, v in painting.items()}
+    painting.update(thumbnail_url=f"/thumbnails/{path_of(image_file)}",
+                    image_url=f"/images/{path_of(image_file)}",
+                    painting_url=f"/paintings/{path_of(image_file)}",
+                    similar_url=SearchRequest(similar=image_file).url("/api/search"))
+    return JSONResponse(painting)
+
+
+async def api_filters(request: Request) -> Response:
+    choices = await run_in_threadpool(request.app.state.service.choices)
+    return JSONResponse(choices, headers={"Cache-Control": "max-age=60"})
+
+
+async def api_suggest(request: Request) -> Response:
+    field = request.query_params.get("field", "")
+    if field not in SUGGEST_FIELDS:
+        raise ArgError(f"field must be one of {', '.join(SUGGEST_FIELDS)}")
+    q = clean_text("q", request.query_params.get("q")) or ""
+    values = await run_in_threadpool(request.app.state.service.suggest, field, q)
+    return JSONResponse({"field": field, "q": q, "values": values})
+
+
+# --- pictures --------------------------------------------------------------------------------
+
+def _path_param(request: Request) -> str:
+    image_file = request.path_params["image_file"]
+    try:
+        cleaned = clean_text("image_file", image_file)
+    except ArgError:
+        cleaned = None
+    if not cleaned or cleaned != image_file:
+        raise PaintingNotFound(f"no painting has image_file {image_file[:200]!r}")
+    return image_file
+
+
+def _picture(side: int):
+    async def route(request: Request) -> Response:
+        image_file = _path_param(request)
+        service: SearchService = request.app.state.service
+        location = await run_in_threadpool(service.image_location, image_file)
+        found = await run_in_threadpool(request.app.state.thumbnails.get, location, side)
+        if found is None:
+            raise PaintingNotFound(f"the image of {image_file[:200]!r} is not on this "
+                                   "machine or cannot be read")
+        path, etag = found
+        headers = {"ETag": f'"{etag}"', "Cache-Control": IMAGE_CACHE}
+        if request.headers.get("if-none-match") == f'"{etag}"':
+            return Response(status_code=304, headers=headers)
+        return FileResponse(path, media_type="image/jpeg", headers=headers)
+    return route
+
+
+async def upload_preview(request: Request) -> Response:
+    digest = request.path_params["digest"]
+    upload = request.app.state.uploads.peek(digest) if UPLOAD_HASH.fullmatch(digest) else None
+    if upload is None or upload.preview is None:
+        return error_response(request, 404, "no such upload on this server")
+    return Response(upload.preview, media_type="image/jpeg",
+                    headers={"Cache-Control": "private, max-age=3600",
+                             "ETag": f'"{digest[:32]}"'})
+
+
+async def base_css(request: Request) -> Response:
+    return Response(BASE_CSS, media_type="text/css",
+                    headers={"Cache-Control": "public, max-age=3600"})
+
+
+# --- uploads ---------------------------------------------------------------------------------
+
+async def _read_form(request: Request):
+    """(text fields, image bytes or None, file name, image_url) from a multipart/urlencoded
+    form, refusing a body over the limit before it is read in full."""
+    config: WebConfig = request.app.state.config
+    limit = config.max_upload_bytes + FORM_OVERHEAD
+    length = request.headers.get("content-length", "")
+    if length.isdigit() and int(length) > limit:
+        raise UploadTooLarge(f"the upload is over the {config.max_upload_bytes // 1048576} MB "
+                             "limit")
+    received = 0
+    receive = request.receive
+
+    async def capped_receive():
+        nonlocal received
+        message = await receive()
+        if message["type"] == "http.request":
+            received += len(message.get("body", b""))
+            if received > limit:
+                raise UploadTooLarge(f"the upload is over the "
+                                     f"{config.max_upload_bytes // 1048576} MB limit")
+        return message
+
+    capped = Request(request.scope, capped_receive)
+    params: dict[str, str] = {}
+    data, name = None, "image"
+    # Starlette spools a large file part to an unnamed temporary file (deleted when the
+    # form is closed, at the end of this block); nothing else is written.
+    async with capped.form(max_files=1, max_fields=40, max_part_size=64 * 1024) as form:
+        for key, value in form.multi_items():
+            if isinstance(value, UploadFile):
+                if key != "image":
+                    raise ArgError(f"unexpected file field {key!r}; send the image as 'image'")
+                content = await value.read(config.max_upload_bytes + 1)
+                if content or value.filename:
+                    data, name = content, value.filename or "image"
+            elif key in (*FILTER_FIELDS, "text", "similar", "upload", "k", "page",
+                         "image_url"):
+                params[key] = value
+    image_url = clean_text("image_url", params.pop("image_url", None))
+    if data is not None and image_url:
+        raise ArgError("send either an image file or an image URL, not both")
+    return params, data, name, image_url
+
+
+def _add_upload(request: Request, data: bytes | None, name: str, image_url: str | None) -> str:
+    state = request.app.state
+    config: WebConfig = state.config
+    if image_url:
+        data = fetch_image(image_url, max_bytes=config.max_upload_bytes,
+                           timeout=config.url_timeout, allow_private=config.allow_private_urls)
+        name = image_url.rsplit("/", 1)[-1] or "image"
+    model = state.service.require_model()
+    upload = state.uploads.add(data, name=name, model=model.name,
+                               embed=state.service.embed_image(model))
+    return upload.digest
+
+
+# --- errors ----------------------------------------------------------------------------------
+
+async def on_pgallery_error(request: Request, exc: PgalleryError) -> Response:
+    return error_response(request, status_for(exc), one_line(exc))
+
+
+async def on_database_error(request: Request, exc: psycopg.Error) -> Response:
+    mapped = from_database_error(exc)
+    if isinstance(mapped, PgalleryError):
+        return error_response(request, status_for(mapped), one_line(mapped))
+    if isinstance(exc, psycopg.OperationalError):
+        log.warning("database unavailable: %s", type(exc).__name__)
+        return error_response(request, 503, "the database is not answering; try again")
+    log.exception("database error")
+    return error_response(request, 500, "internal error (see the server's log)")
+
+
+async def on_http_error(request: Request, exc: HTTPException) -> Response:
+    messages = {404: "no such page", 405: "method not allowed"}
+    return error_response(request, exc.status_code,
+                          messages.get(exc.status_code, str(exc.detail)))
+
+
+async def on_unexpected(request: Request, exc: Exception) -> Response:
+    log.exception("unexpected error")
+    return error_response(request, 500, "internal error (see the server's log)")
+
+
+# --- the app ---------------------------------------------------------------------------------
+
+def create_app(database_url: str, config: WebConfig | None = None,
+               settings: Settings | None = None) -> Starlette:
+    """The ASGI app over ``database_url``. Connections open when the server starts."""
+    config = config or WebConfig()
+    settings = settings or Settings.load()
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette):
+        db = Database(database_url, size=config.pool_size)
+        await run_in_threadpool(db.open)
+        uploads = UploadStore(config)
+        app.state.config = config
+        app.state.db = db
+        app.state.uploads = uploads
+        app.state.thumbnails = ThumbnailCache(config.cache_dir / "thumbnails")
+        app.state.service = SearchService(db, settings, uploads)
+        try:
+            yield
+        finally:
+            app.state.service.close()
+            uploads.close()
+            await run_in_threadpool(db.close)
+
+    routes = [
+        Route("/", home),
+        Route("/search", search_form, methods=["POST"]),
+        Route("/paintings/{image_file:path}", painting_page),
+        Route("/api/search", api_search, methods=["GET", "POST"]),
+        Route("/api/paintings/{image_file:path}", api_painting),
+        Route("/api/filters", api_filters),
+        Route("/api/suggest", api_suggest),
+        Route("/thumbnails/{image_file:path}", _picture(THUMB_SIDE)),
+        Route("/images/{image_file:path}", _picture(LARGE_SIDE)),
+        Route("/uploads/{digest}.jpg", upload_preview),
+        Route("/static/base.css", base_css),
+        Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
+    ]
+    app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={
+        PgalleryError: on_pgallery_error, psycopg.Error: on_database_error,
+        HTTPException: on_http_error, Exception: on_unexpected})
+    app.add_middleware(SecurityHeaders)
+    return app
+
+
+__all__ = ["create_app", "DatabaseError"]

@@ -1,0 +1,25 @@
+"""What a running web server may accept, and where it keeps its files (one frozen object)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+MB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class WebConfig:
+    """Limits and places for `pgallery serve`; every field has a safe default."""
+
+    home: Path = field(default_factory=lambda: Path(".pgallery"))  # thumbnail cache lives here
+    max_upload_bytes: int = 20 * MB      # an uploaded or fetched image, bytes
+    max_pixels: int = 40_000_000         # width x height, checked before decoding (bombs)
+    max_uploads_kept: int = 256          # uploaded queries remembered (by content hash)
+    allow_private_urls: bool = False     # may an image URL point at this machine / the LAN?
+    url_timeout: float = 10.0            # seconds to fetch an image URL
+    pool_size: int = 8                   # database connections for searches
+
+    @property
+    def cache_dir(self) -> Path:
+        return Path(self.home) / "web-cache"

@@ -1,0 +1,152 @@
+"""A search as the URL holds it: parsed, checked and turned back into links.
+
+    request = SearchRequest.from_params({"text": "stormy sea", "school": "dutch", "k": "20"})
+    request.url(page=2)      # "/?text=stormy+sea&school=dutch&page=2"
+
+Every parameter of the page and of /api/search is here, with its limits; a bad value raises
+ArgError (HTTP 422) with a line that names the parameter. Nothing here touches the database.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from urllib.parse import urlencode
+
+from pgallery.errors import ArgError
+from pgallery.search import INT4_MAX, INT4_MIN, SearchFilters
+
+K_DEFAULT = 20
+K_MAX = 200
+MAX_RANK = 1000          # k x page: "load more" stops here
+MAX_TEXT = 1000          # characters in any text parameter
+UPLOAD_HASH = re.compile(r"[0-9a-f]{64}")
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+
+# URL parameter -> SearchFilters field
+FILTER_FIELDS = {
+    "author": "author",
+    "technique": "technique",
+    "school": "school",
+    "type": "painting_type",
+    "timeframe": "timeframe",
+    "year_from": "year_from",
+    "year_to": "year_to",
+}
+PARAMS = ("text", "similar", "upload", *FILTER_FIELDS, "k", "page")
+
+
+def clean_text(name: str, value: str | None) -> str | None:
+    """A text parameter stripped; None when empty. Control characters (NUL included) and
+    over-long values are refused, never passed on."""
+    if value is None:
+        return None
+    if _CONTROL.search(value):
+        raise ArgError(f"{name} contains a control character")
+    value = value.strip()
+    if len(value) > MAX_TEXT:
+        raise ArgError(f"{name} is longer than {MAX_TEXT} characters")
+    return value or None
+
+
+def _integer(name: str, value: str | None, low: int, high: int) -> int | None:
+    value = clean_text(name, value)
+    if value is None:
+        return None
+    if not re.fullmatch(r"[+-]?\d{1,12}", value):
+        raise ArgError(f"{name} must be a whole number, got {value[:40]!r}")
+    number = int(value)
+    if not low <= number <= high:
+        raise ArgError(f"{name} must be between {low} and {high}, got {number}")
+    return number
+
+
+@dataclass(frozen=True)
+class SearchRequest:
+    """One search: what to look for (text, a painting, an upload, or nothing: browse),
+    the filters, and which page of k results."""
+
+    text: str | None = None
+    similar: str | None = None      # a painting's image_file: more like this
+    upload: str | None = None       # sha256 of an uploaded image this server keeps
+    filters: SearchFilters = field(default_factory=SearchFilters)
+    k: int = K_DEFAULT
+    page: int = 1
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, str]) -> "SearchRequest":
+        text = clean_text("text", params.get("text"))
+        similar = clean_text("similar", params.get("similar"))
+        upload = clean_text("upload", params.get("upload"))
+        if upload is not None and not UPLOAD_HASH.fullmatch(upload):
+            raise ArgError("upload must be the 64-hex-digit hash /api/search answered with")
+        if similar and (text or upload):
+            raise ArgError("similar (more like this painting) cannot be combined with text "
+                           "or upload; use one of them")
+        k = _integer("k", params.get("k"), 1, K_MAX) or K_DEFAULT
+        page = _integer("page", params.get("page"), 1, MAX_RANK) or 1
+        if k * page > MAX_RANK:
+            raise ArgError(f"k x page must be at most {MAX_RANK} (k={k}, page={page})")
+        values = {}
+        for param, name in FILTER_FIELDS.items():
+            if name.startswith("year"):
+                values[name] = _integer(param, params.get(param), INT4_MIN, INT4_MAX)
+            else:
+                values[name] = clean_text(param, params.get(param))
+        if (values["year_from"] is not None and values["year_to"] is not None
+                and values["year_from"] > values["year_to"]):
+            raise ArgError(f"year_from ({values['year_from']}) is after year_to "
+                           f"({values['year_to']})")
+        return cls(text=text, similar=similar, upload=upload, filters=SearchFilters(**values),
+                   k=k, page=page)
+
+    @property
+    def mode(self) -> str:
+        """upload, image (more like this), text, or browse (filters only)."""
+        if self.upload:
+            return "upload"
+        if self.similar:
+            return "image"
+        if self.text:
+            return "text"
+        return "browse"
+
+    def filter_params(self) -> dict[str, str]:
+        out = {}
+        for param, name in FILTER_FIELDS.items():
+            value = getattr(self.filters, name)
+            if value is not None:
+                out[param] = str(value)
+        return out
+
+    def params(self) -> dict[str, str]:
+        """The URL parameters that give this search (defaults left out), in a fixed order."""
+        out = {}
+        for name in ("text", "similar", "upload"):
+            if getattr(self, name):
+                out[name] = getattr(self, name)
+        out.update(self.filter_params())
+        if self.k != K_DEFAULT:
+            out["k"] = str(self.k)
+        if self.page != 1:
+            out["page"] = str(self.page)
+        return out
+
+    def echo(self) -> dict:
+        """The query as JSON echoes it."""
+        return {"text": self.text, "similar": self.similar, "upload": self.upload,
+                **{param: getattr(self.filters, name) for param, name in FILTER_FIELDS.items()},
+                "k": self.k, "page": self.page}
+
+    def without_filter(self, param: str) -> "SearchRequest":
+        """The same search without one filter (URL parameter name), from page 1."""
+        return replace(self, filters=replace(self.filters, **{FILTER_FIELDS[param]: None}),
+                       page=1)
+
+    def with_(self, **changes) -> "SearchRequest":
+        return replace(self, **changes)
+
+    def url(self, path: str = "/", **changes) -> str:
+        params = self.with_(**changes).params() if changes else self.params()
+        return path + ("?" + urlencode(params) if params else "")
