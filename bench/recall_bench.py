@@ -57,7 +57,7 @@ def recalls_of(got, truth) -> list[float]:
 
 def variant_sql(name: str) -> tuple[str, str, str]:
     """(index clause, ORDER BY expression, query expression) of a variant name."""
-    m = re.fullmatch(r"(half|vector)-(\d+)-(\d+)(\.\w+)?", name)   # ".b": a second build
+    m = re.fullmatch(r"(half|vector)-(\d+)-(\d+)(\.\w+)?((\+\w+)*)", name)  # ".b": a 2nd build
     if not m:
         raise ValueError(name)
     kind, mm, efc = m.group(1), int(m.group(2)), int(m.group(3))
@@ -67,6 +67,10 @@ def variant_sql(name: str) -> tuple[str, str, str]:
                 f"ef_construction = {efc})", expr, "l2_normalize(%s::vector)::halfvec(1024)")
     return (f"USING hnsw (embedding vector_cosine_ops) WITH (m = {mm}, ef_construction = {efc})",
             "embedding", "%s::vector")
+
+
+def table_of(variant: str) -> str:
+    return "v_" + re.sub(r"[^a-z0-9]", "_", variant)
 
 
 def load_pg(coll: hard_data.Collection, variants: list[str], dbname: str, log=print) -> dict:
@@ -84,10 +88,18 @@ def load_pg(coll: hard_data.Collection, variants: list[str], dbname: str, log=pr
                 for i, v in enumerate(coll.vectors):
                     cp.write_row((i, v))
         for name in variants:
-            table = "v_" + name.replace("-", "_").replace(".", "_")
+            table = table_of(name)
             index, _, _ = variant_sql(name)
-            conn.execute(f"CREATE TABLE {table} AS SELECT * FROM base ORDER BY id")
+            # +shuffle: the rows in random order on disk, so the build inserts them in
+            # random order (CREATE INDEX reads the heap in order); otherwise load order
+            order = "md5(id::text)" if "+shuffle" in name else "id"
+            with stopwatch() as t:
+                conn.execute(f"CREATE TABLE {table} AS SELECT * FROM base ORDER BY {order}")
+            builds[name + " (table copy)"] = t()
             conn.execute(f"ALTER TABLE {table} ADD PRIMARY KEY (id)")
+            # +serial: no parallel workers (the server's default is 2)
+            workers = 0 if "+serial" in name else 2
+            conn.execute(f"SET max_parallel_maintenance_workers = {workers}")
             with stopwatch() as t:
                 conn.execute(f"CREATE INDEX ON {table} {index}")
             builds[name] = t()
@@ -104,7 +116,7 @@ def search_pg(url: str, coll, variants: list[str], efs: list[int], iterative: st
     stmts = {}
     for v, conn in conns.items():
         _, expr, qexpr = variant_sql(v)
-        table = "v_" + v.replace("-", "_").replace(".", "_")
+        table = table_of(v)
         conn.execute(f"SET hnsw.iterative_scan = {iterative}")
         conn.execute("SET enable_sort = off")
         stmts[v] = (f"SELECT id FROM {table} WHERE id <> %s "
@@ -118,7 +130,8 @@ def search_pg(url: str, coll, variants: list[str], efs: list[int], iterative: st
         for run in range(runs + 1):                      # run 0 warms caches and plans
             for qi, q in enumerate(coll.queries):
                 ex = int(coll.exclude[qi])
-                for v in variants:
+                turn = variants[qi % len(variants):] + variants[:qi % len(variants)]
+                for v in turn:                          # no variant always first
                     with stopwatch() as t:
                         rows = conns[v].execute(stmts[v], (ex, q), prepare=True).fetchall()
                     if run:
