@@ -168,3 +168,11 @@ def test_recall_tail_counts_the_lost_queries():
     stats = recall_tail([1.0] * 18 + [0.0, 0.3], tail_recall=0.8)
     assert stats["zero"] == 1 and stats["share_below_half"] == 0.1
     assert stats["share_at_tail"] == 0.9 and abs(stats["mean"] - 0.915) < 1e-9
+
+
+def test_the_sample_kth_distances_are_reported_for_a_guard(tuned):
+    for result in tuned.values():
+        d = result.kth_distance
+        assert 0 <= d["median"] <= d["q95"] <= d["q99"] <= d["max"] <= 2
+    # isotropic vectors are far from every neighbour; the 6-d subspace is dense
+    assert tuned["hard"].kth_distance["median"] > 5 * tuned["easy"].kth_distance["median"]

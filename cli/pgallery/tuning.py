@@ -76,6 +76,9 @@ class TuningResult:
     sweep_seconds: float = 0.0
     seconds: float = 0.0
     stopped_by_budget: bool = False
+    # the sample's exact k-th-neighbour cosine distances (median, q95, q99, max): what a
+    # lost-query guard compares a search's k-th distance with (bench/README.md)
+    kth_distance: dict = field(default_factory=dict)
 
     def at(self, value: int) -> SettingMeasurement | None:
         return next((m for m in self.table if m.value == value), None)
@@ -132,7 +135,7 @@ def tune_recall(conn: psycopg.Connection, *, model: str | None = None, sample: i
         (picked.tolist(),)).fetchall())
 
     t = time.perf_counter()
-    truth = exact_neighbours(conn, model, picked, k, block_rows)
+    truth, kth = _exact(conn, model, picked, k, block_rows)
     exact_seconds = time.perf_counter() - t
 
     t = time.perf_counter()
@@ -177,7 +180,16 @@ def tune_recall(conn: psycopg.Connection, *, model: str | None = None, sample: i
         sample_size=len(picked), current=current, current_meets=current_meets,
         mean=at.mean, p5=at.p5, share_below_half=at.share_below_half, table=tuple(table),
         exact_seconds=exact_seconds, sweep_seconds=sweep_seconds,
-        seconds=time.perf_counter() - started, stopped_by_budget=stopped, **base)
+        seconds=time.perf_counter() - started, stopped_by_budget=stopped,
+        kth_distance=_quantiles(kth), **base)
+
+
+def _quantiles(d: np.ndarray) -> dict:
+    d = d[np.isfinite(d)]
+    if not len(d):
+        return {}
+    return {"median": float(np.median(d)), "q95": float(np.quantile(d, 0.95)),
+            "q99": float(np.quantile(d, 0.99)), "max": float(d.max())}
 
 
 # -- exact answers ---------------------------------------------------------------------------
@@ -186,6 +198,11 @@ def exact_neighbours(conn: psycopg.Connection, model: str, query_ids: np.ndarray
                      block_rows: int = 8192) -> dict[int, list[int]]:
     """painting_id -> the painting_ids of its k nearest by cosine distance, itself left out
     (ties broken by painting_id, as the exact SQL path does), from one streaming pass."""
+    return _exact(conn, model, query_ids, k, block_rows)[0]
+
+
+def _exact(conn, model: str, query_ids: np.ndarray, k: int, block_rows: int):
+    """(exact_neighbours' answer, each query's exact k-th-neighbour cosine distance)."""
     query_ids = np.asarray(query_ids, dtype=np.int64)
     qv = _fetch_vectors(conn, model, query_ids)
     qv /= np.maximum(np.linalg.norm(qv, axis=1, keepdims=True), 1e-30)
@@ -202,8 +219,9 @@ def exact_neighbours(conn: psycopg.Connection, model: str, query_ids: np.ndarray
         order = np.lexsort((cand_i, cand_d), axis=1)[:, :k]
         best_d = np.take_along_axis(cand_d, order, 1)
         best_i = np.take_along_axis(cand_i, order, 1)
-    return {int(q): [int(i) for i, dd in zip(row_i, row_d) if np.isfinite(dd)]
-            for q, row_i, row_d in zip(query_ids, best_i, best_d)}
+    answer = {int(q): [int(i) for i, dd in zip(row_i, row_d) if np.isfinite(dd)]
+              for q, row_i, row_d in zip(query_ids, best_i, best_d)}
+    return answer, best_d[:, -1]
 
 
 def _fetch_vectors(conn, model: str, ids: np.ndarray) -> np.ndarray:
