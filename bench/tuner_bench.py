@@ -1,0 +1,85 @@
+"""The recall tuner (pgallery.tuning.tune_recall) on pgallery databases loaded the way a
+bulk load does it: what it chooses on each kind of data, and what it costs against the
+load it would follow.
+
+    python bench/tuner_bench.py --dist datagen,clustered,clustered-sorted,real --size 20000
+
+Each collection is written through pgallery's writer (staging COPY + merge, HNSW dropped
+and rebuilt after the load as `pgallery load` does: rows in the collection's order, so
+clustered-sorted is a file sorted by cluster) into tune_<dist>_<n>; the load's time is
+measured. Then tune_recall runs with its defaults (200 sampled paintings, mean >= 0.98
+and 95 % >= 0.8) over the full sweep, so the table shows every setting, and once more as
+it would run after a load (stopping at the first setting that meets the rule): the time
+of that run, split into the exact pass and the sweep, is the cost to compare with the
+load. Writes bench/results/tuner_<dist>_<n>.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+
+import numpy as np
+
+import hard_data
+from common import connect, fresh_database, print_table, stopwatch, write_result
+
+MODEL = "bench/tuning"
+
+
+def load(coll, dbname: str) -> dict:
+    from pgallery.loading.records import PaintingRecord
+    from pgallery.loading.writer import (defer_hnsw_indexes, finish_load, register_model,
+                                         restore_indexes, tune_search_defaults, write_batch)
+
+    url = fresh_database(dbname)
+    n = len(coll.vectors)
+    with stopwatch() as t:
+        with connect(url, autocommit=True) as conn:
+            hnsw = defer_hnsw_indexes(conn, n)
+        with connect(url) as conn:
+            register_model(conn, MODEL, 1024, "bench")
+            for start in range(0, n, 5000):
+                write_batch(conn, MODEL, [PaintingRecord(
+                    image_file=f"{coll.name}-{i:07d}.jpg", title=f"P {i}",
+                    embedding=np.asarray(coll.vectors[i]))
+                    for i in range(start, min(n, start + 5000))], start)
+        with connect(url, autocommit=True) as conn:
+            restore_indexes(conn, hnsw)
+            finish_load(conn)
+            tune_search_defaults(conn)
+    return {"url": url, "load_s": t()}
+
+
+def main(argv=None):
+    from pgallery.tuning import tune_recall
+
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--dist", default="datagen,clustered,clustered-sorted,real")
+    p.add_argument("--size", type=int, default=20_000)
+    p.add_argument("--sample", type=int, default=200)
+    a = p.parse_args(argv)
+    for dist in a.dist.split(","):
+        coll = hard_data.load(dist, a.size)
+        db = load(coll, f"tune_{dist.replace('-', '_')}_{len(coll.vectors)}")
+        with connect(db["url"]) as conn:
+            full = tune_recall(conn, sample=a.sample, full_sweep=True)
+            after_load = tune_recall(conn, sample=a.sample, seed=1)
+        rows = [dataclasses.asdict(m) for m in full.table]
+        print_table(f"{dist}: tune_recall on {full.rows:,} rows, sample {full.sample_size} "
+                    f"(chosen ef_search {full.chosen}; database default {full.current})", rows)
+        cost = {"load_s": db["load_s"], "tune_s": after_load.seconds,
+                "exact_s": after_load.exact_seconds, "sweep_s": after_load.sweep_seconds,
+                "settings_tried": len(after_load.table), "chosen": after_load.chosen,
+                "share_of_load": after_load.seconds / db["load_s"]}
+        print(f"  as after a load (seed 1): chose {after_load.chosen} in "
+              f"{after_load.seconds:.1f}s (exact {after_load.exact_seconds:.1f}s, sweep "
+              f"{after_load.sweep_seconds:.1f}s over {len(after_load.table)} settings) = "
+              f"{cost['share_of_load']:.1%} of the load's {db['load_s']:.1f}s", flush=True)
+        write_result(f"tuner_{dist}_{len(coll.vectors)}",
+                     {"dist": dist, "rows": full.rows, "full_sweep": dataclasses.asdict(full),
+                      "after_load": dataclasses.asdict(after_load), "cost": cost})
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,299 @@
+"""Measure recall on the user's own collection and choose the ANN setting that meets a target.
+
+    from pgallery.tuning import tune_recall
+    result = tune_recall(conn)                 # conn: a psycopg connection to the database
+    result.chosen, result.mean, result.p5, result.share_below_half, result.seconds
+
+What it does (issue 15, "Recall you can trust on any collection"):
+
+1. Draws ``sample`` stored paintings at random (seeded) as queries. Each one leaves
+   itself out, exactly as ``search_by_image`` does.
+2. Computes their exact top-k in numpy in one streaming pass over the collection's
+   vectors (binary COPY parsed with numpy a block at a time: memory stays bounded, and
+   one read of the table serves every query; an exact SQL scan per query would read the
+   table ``sample`` times).
+3. Runs every sample query through ``search_by_image(..., ef_search => v)`` (or
+   ``probes => v`` for IVFFlat), the function users call, over increasing settings, and
+   stops at the first setting that meets the rule (or at the last one, or when the time
+   budget is spent).
+4. The rule: the mean recall@k is at least ``target_mean`` AND at least ``tail_share`` of
+   the sample queries have recall@k >= ``tail_recall`` (default: mean >= 0.98 and 95 % of
+   queries >= 0.8). The mean alone hides lost queries (bench/README.md, "Recall on several
+   kinds of data": a mean of 0.984 with 1 % of queries at 0); the tail condition is what a
+   user sees as "wrong pictures".
+
+Nothing is written to the database: the caller decides what to do with the result
+(set the database default, store the measurement). The function only reads, and runs its
+searches inside one transaction that it rolls back, so session settings are not changed.
+"""
+
+from __future__ import annotations
+
+import struct
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import psycopg
+
+HNSW_VALUES = (10, 20, 40, 60, 80, 100, 150, 200, 300, 400, 600, 800, 1000)
+IVFFLAT_VALUES = (1, 2, 3, 5, 8, 10, 15, 20, 30, 40, 60, 80, 100)
+
+
+@dataclass(frozen=True)
+class SettingMeasurement:
+    """Recall of the sample at one setting."""
+    value: int
+    mean: float
+    p5: float
+    share_below_half: float     # share of sample queries with recall@k < 0.5
+    share_at_tail: float        # share with recall@k >= the rule's tail_recall
+    zero: int                   # queries with recall 0 (every result from elsewhere)
+    p50_ms: float               # client-observed, search_by_image per query
+    meets: bool
+
+
+@dataclass(frozen=True)
+class TuningResult:
+    index: str                  # "hnsw" or "ivfflat" (or "none": nothing to tune)
+    setting: str | None         # "hnsw.ef_search" / "ivfflat.probes"
+    chosen: int | None          # smallest measured value meeting the rule; None if none did
+    met: bool
+    model: str | None
+    rows: int                   # vectors of the model in the collection
+    sample_size: int
+    k: int
+    target_mean: float
+    tail_recall: float
+    tail_share: float
+    current: int | None         # the session's setting when the tuner ran (database default)
+    current_meets: bool | None  # whether that setting met the rule (None: not measured)
+    mean: float | None          # at the chosen value (or the last measured, if none met)
+    p5: float | None
+    share_below_half: float | None
+    table: tuple[SettingMeasurement, ...] = field(default_factory=tuple)
+    exact_seconds: float = 0.0
+    sweep_seconds: float = 0.0
+    seconds: float = 0.0
+    stopped_by_budget: bool = False
+    # the sample's exact k-th-neighbour cosine distances (median, q95, q99, max): what a
+    # lost-query guard compares a search's k-th distance with (bench/README.md)
+    kth_distance: dict = field(default_factory=dict)
+
+    def at(self, value: int) -> SettingMeasurement | None:
+        return next((m for m in self.table if m.value == value), None)
+
+
+def recall_tail(recalls, tail_recall: float = 0.8) -> dict:
+    """mean, 5th percentile, share < 0.5, share >= tail_recall and count at 0."""
+    r = np.asarray(recalls, dtype=float)
+    return {"mean": float(r.mean()), "p5": float(np.percentile(r, 5)),
+            "share_below_half": float((r < 0.5).mean()),
+            "share_at_tail": float((r >= tail_recall).mean()), "zero": int((r == 0).sum())}
+
+
+def tune_recall(conn: psycopg.Connection, *, model: str | None = None, sample: int = 200,
+                target_mean: float = 0.98, tail_recall: float = 0.8, tail_share: float = 0.95,
+                k: int = 10, values: tuple[int, ...] | None = None, seed: int = 0,
+                budget_seconds: float | None = None, full_sweep: bool = False,
+                block_rows: int = 8192) -> TuningResult:
+    """Measure recall@k of ``sample`` stored vectors (each leaving itself out) at increasing
+    ANN settings and choose the smallest that meets the rule (see the module docstring).
+
+    ``values``: the settings to try, ascending (default: HNSW_VALUES or IVFFLAT_VALUES by
+    the index found). ``full_sweep`` measures every value instead of stopping at the first
+    one that meets the rule. ``budget_seconds`` stops the sweep once that much time has
+    been spent in total (the result then says so, and ``met`` is False unless a value
+    already met the rule)."""
+    started = time.perf_counter()
+    model = model or _active_model(conn)
+    index = _index_kind(conn)
+    setting = {"hnsw": "hnsw.ef_search", "ivfflat": "ivfflat.probes"}.get(index)
+    base = dict(model=model, k=k, target_mean=target_mean, tail_recall=tail_recall,
+                tail_share=tail_share)
+    if model is None or setting is None:
+        return TuningResult(index="none", setting=None, chosen=None, met=False, rows=0,
+                            sample_size=0, current=None, current_meets=None, mean=None,
+                            p5=None, share_below_half=None,
+                            seconds=time.perf_counter() - started, **base)
+    current = int(conn.execute(f"SHOW {setting}").fetchone()[0])
+    values = tuple(sorted(values or (HNSW_VALUES if index == "hnsw" else IVFFLAT_VALUES)))
+
+    ids = np.array([r[0] for r in conn.execute(
+        "SELECT painting_id FROM painting_embedding WHERE model = %s ORDER BY painting_id",
+        (model,))], dtype=np.int64)
+    rows = len(ids)
+    if rows <= k:
+        return TuningResult(index=index, setting=setting, chosen=None, met=False, rows=rows,
+                            sample_size=0, current=current, current_meets=None, mean=None,
+                            p5=None, share_below_half=None,
+                            seconds=time.perf_counter() - started, **base)
+    rng = np.random.default_rng(seed)
+    picked = np.sort(rng.choice(ids, min(sample, rows), replace=False))
+    files = dict(conn.execute(
+        "SELECT painting_id, image_file FROM painting WHERE painting_id = ANY(%s)",
+        (picked.tolist(),)).fetchall())
+
+    t = time.perf_counter()
+    truth, kth = _exact(conn, model, picked, k, block_rows)
+    exact_seconds = time.perf_counter() - t
+
+    t = time.perf_counter()
+    arg = "ef_search" if index == "hnsw" else "probes"
+    statement = (f"SELECT painting_id FROM search_by_image(%s, k => %s, model => %s, "
+                 f"{arg} => %s)")
+    table: list[SettingMeasurement] = []
+    chosen = None
+    stopped = False
+    with conn.transaction(force_rollback=True):
+        for value in values:
+            recalls, times = [], []
+            for pid in picked:
+                q0 = time.perf_counter()
+                got = [r[0] for r in conn.execute(
+                    statement, (files[int(pid)], k, model, value), prepare=True)]
+                times.append(time.perf_counter() - q0)
+                want = truth[int(pid)]
+                recalls.append(len(set(got[:k]) & set(want)) / len(want))
+            stats = recall_tail(recalls, tail_recall)
+            meets = stats["mean"] >= target_mean and stats["share_at_tail"] >= tail_share
+            table.append(SettingMeasurement(
+                value=value, meets=meets, p50_ms=float(np.median(times) * 1000), **stats))
+            if meets and chosen is None:
+                chosen = value
+                if not full_sweep:
+                    break
+            if budget_seconds is not None and time.perf_counter() - started > budget_seconds:
+                stopped = value != values[-1]
+                break
+    sweep_seconds = time.perf_counter() - t
+    at = next((m for m in table if m.value == chosen), table[-1])
+    measured_current = next((m for m in table if m.value == current), None)
+    if measured_current is not None:
+        current_meets = measured_current.meets
+    elif chosen is not None:
+        current_meets = current >= chosen     # recall grows with the setting
+    else:
+        current_meets = False if current <= table[-1].value else None
+    return TuningResult(
+        index=index, setting=setting, chosen=chosen, met=chosen is not None, rows=rows,
+        sample_size=len(picked), current=current, current_meets=current_meets,
+        mean=at.mean, p5=at.p5, share_below_half=at.share_below_half, table=tuple(table),
+        exact_seconds=exact_seconds, sweep_seconds=sweep_seconds,
+        seconds=time.perf_counter() - started, stopped_by_budget=stopped,
+        kth_distance=_quantiles(kth), **base)
+
+
+def _quantiles(d: np.ndarray) -> dict:
+    d = d[np.isfinite(d)]
+    if not len(d):
+        return {}
+    return {"median": float(np.median(d)), "q95": float(np.quantile(d, 0.95)),
+            "q99": float(np.quantile(d, 0.99)), "max": float(d.max())}
+
+
+# -- exact answers ---------------------------------------------------------------------------
+
+def exact_neighbours(conn: psycopg.Connection, model: str, query_ids: np.ndarray, k: int,
+                     block_rows: int = 8192) -> dict[int, list[int]]:
+    """painting_id -> the painting_ids of its k nearest by cosine distance, itself left out
+    (ties broken by painting_id, as the exact SQL path does), from one streaming pass."""
+    return _exact(conn, model, query_ids, k, block_rows)[0]
+
+
+def _exact(conn, model: str, query_ids: np.ndarray, k: int, block_rows: int):
+    """(exact_neighbours' answer, each query's exact k-th-neighbour cosine distance)."""
+    query_ids = np.asarray(query_ids, dtype=np.int64)
+    qv = _fetch_vectors(conn, model, query_ids)
+    qv /= np.maximum(np.linalg.norm(qv, axis=1, keepdims=True), 1e-30)
+    best_d = np.full((len(qv), 0), np.inf)
+    best_i = np.full((len(qv), 0), -1, dtype=np.int64)
+    for ids, vecs in _stream_vectors(conn, model, block_rows):
+        vecs /= np.maximum(np.linalg.norm(vecs, axis=1, keepdims=True), 1e-30)
+        d = 1.0 - (qv @ vecs.T).astype(np.float64)
+        d[query_ids[:, None] == ids[None, :]] = np.inf          # each query leaves itself out
+        take = min(k, d.shape[1])
+        part = np.argpartition(d, take - 1, axis=1)[:, :take]
+        cand_d = np.concatenate([best_d, np.take_along_axis(d, part, 1)], axis=1)
+        cand_i = np.concatenate([best_i, ids[part]], axis=1)
+        order = np.lexsort((cand_i, cand_d), axis=1)[:, :k]
+        best_d = np.take_along_axis(cand_d, order, 1)
+        best_i = np.take_along_axis(cand_i, order, 1)
+    answer = {int(q): [int(i) for i, dd in zip(row_i, row_d) if np.isfinite(dd)]
+              for q, row_i, row_d in zip(query_ids, best_i, best_d)}
+    return answer, best_d[:, -1]
+
+
+def _fetch_vectors(conn, model: str, ids: np.ndarray) -> np.ndarray:
+    got = dict(conn.execute(
+        "SELECT painting_id, embedding::real[] FROM painting_embedding"
+        " WHERE model = %s AND painting_id = ANY(%s)", (model, ids.tolist())).fetchall())
+    return np.array([got[int(i)] for i in ids], dtype=np.float32)
+
+
+_COPY_HEADER = b"PGCOPY\n\xff\r\n\x00"
+
+
+def _stream_vectors(conn, model: str, block_rows: int):
+    """(painting_ids, float32 vectors) a block at a time, from a binary COPY parsed with
+    numpy: each row is the same number of bytes when every vector has the same dimension,
+    so a block of rows is one structured array (no per-row Python work)."""
+    # the column's dimension (vectors of a smaller model are stored zero-padded to it)
+    dim = conn.execute("SELECT vector_dims(embedding) FROM painting_embedding"
+                       " WHERE model = %s LIMIT 1", (model,)).fetchone()[0]
+    row = np.dtype([("fields", ">i2"), ("id_len", ">i4"), ("id", ">i8"), ("v_len", ">i4"),
+                    ("dim", ">i2"), ("unused", ">i2"), ("v", ">f4", (dim,))])
+    buffer = bytearray()
+    header_done = False
+    with conn.cursor() as cur:
+        with cur.copy("COPY (SELECT painting_id, embedding FROM painting_embedding"
+                      " WHERE model = %s) TO STDOUT (FORMAT BINARY)", (model,)) as copy:
+            for chunk in copy:
+                buffer += chunk
+                if not header_done:
+                    if len(buffer) < 19:
+                        continue
+                    if bytes(buffer[:11]) != _COPY_HEADER:
+                        raise ValueError("not a binary COPY stream")
+                    ext = struct.unpack(">i", buffer[15:19])[0]
+                    del buffer[:19 + ext]
+                    header_done = True
+                whole = len(buffer) // row.itemsize
+                if whole >= block_rows:
+                    yield _rows(buffer, row, whole)
+                    del buffer[:whole * row.itemsize]
+    whole = len(buffer) // row.itemsize
+    if whole:
+        yield _rows(buffer, row, whole)
+        del buffer[:whole * row.itemsize]
+    if bytes(buffer) not in (b"", b"\xff\xff"):
+        raise ValueError(f"binary COPY stream ended with {len(buffer)} unparsed bytes")
+
+
+def _rows(buffer: bytearray, row: np.dtype, count: int):
+    a = np.frombuffer(bytes(buffer[:count * row.itemsize]), dtype=row)
+    if (a["fields"] != 2).any() or (a["id_len"] != 8).any() or (a["dim"] != row["v"].shape[0]).any():
+        raise ValueError("unexpected row layout in the binary COPY stream")
+    return a["id"].astype(np.int64), a["v"].astype(np.float32)
+
+
+# -- what is there to tune -------------------------------------------------------------------
+
+def _active_model(conn) -> str | None:
+    """The model search_* uses when none is named (resolve_model(NULL))."""
+    try:
+        with conn.transaction():
+            row = conn.execute("SELECT (resolve_model(NULL)).name").fetchone()
+    except psycopg.Error:
+        return None
+    return row[0] if row else None
+
+
+def _index_kind(conn) -> str | None:
+    """'hnsw' if painting_embedding has an HNSW index (what nearest_paintings prefers),
+    else 'ivfflat' if it has one, else None."""
+    kinds = {r[0] for r in conn.execute(
+        "SELECT am.amname FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid"
+        " JOIN pg_am am ON am.oid = c.relam"
+        " WHERE i.indrelid = 'painting_embedding'::regclass AND i.indisvalid")}
+    return "hnsw" if "hnsw" in kinds else "ivfflat" if "ivfflat" in kinds else None
