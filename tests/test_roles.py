@@ -38,9 +38,14 @@ SEARCHES = {
         "SELECT image_file FROM nearest_paintings(%(q)s, checked_request(search_request("
         "k => 5, ef_search => 40, probes => 1, exact => true)), NULL)",
     "prompt_vector": "SELECT prompt_vector(%(prompt)s, %(model)s) IS NOT NULL",
+    "search_combined":
+        "SELECT image_file FROM search_combined(paintings => ARRAY['roles-000003.jpg'],"
+        " prompts => ARRAY[%(prompt)s], negative_vectors => ARRAY[%(q)s], k => 5)",
+    "near_duplicates": "SELECT image_file FROM near_duplicates(min_similarity => 0)",
 }
 DEFINERS = {"nearest_paintings", "search_by_image", "search_hybrid", "prompt_vector",
-            "build_ivfflat_index", "tune_search_defaults", "restore_hnsw_index"}
+            "build_ivfflat_index", "tune_search_defaults", "restore_hnsw_index",
+            "search_combined", "near_duplicates"}
 # definers that run dynamic SQL: each formats only an integer into its statement
 DYNAMIC = {"build_ivfflat_index", "tune_search_defaults"}
 

@@ -1,4 +1,5 @@
-"""Every search function takes min_similarity, order_by and page (issue 14, section 3).
+"""Every search function takes min_similarity, order_by and page; composed queries
+(search_combined) and near-duplicate groups (near_duplicates) join the layer (issue 14).
 
 Three lines in sql/idempotent/_search_parameters.sql reach all four search functions'
 signatures and the search_request type; nearest_paintings skips the earlier pages' rows in
@@ -21,7 +22,7 @@ branch_labels = None
 depends_on = None
 # sha256 of the layer this revision ships (tests/test_migrations.py checks it: a change to
 # a landed layer needs a new revision, docs/migrations.md)
-layer_sha256 = "783ec7bbfd39aecdf1e3111021a6257c4b351a9acffcd0aaae1fe71ff8a0224c"
+layer_sha256 = "c8a461edf0dfc2027cf7f9b084b54058b0bdd3f8df6f400fb9e4c696018308a1"
 
 
 def upgrade() -> None:

@@ -35,6 +35,10 @@ class InvalidVector(ArgError):
     """A vector holds NaN or infinity, or is all zeros (no direction to compare)."""
 
 
+class DegenerateQuery(InvalidVector):
+    """A composed query's terms cancel out (a zero vector), or a weight is NaN or infinite."""
+
+
 class FilterError(ArgError):
     """A metadata filter is malformed (year_from after year_to, ...)."""
 
@@ -148,6 +152,7 @@ SQLSTATE_ERRORS: dict[str, type[PgalleryError]] = {
     "PGA05": PromptNotEmbedded,
     "PGA06": ArgError,
     "PGA07": FilterError,
+    "PGA08": DegenerateQuery,
 }
 
 

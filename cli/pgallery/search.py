@@ -172,3 +172,68 @@ def model_named(conn: psycopg.Connection, name: str) -> dict | None:
     if not conn.autocommit:
         conn.rollback()
     return row
+
+
+def _vector_text(vector) -> str:
+    """A vector as pgvector's text form (vector[] parameters are sent as text[] and cast)."""
+    return "[" + ",".join(repr(float(x)) for x in np.asarray(vector, dtype=np.float32)) + "]"
+
+
+def search_combined(conn: psycopg.Connection, *, paintings=(), painting_weights=(),
+                    prompts=(), prompt_weights=(), vectors=(), vector_weights=(),
+                    k: int = 10, filters: SearchFilters | None = None,
+                    model: str | None = None,
+                    recall: RecallSettings | None = None,
+                    result: ResultOptions | None = None) -> list[dict]:
+    """Call search_combined (sql/idempotent/24_search_combined.sql): the terms of each
+    kind with their signed weights (a negative weight subtracts the term)."""
+    args: dict = {}
+    for name, terms, weights in (("paintings", list(paintings), list(painting_weights)),
+                                 ("prompts", list(prompts), list(prompt_weights))):
+        if terms:
+            args[name], args[name[:-1] + "_weights"] = terms, [float(w) for w in weights]
+    if len(vectors):
+        args["vectors"] = [_vector_text(v) for v in vectors]
+        args["vector_weights"] = [float(w) for w in vector_weights]
+    args["k"] = k
+    args.update((filters or SearchFilters()).active())
+    if model is not None:
+        args["model"] = model
+    args.update({key: v for key, v in asdict(recall or RecallSettings()).items() if v is not None})
+    args.update({key: v for key, v in asdict(result or ResultOptions()).items() if v is not None})
+    casts = {"vectors": "::vector[]", "painting_weights": "::real[]",
+             "prompt_weights": "::real[]", "vector_weights": "::real[]"}
+    named = ", ".join(f"{name} => %({name})s{casts.get(name, '')}" for name in args)
+    try:
+        with conn.cursor(row_factory=dict_row) as cur:
+            cur.execute(f"SELECT * FROM search_combined({named})", args)
+            rows = cur.fetchall()
+        if not conn.autocommit:
+            conn.commit()
+        return rows
+    except psycopg.Error as exc:
+        if not conn.autocommit:
+            conn.rollback()
+        raise from_database_error(exc) from None
+
+
+def near_duplicates(conn: psycopg.Connection, *, min_similarity: float | None = None,
+                    filters: SearchFilters | None = None,
+                    model: str | None = None) -> list[dict]:
+    """Call near_duplicates (sql/idempotent/25_near_duplicates.sql): one dict per painting
+    in a group, groups in order (largest first), each group's central member first."""
+    args: dict = {"min_similarity": min_similarity, "model": model,
+                  **(filters or SearchFilters()).active()}
+    casts = {"min_similarity": "::real", "model": "::text"}
+    named = ", ".join(f"{name} => %({name})s{casts.get(name, '')}" for name in args)
+    try:
+        with conn.cursor(row_factory=dict_row) as cur:
+            cur.execute(f"SELECT * FROM near_duplicates({named})", args)
+            rows = cur.fetchall()
+        if not conn.autocommit:
+            conn.commit()
+        return rows
+    except psycopg.Error as exc:
+        if not conn.autocommit:
+            conn.rollback()
+        raise from_database_error(exc) from None

@@ -5,7 +5,7 @@
 --   PGA01 mismatched dimension     PGA02 invalid vector (zero, NaN, inf)
 --   PGA03 painting not found       PGA04 unknown or no active model
 --   PGA05 prompt not embedded      PGA06 invalid argument (k)
---   PGA07 invalid filter
+--   PGA07 invalid filter           PGA08 composed query with no direction
 
 -- One search's parameters as a single value: the fields are _search_parameters.sql's, so
 -- the functions pass one request down instead of a dozen arguments each.

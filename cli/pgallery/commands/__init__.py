@@ -85,8 +85,8 @@ def root(
     ctx.obj = Settings.load(database_url=database_url, home=home)
 
 
-from pgallery.commands import (db, demo, index, load, models, reembed, search, serve,  # noqa: E402
-                               show)
+from pgallery.commands import (db, demo, duplicates, index, load, models,  # noqa: E402
+                               reembed, search, serve, show)
 
 app.add_typer(db.app, name="db")
 app.command("migrate")(db.migrate)
@@ -95,6 +95,7 @@ app.command("reembed")(reembed.reembed)
 app.command("show")(show.show)
 app.command("demo")(demo.demo)
 app.command("serve")(serve.serve)
+app.command("duplicates")(duplicates.duplicates)
 app.add_typer(search.app, name="search")
 app.add_typer(index.app, name="index")
 app.add_typer(models.app, name="models")

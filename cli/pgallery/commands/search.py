@@ -203,6 +203,73 @@ def combine(image_vector: np.ndarray, text_vector: np.ndarray) -> np.ndarray:
     return mean / (np.linalg.norm(mean) or 1.0)
 
 
+@app.command("query")
+@search_options
+def composed_query(
+    ctx: typer.Context,
+    expression: Annotated[str, typer.Argument(
+        metavar="EXPR", help='Terms joined by + and -: "a prompt", @image_file, a path or '
+                             'URL, [a, vector]; N: weighs a term (2:"stormy sea").')],
+    search: SearchOptions,
+    provider: Provider = None,
+):
+    """A composed query: the weighted sum of its terms' normalised vectors (search_combined).
+
+    Stored paintings named with @ are left out of the results. New images and prompts are
+    embedded by the model's provider (prompts are cached, as `search text` does).
+
+    Example: `pgallery search query '2:"stormy sea" + @00015-shipwreck.jpg - "people"'`
+    """
+    from pgallery.errors import EmbeddingFailed, ProviderError
+    from pgallery.query_syntax import parse_query, pointed
+
+    terms = parse_query(expression)
+    for term in terms:
+        if (term.kind == "image" and not term.value.startswith(("http://", "https://"))
+                and not os.path.isfile(term.value)):
+            raise ArgError(pointed(f"{term.value:.200}: no such file (a new image is a path "
+                                   "or an http(s) URL; a stored painting is @image_file)",
+                                   expression, term.start))
+    model = search.model
+    with database(ctx) as conn:
+        target = model or (core.active_model(conn) or {}).get("name")
+        prompts = [t for t in terms if t.kind == "prompt"]
+        images = [t for t in terms if t.kind == "image"]
+        missing = [t for t in prompts
+                   if target is None or not core.prompt_is_cached(conn, t.value, target)]
+        image_vectors = []
+        if missing or images:
+            embedder = _provider_for_active_model(ctx, conn, provider, model)
+            try:
+                for term in missing:
+                    try:
+                        core.cache_prompt(conn, term.value, embedder.embed_text(term.value),
+                                          model)
+                    except ProviderError as exc:
+                        raise type(exc)(pointed(str(exc), expression, term.start)) from None
+                for term in images:
+                    try:
+                        image_vectors.append(embedder.embed_image(term.value))
+                    except EmbeddingFailed as exc:
+                        raise EmbeddingFailed(pointed(str(exc), expression, term.start),
+                                              exc.code) from None
+            finally:
+                embedder.close()
+        vectors = iter(image_vectors)
+        vector_terms = [(next(vectors) if t.kind == "image" else np.asarray(t.value), t.weight)
+                        for t in terms if t.kind in ("image", "vector")]
+        paintings = [t for t in terms if t.kind == "painting"]
+        rows = core.search_combined(
+            conn,
+            paintings=[t.value for t in paintings], painting_weights=[t.weight for t in paintings],
+            prompts=[t.value for t in prompts], prompt_weights=[t.weight for t in prompts],
+            vectors=[v for v, _ in vector_terms], vector_weights=[w for _, w in vector_terms],
+            k=k, filters=filters, model=model, recall=make_recall(ef_search, probes, exact))
+        emit_results(conn, rows, query={"mode": "composed query", "prompt": expression, "k": k,
+                                        "filters": filters.active()},
+                     json=json, html=html, open_page=open_page)
+
+
 app.command("painting")(painting)
 app.command("text")(text)
 app.command("new-image")(new_image)

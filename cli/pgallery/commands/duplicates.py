@@ -1,0 +1,62 @@
+"""`pgallery duplicates`: groups of near-duplicate paintings (SQL near_duplicates())."""
+
+from __future__ import annotations
+
+import webbrowser
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from pgallery import search as core
+from pgallery.commands.common import (Author, Json, Model, PaintingType, School, Technique,
+                                      Timeframe, YearFrom, YearTo, database, make_filters)
+from pgallery.rendering.output import image_locations
+from pgallery.rendering.tables import console, err_console, print_json, rows_table
+
+MinSimilarity = Annotated[Optional[float], typer.Option(
+    "--min-similarity", min=-1.0, max=1.0,
+    help="Pair paintings scoring at least this. [default: the model's calibrated "
+         "threshold, duplicate_threshold() in SQL]")]
+
+
+def duplicates(
+    ctx: typer.Context,
+    min_similarity: MinSimilarity = None,
+    author: Author = None, technique: Technique = None, school: School = None,
+    painting_type: PaintingType = None, timeframe: Timeframe = None,
+    year_from: YearFrom = None, year_to: YearTo = None, model: Model = None,
+    json: Json = False,
+    html: Annotated[Optional[Path], typer.Option(
+        "--html", dir_okay=False, help="Also write an HTML page: each group side by "
+                                       "side.")] = None,
+    open_page: Annotated[bool, typer.Option("--open", help="Open the HTML page.")] = False,
+):
+    """Versions of the same picture: resized, cropped, re-encoded or colour-shifted copies.
+
+    Each group's most central member comes first, with similarity 1; the others show their
+    similarity to it. Example: `pgallery duplicates --html dupes.html`
+    """
+    filters = make_filters(author, technique, school, painting_type, timeframe, year_from,
+                           year_to)
+    with database(ctx) as conn:
+        rows = core.near_duplicates(conn, min_similarity=min_similarity, filters=filters,
+                                    model=model)
+        if json:
+            print_json(rows)
+        else:
+            groups = len({r["group_id"] for r in rows})
+            console.print(rows_table(rows, ("group_id", "similarity", "title", "author",
+                                            "image_file"),
+                                     title=f"near duplicates: {groups} group(s), "
+                                           f"{len(rows)} painting(s)"))
+        if html is not None:
+            from pgallery.rendering.duplicates_html import write_duplicates_page
+
+            locations = image_locations(conn, [r["image_file"] for r in rows])
+            write_duplicates_page(html, rows, image_resolver=locations.get,
+                                  min_similarity=min_similarity,
+                                  filters=filters.active())
+            err_console.print(f"wrote {html}")
+            if open_page and not webbrowser.open(Path(html).absolute().as_uri()):
+                err_console.print("no browser found; open the file yourself")
