@@ -24,7 +24,7 @@ from pgallery.config import Settings
 from pgallery.database import connect
 from pgallery.loading.pipeline import load_images
 from pgallery.loading.semart import read_semart_csv
-from pgallery.sample_gallery import generate
+from pgallery.demo import generate
 from pgallery.web import WebConfig, create_app
 
 
