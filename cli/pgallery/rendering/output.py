@@ -79,9 +79,11 @@ def _filter_counts(conn, filters: dict, model: str | None) -> list[tuple[str, ob
                                       "timeframe", "year_from", "year_to")}
         args[name] = value
         row = conn.execute(
-            "SELECT count(*) FROM painting p WHERE painting_matches(p, %(author)s,"
-            " %(technique)s, %(school)s, %(painting_type)s, %(timeframe)s,"
-            " %(year_from)s::integer, %(year_to)s::integer) AND EXISTS (SELECT 1 FROM"
+            "SELECT count(*) FROM painting p WHERE painting_matches(p, search_request("
+            "author => %(author)s, technique => %(technique)s, school => %(school)s,"
+            " painting_type => %(painting_type)s, timeframe => %(timeframe)s,"
+            " year_from => %(year_from)s::integer, year_to => %(year_to)s::integer))"
+            " AND EXISTS (SELECT 1 FROM"
             " painting_embedding e WHERE e.painting_id = p.painting_id AND e.model ="
             " %(model)s)", {**args, "model": model}).fetchone()
         counts.append((name, value, row[0]))

@@ -52,8 +52,10 @@ SELECT p.painting_id, p.image_file, p.title, p.author, p.technique, p.painting_t
        p.school, p.timeframe, p.date,
        NULL::float8 AS distance, NULL::float8 AS similarity, NULL::float8 AS score
 FROM painting p
-WHERE painting_matches(p, %(author)s, %(technique)s, %(school)s, %(painting_type)s,
-                       %(timeframe)s, %(year_from)s, %(year_to)s)
+WHERE painting_matches(p, search_request(
+          author => %(author)s, technique => %(technique)s, school => %(school)s,
+          painting_type => %(painting_type)s, timeframe => %(timeframe)s,
+          year_from => %(year_from)s::integer, year_to => %(year_to)s::integer))
 ORDER BY p.painting_id
 LIMIT %(limit)s OFFSET %(offset)s
 """
@@ -251,9 +253,11 @@ class SearchService:
             for key, value in one.items():
                 args[f"{key}_{i}"] = value
             counts.append(
-                f"count(*) FILTER (WHERE painting_matches(p, %(author_{i})s, "
-                f"%(technique_{i})s, %(school_{i})s, %(painting_type_{i})s, "
-                f"%(timeframe_{i})s, %(year_from_{i})s, %(year_to_{i})s))")
+                f"count(*) FILTER (WHERE painting_matches(p, search_request("
+                f"author => %(author_{i})s, technique => %(technique_{i})s, "
+                f"school => %(school_{i})s, painting_type => %(painting_type_{i})s, "
+                f"timeframe => %(timeframe_{i})s, year_from => %(year_from_{i})s::integer, "
+                f"year_to => %(year_to_{i})s::integer)))")
         # The statement is built from this module's own fragments and the positions of the
         # active filters; every value is a bound parameter.
         with self.db.connection() as conn:
