@@ -55,6 +55,7 @@ def load_with_little_memory(url, path):
     return summary, setting
 
 
+@pytest.mark.slow
 def test_a_local_build_is_given_room_for_its_graph_and_the_setting_restored(
         make_database, tmp_path):
     url = make_database()
@@ -65,6 +66,7 @@ def test_a_local_build_is_given_room_for_its_graph_and_the_setting_restored(
     assert setting == "1MB"          # the session's own value afterwards
 
 
+@pytest.mark.slow
 def test_a_remote_build_that_spills_to_disk_says_how_to_avoid_it(make_database, tmp_path,
                                                                  monkeypatch):
     url = make_database()

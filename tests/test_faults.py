@@ -71,6 +71,7 @@ def assert_asked_only_for_uncommitted(azure: FakeAzure, paths: list[Path],
     assert asked_again == [], "committed images were requested again"
 
 
+@pytest.mark.slow
 def test_repeated_sigkill_at_random_points_loses_and_duplicates_nothing(
         make_database, azure, tmp_path):
     url = make_database(prefix="kill")
@@ -119,6 +120,7 @@ def own_server():
     shutil.rmtree(home, ignore_errors=True)
 
 
+@pytest.mark.slow
 def test_server_crash_mid_load_then_restart_and_rerun_finishes_exactly(
         own_server, azure, tmp_path):
     url = own_server.url()
@@ -179,6 +181,7 @@ def test_dropped_api_connections_are_retried_and_only_those_images_asked_twice(
     assert scalar(url, "SELECT count(*) FROM embedding_failure") == 0
 
 
+@pytest.mark.slow
 def test_two_loaders_on_overlapping_inputs_at_once_make_no_duplicates_and_no_deadlock(
         make_database, azure, tmp_path):
     url = make_database(prefix="twoload")

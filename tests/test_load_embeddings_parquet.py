@@ -120,6 +120,7 @@ def test_the_format_is_told_by_the_content_not_the_name(make_database, tmp_path)
     assert load(url, path, "test/parquet-name").merged.embeddings == 1
 
 
+@pytest.mark.slow
 def test_a_bulk_parquet_load_rebuilds_the_hnsw_index_it_deferred(make_database, tmp_path):
     url = make_database()
     rng = np.random.default_rng(11)

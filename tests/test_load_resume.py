@@ -204,4 +204,4 @@ def test_reembed_activate_switches_only_when_every_painting_has_a_vector(db, azu
 def test_reembed_without_a_provider_is_a_clear_error(cli_env):
     result = runner.invoke(app, ["reembed"])
     assert result.exit_code == 2
-    assert "--model-provider" in result.output
+    assert "--provider" in result.output

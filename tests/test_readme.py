@@ -31,6 +31,8 @@ import numpy as np
 import pytest
 
 from browser import find_chromium, page_report
+
+pytestmark = pytest.mark.slow   # a demo, then every block: minutes (`-m "not slow"` skips it)
 from fake_azure import FakeAzure, Fault, vector_for_bytes
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -99,6 +99,7 @@ def primary(collection):
     remove(server)
 
 
+@pytest.mark.slow
 def test_a_hot_standby_serves_every_search_and_follows_a_load_on_the_primary(
         primary, collection):
     home = str(primary.home)
@@ -185,6 +186,7 @@ def test_replica_commands_explain_when_there_is_no_replica_or_an_outside_databas
     assert result.exit_code == 2 and "DATABASE_URL" in result.output
 
 
+@pytest.mark.slow
 def test_pg_dump_and_pg_restore_into_a_fresh_server_give_the_same_search_results(
         primary, collection, tmp_path):
     queries = queries_near(collection, 4, seed=8)

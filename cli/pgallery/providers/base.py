@@ -55,8 +55,10 @@ class EmbeddingProvider(ABC):
     def embed_text(self, text: str) -> np.ndarray:
         """One text's vector. Providers without text raise TextNotSupported."""
         raise TextNotSupported(
-            f"the {self.name!r} provider embeds images only; text search needs the "
-            "'azure' provider (VISION_ENDPOINT/VISION_KEY) or 'clip' (pip install -e .[clip])"
+            f"the {self.name!r} provider embeds images only; text search needs a model that "
+            "reads text: `pgallery reembed --provider clip` (CLIP ViT-B/32, fetched once; "
+            "pip install -e .[clip]) or the 'azure' provider (VISION_ENDPOINT/VISION_KEY), "
+            "then `pgallery models use` it"
         )
 
     def embed_images(
