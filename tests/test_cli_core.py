@@ -14,7 +14,8 @@ runner = CliRunner()
 
 COMMANDS = [[], ["db"], ["db", "start"], ["db", "stop"], ["db", "status"], ["db", "url"],
             ["db", "psql"], ["migrate"], ["load"], ["search"], ["search", "similar"],
-            ["search", "vector"], ["search", "text"], ["search", "image"], ["index"],
+            ["search", "vector"], ["search", "text"], ["search", "image"], ["search", "query"],
+            ["duplicates"], ["index"],
             ["index", "build"], ["index", "list"], ["models"], ["models", "list"],
             ["models", "use"]]
 
