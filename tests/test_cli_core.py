@@ -16,7 +16,7 @@ COMMANDS = [[], ["db"], ["db", "start"], ["db", "stop"], ["db", "status"], ["db"
             ["db", "psql"], ["migrate"], ["load"], ["search"], ["search", "painting"],
             ["search", "vector"], ["search", "text"], ["search", "new-image"],
             ["search", "similar"], ["search", "image"], ["reembed"], ["show"], ["demo"],
-            ["index"],
+            ["search", "query"], ["duplicates"], ["index"],
             ["index", "build"], ["index", "list"], ["models"], ["models", "list"],
             ["models", "use"]]
 

@@ -10,6 +10,8 @@ import shutil
 import numpy as np
 import psycopg
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -201,6 +203,20 @@ def test_parse_errors_point_at_the_offending_term(expression, position, message)
     lines = str(info.value).splitlines()
     assert message in lines[0]
     assert lines[2].index("^") - 2 == position      # under the place, past the 2-space indent
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(st.text(alphabet=st.sampled_from(list('@"\'[]:+-. 0123456789eE,ab\\\t')) ,
+               max_size=30) | st.text(max_size=30))
+def test_any_text_parses_or_is_a_pointed_syntax_error(expression):
+    try:
+        terms = parse_query(expression)
+    except QuerySyntaxError as exc:
+        assert 0 <= exc.position <= len(expression)
+        assert str(exc).splitlines()[-1].strip() == "^"
+    else:
+        assert terms and all(t.kind in ("prompt", "painting", "image", "vector")
+                             and t.weight == t.weight for t in terms)
 
 
 # -- the CLI, on real images embedded by the local provider ---------------------------------

@@ -22,7 +22,7 @@ branch_labels = None
 depends_on = None
 # sha256 of the layer this revision ships (tests/test_migrations.py checks it: a change to
 # a landed layer needs a new revision, docs/migrations.md)
-layer_sha256 = "c8a461edf0dfc2027cf7f9b084b54058b0bdd3f8df6f400fb9e4c696018308a1"
+layer_sha256 = "ba826a29fe5712f493c9555f7b02ee43530b54032767da3708f43fa00c1cbb6a"
 
 
 def upgrade() -> None:

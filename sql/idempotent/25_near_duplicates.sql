@@ -28,9 +28,11 @@ CREATE TYPE near_duplicate AS (
 -- image, dimensions 485-676) and edge (gradient orientations, 853-1004) blocks do tell a
 -- copy from another drawing; the signature is those two blocks, each unit length, so its
 -- cosine is the mean of the two blocks' cosines. Measured in bench/duplicates_bench.py.
+-- No SET clause, like painting_matches(): the planner inlines it into near_duplicates'
+-- statement (whose own search_path is pinned), where a call per candidate pair, with a
+-- configuration change each, cost more than the comparison.
 CREATE OR REPLACE FUNCTION duplicate_signature(model text, embedding vector) RETURNS vector
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
-SET search_path FROM CURRENT
 RETURN CASE WHEN model = 'local-descriptors/v1'
             THEN l2_normalize(subvector(embedding, 485, 192))
                  || l2_normalize(subvector(embedding, 853, 152))
@@ -58,7 +60,8 @@ RETURN CASE model WHEN 'local-descriptors/v1' THEN 0.93 END;
 -- threshold that links everything, at most n * neighbours). A copy is its original's
 -- nearest neighbour or nearly (bench/local_quality.py: rank 1 for >= 97%), so 10
 -- neighbours find the pairs; a group larger than 10 still comes together through chains.
--- Cost: n index searches, linear in n (bench/README.md has the times).
+-- Cost: n index searches, about linear in n (bench/README.md has the times).
+-- ef_search: the HNSW candidate list of each search; NULL = 20 (see below).
 CREATE OR REPLACE FUNCTION near_duplicates(
     min_similarity real DEFAULT NULL,
     model text DEFAULT NULL,
@@ -117,8 +120,14 @@ BEGIN
             USING ERRCODE = 'PGA06';
     END IF;
     -- The same steering as nearest_paintings: the index scan even without statistics
-    -- (enable_sort off), and a plan made for this call's filter values.
-    PERFORM set_config('hnsw.ef_search', least(greatest(r.ef_search, neighbours), 1000)::text, true),
+    -- (enable_sort off), and a plan made for this call's filter values. The candidate list
+    -- is 20 (at least `neighbours`), not the database's search default (100, sized for
+    -- recall@10 of any query): a copy is its original's nearest neighbour or nearly, and
+    -- the calibration groups exactly the same at ef_search 10, 20, 40 and 100, while n
+    -- searches at 20 cost about two thirds of n at 40 (bench/duplicates_bench.py).
+    PERFORM set_config('hnsw.ef_search',
+                       least(greatest(coalesce(near_duplicates.ef_search, 20), neighbours),
+                             1000)::text, true),
             set_config('enable_sort', 'off', true),
             set_config('plan_cache_mode', 'force_custom_plan', true);
 
