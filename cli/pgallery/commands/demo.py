@@ -137,9 +137,12 @@ def demo(
     _step(6, "results")
     for page in pages:
         console.print(f"HTML page: {page}")
-    console.print(f"done in {time.monotonic() - started:.1f} s. Next: open {pages[0]}, or "
+    console.print(f"done in {time.monotonic() - started:.1f} s. Also try "
                   f"`pgallery search similar {query_file} --html similar.html`, or "
                   "`pgallery db psql`.")
+    console.print("Next: [bold]pgallery serve[/] to search this gallery in your browser "
+                  "(http://127.0.0.1:8000/): prompts, your own images, filters, more like "
+                  "this.", highlight=False)
     if open_page:
         import webbrowser
 
