@@ -13,6 +13,10 @@ one psycopg connection per client, the SQL the web request runs, `search_by_imag
 and at 1 client (the web layer's own cost per request, without queueing), phases
 interleaved round by round so that the machine's background load hits all alike.
 
+The web server's own CPU time per request (from /proc) is reported too: on a machine
+shared with other work, latencies carry everyone's queueing, but CPU seconds are the web
+layer's cost alone.
+
 Prints a table and writes bench/results/web_load_<size>.json: throughput, p50/p95 per
 request, errors, and the ratios web / direct.
 """
@@ -55,6 +59,12 @@ def start_server(url: str) -> tuple[subprocess.Popen, str, int]:
             break
     process.kill()
     raise SystemExit("pgallery serve did not start")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used so far (Linux /proc)."""
+    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def run_phase(make_call, clients: int, seconds: float) -> dict:
@@ -159,10 +169,13 @@ def main() -> None:
                 for name, make in phases.items():
                     print(f"round {round_ + 1}/{args.rounds}: {name}, {clients} client(s)",
                           file=sys.stderr)
+                    cpu = cpu_seconds(process.pid)
                     got = run_phase(make, clients, seconds / args.rounds)
+                    got["server_cpu_s"] = cpu_seconds(process.pid) - cpu
                     total = results.setdefault((name, clients), {
-                        "requests": 0, "seconds": 0.0, "samples": [], "errors": 0})
-                    for key in ("requests", "seconds", "errors"):
+                        "requests": 0, "seconds": 0.0, "samples": [], "errors": 0,
+                        "server_cpu_s": 0.0})
+                    for key in ("requests", "seconds", "errors", "server_cpu_s"):
                         total[key] += got[key]
                     total["samples"] += got["samples"]
     finally:
@@ -177,7 +190,9 @@ def main() -> None:
         rows.append({"phase": name, "clients": clients, "requests": r["requests"],
                      "req/s": round(r["requests"] / r["seconds"], 1),
                      **{k: round(v, 2) for k, v in percentiles(r["samples"]).items()},
-                     "errors": r["errors"]})
+                     "errors": r["errors"],
+                     "server_cpu_ms_per_req": (round(1000 * r["server_cpu_s"] / r["requests"], 3)
+                                               if name.startswith("web") else None)})
 
     def ratio(metric, clients, base):
         web = next(x for x in rows if x["phase"].startswith("web") and x["clients"] == clients)
