@@ -130,7 +130,7 @@ async def home(request: Request) -> Response:
     context = _page_context(
         request, req=req, outcome=outcome, results=results, choices=choices,
         mode_label=MODE_LABELS[outcome.mode], query_painting=query_painting, upload=upload,
-        json_url=req.url("/api/search"), model=outcome.model or _model_name(service),
+        json_url=req.url("/api/search"), model=outcome.model,
         more_url=req.url(page=req.page + 1) if outcome.more else None,
         chips=[(name, value, req.without_filter(name).url())
                for name, value in req.filter_params().items()],
@@ -165,15 +165,19 @@ async def painting_page(request: Request) -> Response:
     req = SearchRequest.from_params(request.query_params).with_(
         text=None, upload=None, similar=image_file, page=1, k=12)
     painting = await run_in_threadpool(service.painting, image_file)
-    outcome = await run_in_threadpool(service.search, req)
+    try:
+        outcome = await run_in_threadpool(service.search, req)
+        similar, empty_because = results_json(outcome.rows, req), outcome.empty_because
+    except PgalleryError as exc:   # no embedding for the active model, no model: say so
+        similar, empty_because = [], one_line(exc)
     choices = await run_in_threadpool(service.choices)
     fields = [(label, painting.get(key)) for key, label in PAINTING_FIELDS if key in painting]
     context = _page_context(
         request, req=req.with_(similar=None), painting=painting, fields=fields,
-        similar=results_json(outcome.rows, req),
-        more_url=req.with_(k=20).url(), choices=choices, model=outcome.model,
+        similar=similar, more_url=req.with_(k=20).url(), choices=choices,
+        model=await run_in_threadpool(_model_name, service),
         json_url=f"/api/paintings/{path_of(image_file)}",
-        empty_because=outcome.empty_because)
+        empty_because=empty_because)
     return templates.TemplateResponse(request, "painting.html", context)
 
 
