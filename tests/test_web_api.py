@@ -454,3 +454,13 @@ def test_a_painting_without_a_vector_still_has_its_page(server, gallery):
     finally:
         with psycopg.connect(gallery[0], autocommit=True) as conn:
             conn.execute("DELETE FROM painting WHERE image_file = 'no-vector.jpg'")
+
+
+def test_the_upload_area_is_removed_when_the_server_stops(gallery, tmp_path):
+    with running_server(gallery[0], WebConfig(home=tmp_path)) as (base, app):
+        area = app.state.uploads.area
+        r = requests.post(base + "/api/search", timeout=60,
+                          files={"image": ("a.jpg", jpeg_of(gallery, SHIP))})
+        assert r.status_code == 200 and area.is_dir()
+        assert oct(area.stat().st_mode & 0o777) == "0o700"
+    assert not area.exists()
