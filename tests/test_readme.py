@@ -7,6 +7,8 @@ the embedded PostgreSQL (no DATABASE_URL), exactly as `make demo` leaves it:
   ones with VISION_ENDPOINT/VISION_KEY pointing at the fake Azure server (real HTTP);
   ``run clip`` ones with a tiny CLIP, built offline, in a Hugging Face cache of their own as
   the default model (openai/clip-vit-base-patch32) and the Hub's address on a closed port.
+- ``run serve`` blocks run while `pgallery serve` runs in the workspace (on a free port,
+  which replaces the README's 127.0.0.1:8000), and must answer JSON results.
 - ```sql blocks preceded by ``<!-- readme-test: sql -->`` run through `pgallery db psql` with
   ON_ERROR_STOP, and every query must return rows.
 - Every other code block must be one this file explains (installing, Docker, the benchmarks),
@@ -48,6 +50,8 @@ NOT_RUN = {
     "make test": "this suite",
     "ERROR:  the prompt": "an error message; test_the_prompt_error_is_the_one_shown checks it",
     "sql/": "a directory listing; test_the_layout_listed_exists checks it",
+    "pgallery serve": "runs until Ctrl-C; the `run serve` blocks run against it (web_server "
+                      "fixture), tests/test_web_serve.py runs the command itself",
 }
 
 
@@ -175,6 +179,7 @@ def test_the_demo_embeds_a_sample_gallery_searches_it_and_writes_pages(workspace
     assert "psql: SELECT * FROM search_hybrid(" in output
     pages = re.findall(r"HTML page: (\S+\.html)", output)
     assert len(pages) == 3 and all(Path(page).is_file() for page in pages)
+    assert "Next: pgallery serve" in output      # the second thing a newcomer runs
     seconds = float(re.search(r"done in ([\d.]+) s", output).group(1))
     print(f"first demo run: {seconds:.1f} s")
 
@@ -198,10 +203,33 @@ def test_the_demo_pages_show_every_thumbnail_in_a_real_browser(workspace):
 
 # ---- the README's blocks, in order ---------------------------------------------------------
 
+@pytest.fixture(scope="module")
+def web_server(workspace):
+    """`pgallery serve --port 0` in the workspace, as the README starts it; its address."""
+    process = subprocess.Popen(["pgallery", "serve", "--port", "0", "--no-access-log"],
+                               cwd=workspace["root"], env=workspace["env"], text=True,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    line = ""
+    for line in process.stdout:
+        if "serving on" in line:
+            break
+    found = re.search(r"127\.0\.0\.1:\d+", line)
+    assert found, line + process.stderr.read()
+    yield found.group(0)
+    process.terminate()
+    process.wait(timeout=30)
+
+
 @pytest.mark.parametrize("block", list(enumerate(RUNNABLE)), ids=_block_id)
 def test_readme_block(block, workspace, azure, request):
     _, (marker, code) = block
     env = dict(workspace["env"])
+    if "serve" in marker:
+        code = code.replace("127.0.0.1:8000", request.getfixturevalue("web_server"))
+        result, output = _run(["bash", "-e", "-c", code], workspace["root"], env)
+        assert result.returncode == 0, output
+        assert output.count('"image_file"') >= 3 and '"error"' not in output, output
+        return
     if "azure" in marker:
         env.update(azure.env())
     if "clip" in marker:

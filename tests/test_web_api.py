@@ -439,3 +439,28 @@ def test_the_server_searches_as_pgallery_reader(server):
             conn.execute("UPDATE painting SET title = 'x'")
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             conn.execute("SELECT embedding FROM painting_embedding LIMIT 1")
+
+
+def test_a_painting_without_a_vector_still_has_its_page(server, gallery):
+    import psycopg
+
+    with psycopg.connect(gallery[0], autocommit=True) as conn:
+        conn.execute("INSERT INTO painting (image_file, title) VALUES ('no-vector.jpg', 'Bare')")
+    try:
+        page = get(server, "/paintings/no-vector.jpg")
+        assert page.status_code == 200 and "Bare" in page.text
+        assert "has no embedding" in page.text
+        assert_error(get(server, "/api/search", similar="no-vector.jpg"), 404, "no embedding")
+    finally:
+        with psycopg.connect(gallery[0], autocommit=True) as conn:
+            conn.execute("DELETE FROM painting WHERE image_file = 'no-vector.jpg'")
+
+
+def test_the_upload_area_is_removed_when_the_server_stops(gallery, tmp_path):
+    with running_server(gallery[0], WebConfig(home=tmp_path)) as (base, app):
+        area = app.state.uploads.area
+        r = requests.post(base + "/api/search", timeout=60,
+                          files={"image": ("a.jpg", jpeg_of(gallery, SHIP))})
+        assert r.status_code == 200 and area.is_dir()
+        assert oct(area.stat().st_mode & 0o777) == "0o700"
+    assert not area.exists()

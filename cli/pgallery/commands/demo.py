@@ -168,6 +168,9 @@ def demo(
                   "`pgallery db psql`.", highlight=False)
     if not provider.supports_text:
         console.print(TEXT_SEARCH_HINT, highlight=False)
+    console.print("Next: [bold]pgallery serve[/] to search this gallery in your browser "
+                  "(http://127.0.0.1:8000/): prompts, your own images, filters, more like "
+                  "this.", highlight=False)
     if open_page:
         import webbrowser
 

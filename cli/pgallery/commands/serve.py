@@ -30,7 +30,9 @@ def _bind(host: str, port: int) -> socket.socket:
     except socket.gaierror:
         raise ArgError(f"cannot resolve --host {host!r}") from None
     family, _, _, _, address = infos[0]
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    # IPPROTO_TCP said out loud: asyncio sets TCP_NODELAY only on sockets whose proto is
+    # TCP, and without it every keep-alive answer waited ~40 ms for a delayed ACK (Nagle).
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind(address)

@@ -23,7 +23,7 @@ from __future__ import annotations
 import logging
 from contextlib import asynccontextmanager
 from pathlib import Path
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 import psycopg
 from starlette.applications import Starlette
@@ -64,17 +64,23 @@ def path_of(image_file: str) -> str:
     return quote(image_file, safe="")
 
 
-def result_json(row: dict, rank: int, request: SearchRequest) -> dict:
-    f = row["image_file"]
-    filters = request.with_(text=None, similar=None, upload=None, page=1, k=20)
-    return {"rank": rank, "image_file": f, "title": row["title"], "author": row["author"],
+def results_json(rows: list[dict], request: SearchRequest, first: int = 1) -> list[dict]:
+    """The API's result objects, ranked from ``first``; painting links keep the filters
+    (the query string is built once per answer, not per row: this is the hot path)."""
+    filters = request.filter_params()
+    suffix = "?" + urlencode(filters) if filters else ""
+    out = []
+    for rank, row in enumerate(rows, first):
+        f = row["image_file"]
+        path = quote(f, safe="")
+        out.append({
+            "rank": rank, "image_file": f, "title": row["title"], "author": row["author"],
             "technique": row["technique"], "type": row["painting_type"],
             "school": row["school"], "timeframe": row["timeframe"], "date": row["date"],
             "similarity": row["similarity"], "score": row["score"],
-            "thumbnail_url": f"/thumbnails/{path_of(f)}",
-            "image_url": f"/images/{path_of(f)}",
-            "painting_url": filters.url(f"/paintings/{path_of(f)}"),
-            "api_url": f"/api/paintings/{path_of(f)}"}
+            "thumbnail_url": f"/thumbnails/{path}", "image_url": f"/images/{path}",
+            "painting_url": f"/paintings/{path}{suffix}", "api_url": f"/api/paintings/{path}"})
+    return out
 
 
 def wants_json(request: Request) -> bool:
@@ -120,11 +126,11 @@ async def home(request: Request) -> Response:
     upload = request.app.state.uploads.peek(req.upload) if req.upload else None
     choices = await run_in_threadpool(service.choices)
     first = (req.page - 1) * req.k + 1
-    results = [result_json(row, first + i, req) for i, row in enumerate(outcome.rows)]
+    results = results_json(outcome.rows, req, first)
     context = _page_context(
         request, req=req, outcome=outcome, results=results, choices=choices,
         mode_label=MODE_LABELS[outcome.mode], query_painting=query_painting, upload=upload,
-        json_url=req.url("/api/search"), model=outcome.model or _model_name(service),
+        json_url=req.url("/api/search"), model=outcome.model,
         more_url=req.url(page=req.page + 1) if outcome.more else None,
         chips=[(name, value, req.without_filter(name).url())
                for name, value in req.filter_params().items()],
@@ -159,15 +165,19 @@ async def painting_page(request: Request) -> Response:
     req = SearchRequest.from_params(request.query_params).with_(
         text=None, upload=None, similar=image_file, page=1, k=12)
     painting = await run_in_threadpool(service.painting, image_file)
-    outcome = await run_in_threadpool(service.search, req)
+    try:
+        outcome = await run_in_threadpool(service.search, req)
+        similar, empty_because = results_json(outcome.rows, req), outcome.empty_because
+    except PgalleryError as exc:   # no embedding for the active model, no model: say so
+        similar, empty_because = [], one_line(exc)
     choices = await run_in_threadpool(service.choices)
     fields = [(label, painting.get(key)) for key, label in PAINTING_FIELDS if key in painting]
     context = _page_context(
         request, req=req.with_(similar=None), painting=painting, fields=fields,
-        similar=[result_json(r, i + 1, req) for i, r in enumerate(outcome.rows)],
-        more_url=req.with_(k=20).url(), choices=choices, model=outcome.model,
+        similar=similar, more_url=req.with_(k=20).url(), choices=choices,
+        model=await run_in_threadpool(_model_name, service),
         json_url=f"/api/paintings/{path_of(image_file)}",
-        empty_because=outcome.empty_because)
+        empty_because=empty_because)
     return templates.TemplateResponse(request, "painting.html", context)
 
 
@@ -175,7 +185,7 @@ async def painting_page(request: Request) -> Response:
 
 def _search_json(request: Request, req: SearchRequest, outcome) -> dict:
     first = (req.page - 1) * req.k + 1
-    return {"results": [result_json(r, first + i, req) for i, r in enumerate(outcome.rows)],
+    return {"results": results_json(outcome.rows, req, first),
             "query": req.echo(), "mode": outcome.mode, "model": outcome.model,
             "notices": outcome.notices, "empty_because": outcome.empty_because,
             "page_url": req.url(), "api_url": req.url("/api/search"),

@@ -94,7 +94,7 @@ class SearchService:
         self._choices: tuple[float, dict] | None = None
         self._providers: dict[str, object] = {}
         self._provider_lock = threading.Lock()
-        self._cached_prompts: set[tuple[str, str]] = set()
+        self._cached_prompts: OrderedDict[tuple[str, str], None] = OrderedDict()
         self._text_vectors: OrderedDict[tuple[str, str], np.ndarray] = OrderedDict()
         self._locations: OrderedDict[str, str | None] = OrderedDict()
 
@@ -167,7 +167,10 @@ class SearchService:
             except psycopg.Error as exc:
                 raise from_database_error(exc) from None
         if cached:
-            self._cached_prompts.add(key)
+            with self._lock:   # remembered, boundedly: a hostile client sends many prompts
+                self._cached_prompts[key] = None
+                while len(self._cached_prompts) > 4096:
+                    self._cached_prompts.popitem(last=False)
         return cached
 
     # --- searches ----------------------------------------------------------------------------
