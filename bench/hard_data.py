@@ -146,6 +146,13 @@ def bench_mixture(n: int = 20_000, queries: int = 200) -> Collection:
 
 
 def load(name: str, n: int, queries: int = 200) -> Collection:
+    """A collection by name; "clustered@8" / "clustered-sorted@8": another seed's clusters."""
+    name, _, seed = name.partition("@")
+    if seed:
+        order = {"clustered": "random", "clustered-sorted": "cluster"}[name]
+        c = clustered(n, queries, seed=int(seed), order=order)
+        c.name += f"@{seed}"
+        return c
     if name == "datagen":
         return bench_mixture(n, queries)
     if name == "clustered":

@@ -92,7 +92,7 @@ def main(argv=None):
     a = p.parse_args(argv)
     for dist in a.dist.split(","):
         coll = hard_data.load(dist, a.size)
-        url = server_url(f"recall_{dist.replace('-', '_')}_{len(coll.vectors)}")
+        url = server_url(f"recall_{dist.replace('-', '_').replace('@', '_s')}_{len(coll.vectors)}")
         rows, detail = [], {}
         with connect(url, autocommit=True) as conn:
             tables = [r[0] for r in conn.execute(

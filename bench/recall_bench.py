@@ -110,7 +110,7 @@ def load_pg(coll: hard_data.Collection, variants: list[str], dbname: str, log=pr
 
 
 def search_pg(url: str, coll, variants: list[str], efs: list[int], iterative: str,
-              runs: int) -> dict:
+              runs: int, buffers: bool = False) -> dict:
     """(variant, ef) -> (ids per query, p50 ms); every variant asked each query in turn."""
     conns = {v: connect(url, autocommit=True) for v in variants}
     stmts = {}
@@ -140,6 +140,17 @@ def search_pg(url: str, coll, variants: list[str], efs: list[int], iterative: st
                         got[v].append([r[0] for r in rows])
         for v in variants:
             out[(v, ef)] = (got[v], percentiles(times[v])["p50_ms"])
+        if buffers:
+            # the work, free of the shared machine's noise: index + heap pages touched
+            # (shared hit + read) and execution time inside PostgreSQL, one pass
+            for v in variants:
+                pages, server = [], []
+                for qi, q in enumerate(coll.queries):
+                    plan = conns[v].execute("EXPLAIN (ANALYZE, BUFFERS, TIMING OFF, FORMAT JSON) "
+                                            + stmts[v], (int(coll.exclude[qi]), q)).fetchone()[0][0]
+                    pages.append(plan["Plan"]["Shared Hit Blocks"] + plan["Plan"]["Shared Read Blocks"])
+                    server.append(plan["Execution Time"])
+                out[(v, ef)] += (float(np.median(pages)), float(np.median(server)))
     for c in conns.values():
         c.close()
     return out
@@ -211,14 +222,14 @@ def search_libs(libs: dict, coll, efs: list[int], runs: int) -> dict:
 # -- main --------------------------------------------------------------------------------------
 
 def run(dist: str, n: int, variants: list[str], efs: list[int], runs: int, libs: bool,
-        iterative: str, queries: int, log=print) -> dict:
+        iterative: str, queries: int, log=print, buffers: bool = False, tag: str = "") -> dict:
     coll = hard_data.load(dist, n, queries)
     truth, truth_d = hard_data.exact_top_k(coll.vectors, coll.queries, coll.exclude, K)
     truth = [list(t) for t in truth]
     facts = hard_data.describe(coll, truth_d)
     log(f"{dist}: {facts}", flush=True)
-    pg = load_pg(coll, variants, f"recall_{dist.replace('-', '_')}_{len(coll.vectors)}", log)
-    res = search_pg(pg["url"], coll, variants, efs, iterative, runs)
+    pg = load_pg(coll, variants, f"recall_{dist.replace('-', '_').replace('@', '_s')}_{len(coll.vectors)}", log)
+    res = search_pg(pg["url"], coll, variants, efs, iterative, runs, buffers)
     lib = {}
     if libs:
         built = build_libs(np.ascontiguousarray(coll.vectors, dtype=np.float32), log)
@@ -235,12 +246,15 @@ def run(dist: str, n: int, variants: list[str], efs: list[int], runs: int, libs:
             row = {"engine": engine, "ef_search": ef, **tail(r), "p50_ms": p50}
             if key in lib and len(lib[key]) > 2:
                 row["distances_per_query"] = lib[key][2]
+            if key in res and len(res[key]) > 2:
+                row["pages_p50"], row["server_p50_ms"] = res[key][2], res[key][3]
             rows.append(row)
             if key == (variants[0], ef):
                 per_query[ef] = r
     print_table(f"{dist}: {len(coll.vectors):,} x 1024-d, {len(coll.queries)} queries, "
                 f"recall@10 (iterative_scan {iterative})", rows,
-                ["engine", "ef_search", "mean", "p5", "share_lt_0.5", "zero", "p50_ms"])
+                ["engine", "ef_search", "mean", "p5", "share_lt_0.5", "zero", "p50_ms",
+                 "server_p50_ms", "pages_p50"])
     # the lost queries of pgallery's index: where their results and their answers live
     lost = []
     if coll.labels is not None:
@@ -258,7 +272,7 @@ def run(dist: str, n: int, variants: list[str], efs: list[int], runs: int, libs:
                "variants": variants, "build_s": pg["build_s"], "server": pg["server"],
                "rows": rows, "per_query_recall": per_query, "lost_queries": lost}
     write_result(f"recall_{dist}_{len(coll.vectors)}" + ("" if iterative == "relaxed_order"
-                                                        else f"_{iterative}"), payload)
+                                                        else f"_{iterative}") + tag, payload)
     return payload
 
 
@@ -272,10 +286,13 @@ def main(argv=None):
     p.add_argument("--runs", type=int, default=1)
     p.add_argument("--no-libs", action="store_true")
     p.add_argument("--iterative", default="relaxed_order")
+    p.add_argument("--buffers", action="store_true",
+                   help="also EXPLAIN (ANALYZE, BUFFERS) every query: pages touched, time in PG")
+    p.add_argument("--tag", default="", help="suffix of the result file's name")
     a = p.parse_args(argv)
     for dist in a.dist.split(","):
         run(dist, a.size, a.variants.split(","), [int(x) for x in a.ef.split(",")], a.runs,
-            not a.no_libs, a.iterative, a.queries)
+            not a.no_libs, a.iterative, a.queries, buffers=a.buffers, tag=a.tag)
 
 
 if __name__ == "__main__":

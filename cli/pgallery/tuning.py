@@ -237,41 +237,52 @@ _COPY_HEADER = b"PGCOPY\n\xff\r\n\x00"
 def _stream_vectors(conn, model: str, block_rows: int):
     """(painting_ids, float32 vectors) a block at a time, from a binary COPY parsed with
     numpy: each row is the same number of bytes when every vector has the same dimension,
-    so a block of rows is one structured array (no per-row Python work)."""
+    so a block of rows is one structured array (no per-row Python work; the chunks of a
+    block are joined once and read in place)."""
     # the column's dimension (vectors of a smaller model are stored zero-padded to it)
     dim = conn.execute("SELECT vector_dims(embedding) FROM painting_embedding"
                        " WHERE model = %s LIMIT 1", (model,)).fetchone()[0]
     row = np.dtype([("fields", ">i2"), ("id_len", ">i4"), ("id", ">i8"), ("v_len", ">i4"),
                     ("dim", ">i2"), ("unused", ">i2"), ("v", ">f4", (dim,))])
-    buffer = bytearray()
-    header_done = False
+    block_bytes = block_rows * row.itemsize
+    pending: list[bytes] = []
+    size = 0
+    header = True
     with conn.cursor() as cur:
         with cur.copy("COPY (SELECT painting_id, embedding FROM painting_embedding"
                       " WHERE model = %s) TO STDOUT (FORMAT BINARY)", (model,)) as copy:
             for chunk in copy:
-                buffer += chunk
-                if not header_done:
-                    if len(buffer) < 19:
-                        continue
-                    if bytes(buffer[:11]) != _COPY_HEADER:
-                        raise ValueError("not a binary COPY stream")
-                    ext = struct.unpack(">i", buffer[15:19])[0]
-                    del buffer[:19 + ext]
-                    header_done = True
-                whole = len(buffer) // row.itemsize
-                if whole >= block_rows:
-                    yield _rows(buffer, row, whole)
-                    del buffer[:whole * row.itemsize]
-    whole = len(buffer) // row.itemsize
+                pending.append(chunk)          # joined before the next read reuses nothing
+                size += len(chunk)
+                if size < block_bytes + (19 if header else 0):
+                    continue
+                data = b"".join(pending)
+                if header:
+                    data = _skip_header(data)
+                    header = False
+                whole = len(data) // row.itemsize
+                yield _rows(data, row, whole)
+                pending = [data[whole * row.itemsize:]]
+                size = len(pending[0])
+    data = b"".join(pending)
+    if header:
+        data = _skip_header(data)
+    whole = len(data) // row.itemsize
     if whole:
-        yield _rows(buffer, row, whole)
-        del buffer[:whole * row.itemsize]
-    if bytes(buffer) not in (b"", b"\xff\xff"):
-        raise ValueError(f"binary COPY stream ended with {len(buffer)} unparsed bytes")
+        yield _rows(data, row, whole)
+    if data[whole * row.itemsize:] not in (b"", b"\xff\xff"):
+        raise ValueError("binary COPY stream ended with unparsed bytes")
 
 
-def _rows(buffer: bytearray, row: np.dtype, count: int):
-    a = np.frombuffer(bytes(buffer[:count * row.itemsize]), dtype=row)
+def _skip_header(data: bytes) -> bytes:
+    if data[:11] != _COPY_HEADER:
+        raise ValueError("not a binary COPY stream")
+    ext = struct.unpack(">i", data[15:19])[0]
+    return data[19 + ext:]
+
+
+def _rows(data: bytes, row: np.dtype, count: int):
+    a = np.frombuffer(data, dtype=row, count=count)
     if (a["fields"] != 2).any() or (a["id_len"] != 8).any() or (a["dim"] != row["v"].shape[0]).any():
         raise ValueError("unexpected row layout in the binary COPY stream")
     return a["id"].astype(np.int64), a["v"].astype(np.float32)
