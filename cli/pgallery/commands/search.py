@@ -264,10 +264,10 @@ def composed_query(
             paintings=[t.value for t in paintings], painting_weights=[t.weight for t in paintings],
             prompts=[t.value for t in prompts], prompt_weights=[t.weight for t in prompts],
             vectors=[v for v, _ in vector_terms], vector_weights=[w for _, w in vector_terms],
-            k=k, filters=filters, model=model, recall=make_recall(ef_search, probes, exact))
-        emit_results(conn, rows, query={"mode": "composed query", "prompt": expression, "k": k,
-                                        "filters": filters.active()},
-                     json=json, html=html, open_page=open_page)
+            k=search.k, filters=search.filters, model=model, recall=search.recall,
+            result=search.result)
+        emit_results(conn, rows, query={"mode": "composed query", "prompt": expression},
+                     options=search)
 
 
 app.command("painting")(painting)
