@@ -45,9 +45,9 @@ SEARCHES = {
 }
 DEFINERS = {"nearest_paintings", "search_by_image", "search_hybrid", "prompt_vector",
             "build_ivfflat_index", "tune_search_defaults", "restore_hnsw_index",
-            "search_combined", "near_duplicates"}
-# definers that run dynamic SQL: each formats only an integer into its statement
-DYNAMIC = {"build_ivfflat_index", "tune_search_defaults"}
+            "search_combined", "near_duplicates", "record_index_tuning"}
+# definers that run dynamic SQL: each formats only numbers into its statement
+DYNAMIC = {"build_ivfflat_index", "tune_search_defaults", "record_index_tuning"}
 
 
 @pytest.fixture(scope="module")

@@ -157,7 +157,18 @@ BEGIN
                   ORDER BY l2_normalize(e.embedding)::halfvec(1024) <=> qh
                   LIMIT k OFFSET skip) AS h
             JOIN painting p ON p.painting_id = h.painting_id;
-            IF cardinality(page) = k THEN
+            -- The lost-query guard: a first page whose k-th row is much farther than the
+            -- collection's own k-th neighbours usually are (pgallery.lost_query_distance,
+            -- set by `pgallery index tune` from its sample) came from the wrong region of
+            -- the graph (bench/README.md, "Recall you can trust on other data"): the
+            -- exact path answers it instead. Other queries run exactly as before. Only
+            -- for a stored painting's query (search_by_image): the threshold is learned
+            -- from such queries, and a text prompt's nearest images are naturally farther.
+            IF cardinality(page) = k
+               AND NOT (r.page = 1 AND exclude_painting IS NOT NULL
+                        AND page[k].distance > coalesce(nullif(current_setting(
+                            'pgallery.lost_query_distance', true), '')::float8, 'Infinity'))
+            THEN
                 RETURN QUERY SELECT * FROM finished_page(page, r);
                 RETURN;
             END IF;

@@ -62,6 +62,13 @@ BEGIN
         FROM pg_catalog.pg_class c WHERE c.oid = 'painting_embedding'::regclass;
     END IF;
     wanted := recommended_ef_search(vectors);
+    -- A measurement on the collection itself (index_tuning, `pgallery index tune`) knows
+    -- better than a formula fitted to synthetic data: while one governs the default, keep it.
+    IF EXISTS (SELECT FROM index_tuning t
+               WHERE t.setting = 'hnsw.ef_search' AND t.chosen IS NOT NULL
+                 AND t.chosen::text = current_default) THEN
+        RETURN current_default::integer;
+    END IF;
     IF recorded IS NULL OR current_default IS DISTINCT FROM recorded THEN
         RAISE NOTICE 'hnsw.ef_search is % for this database, not set by pgallery: '
                      'kept (% would suit % vectors)',

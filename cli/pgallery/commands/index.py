@@ -77,3 +77,90 @@ def drop_ivfflat(ctx: typer.Context):
     with database(ctx, autocommit=True) as conn:
         conn.execute("CALL drop_ivfflat_index()")
     console.print("dropped painting_embedding_ivfflat (if it existed)")
+
+
+@app.command()
+def tune(
+    ctx: typer.Context,
+    target_recall: Annotated[float, typer.Option(
+        min=0.5, max=1.0, help="Mean recall@10 the chosen setting must reach.")] = 0.98,
+    tail_recall: Annotated[float, typer.Option(
+        min=0.0, max=1.0, help="... and 95%% of the sample queries must reach this.")] = 0.8,
+    sample: Annotated[int, typer.Option(
+        min=20, max=5000, help="Stored paintings used as queries (each leaves itself out).")] = 200,
+    budget: Annotated[Optional[float], typer.Option(
+        min=1.0, metavar="SECONDS", help="Stop sweeping after this long.")] = None,
+    dry_run: Annotated[bool, typer.Option(
+        "--dry-run", help="Measure and print; change no default.")] = False,
+):
+    """Measure recall on this collection and set the search default that meets a target.
+
+    Samples stored paintings as queries, computes their exact top 10, then sweeps
+    hnsw.ef_search (or ivfflat.probes) until the mean recall reaches --target-recall and
+    95% of the queries reach --tail-recall. The smallest such value becomes the database
+    default for new sessions, and the sample's neighbour distances set the lost-query guard
+    of more-like-this searches. Loads that change the collection by a quarter do this by
+    themselves. Example: `pgallery index tune --target-recall 0.98`
+    """
+    from pgallery import tuning
+    from pgallery.rendering.tables import tuning_line
+
+    with database(ctx, autocommit=True) as conn:
+        with console.status(f"measuring recall on {sample} sample queries ..."):
+            result = tuning.tune_recall(conn, sample=sample, target_mean=target_recall,
+                                        tail_recall=tail_recall, budget_seconds=budget)
+        if result.index == "none" or not result.sample_size:
+            console.print("nothing to measure: no vector index, or too few vectors")
+            raise typer.Exit(1)
+        rows = [{"value": m.value, "mean": f"{m.mean:.3f}", "p5": f"{m.p5:.2f}",
+                 "under 0.5": f"{m.share_below_half:.1%}", "lost": m.zero,
+                 "p50 ms": f"{m.p50_ms:.2f}", "meets": "yes" if m.meets else ""}
+                for m in result.table]
+        console.print(rows_table(rows, ("value", "mean", "p5", "under 0.5", "lost", "p50 ms",
+                                        "meets"),
+                                 title=f"{result.setting}, {result.rows} vectors of "
+                                       f"{result.model}"))
+        console.print(tuning_line(result))
+        if result.stopped_by_budget:
+            console.print(f"stopped after {budget:g} s (--budget)")
+        if dry_run:
+            return
+        tuning.record(conn, result)
+        if result.chosen is not None:
+            console.print(f"{result.setting} default is now {result.chosen} for new "
+                          "sessions; pgallery index status shows the measurement")
+        else:
+            console.print(f"{result.setting} unchanged: no value swept met the target")
+
+
+@app.command()
+def status(ctx: typer.Context):
+    """Show the last recall measurement of each model and index, and the defaults in force.
+
+    Same as `SELECT * FROM index_tuning_status()` in psql. Example: `pgallery index status`
+    """
+    with database(ctx, autocommit=True) as conn:
+        rows = conn.execute(
+            "SELECT model, index_method, setting, chosen, vectors, sample_size, mean, p5,"
+            " share_below_half, lost_query_distance, round(seconds::numeric, 1),"
+            " to_char(tuned_at, 'YYYY-MM-DD HH24:MI') FROM index_tuning_status()"
+            " ORDER BY model, index_method").fetchall()
+        defaults = conn.execute(
+            "SELECT current_setting('hnsw.ef_search', true),"
+            " current_setting('ivfflat.probes', true),"
+            " current_setting('pgallery.lost_query_distance', true)").fetchone()
+    names = ("model", "index", "setting", "chosen", "vectors", "sample", "mean", "p5",
+             "under 0.5", "guard distance", "seconds", "when")
+    if not rows:
+        console.print("no recall measurement yet: run `pgallery index tune`")
+    else:
+        console.print(rows_table(
+            [dict(zip(names, (r[0], r[1], r[2], r[3], r[4], r[5],
+                              f"{r[6]:.3f}" if r[6] is not None else "",
+                              f"{r[7]:.2f}" if r[7] is not None else "",
+                              f"{r[8]:.1%}" if r[8] is not None else "",
+                              f"{r[9]:.3f}" if r[9] is not None else "", r[10], r[11])))
+             for r in rows], names, title="recall measurements"))
+    console.print(f"defaults for new sessions: hnsw.ef_search = {defaults[0]}, "
+                  f"ivfflat.probes = {defaults[1]}, lost-query guard distance = "
+                  f"{defaults[2] or 'off'}")

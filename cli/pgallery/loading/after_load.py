@@ -31,10 +31,11 @@ class AfterLoad:
     notes: list[str] = field(default_factory=list)  # index rebuilt, build memory, ...
     ivfflat_rebuilt: bool = False
     ef_search_default: int | None = None   # the new database default, if it changed
+    tuning: object | None = None           # tuning.TuningResult, if recall was measured
 
 
 def after_load(conn: psycopg.Connection, *, build_ivfflat: bool = False,
-               ivfflat_lists: int | None = None) -> AfterLoad:
+               ivfflat_lists: int | None = None, tune: bool = True) -> AfterLoad:
     """Run the after-load steps (the module docstring) on ``conn``. ``build_ivfflat``:
     build the IVFFlat index even if there is none (with ``ivfflat_lists``, default from
     the row count), as ``pgallery index build`` does."""
@@ -49,7 +50,29 @@ def after_load(conn: psycopg.Connection, *, build_ivfflat: bool = False,
             conn.execute("CALL build_ivfflat_index(%s)", (ivfflat_lists,))
         done.ivfflat_rebuilt = bool(build_ivfflat)
     done.ef_search_default = tune_search_defaults(conn)
+    if tune:
+        _measure_recall(conn, done)
     return done
+
+
+def _measure_recall(conn: psycopg.Connection, done: AfterLoad) -> None:
+    """After a load that changed the collection substantially, measure recall on it and
+    make the result the database's default (tuning.py), within AFTER_LOAD_BUDGET seconds."""
+    from pgallery import tuning
+
+    with _autocommit(conn):
+        try:
+            if not tuning.needs_tuning(conn):
+                return
+        except psycopg.errors.UndefinedTable:      # a database not migrated to 0015
+            return
+        before = conn.execute("SELECT current_setting('hnsw.ef_search', true)").fetchone()[0]
+        result = tuning.tune_recall(conn, budget_seconds=tuning.AFTER_LOAD_BUDGET)
+        tuning.record(conn, result)
+    done.tuning = result
+    if result.setting == "hnsw.ef_search" and result.chosen is not None \
+            and str(result.chosen) != before:
+        done.ef_search_default = result.chosen
 
 
 # A load of at least this many rows that also at least doubles the table builds the HNSW

@@ -29,6 +29,7 @@ class LoadSummary:
     rejected: list[RejectedRow] = field(default_factory=list)   # bad input rows / images
     ivfflat_rebuilt: bool = False
     ef_search_default: int | None = None   # the database default, if this load changed it
+    tuning: object | None = None            # tuning.TuningResult, if recall was measured
     notes: list[str] = field(default_factory=list)   # advice and facts worth a line each
 
     def took(self, after: "AfterLoad") -> None:
@@ -36,6 +37,7 @@ class LoadSummary:
         self.notes += after.notes
         self.ivfflat_rebuilt = after.ivfflat_rebuilt
         self.ef_search_default = after.ef_search_default
+        self.tuning = after.tuning
 
     @property
     def loaded(self) -> int:

@@ -98,9 +98,13 @@ def print_load_summary(summary, limit: int = 20) -> None:
     ]
     if getattr(summary, "ivfflat_rebuilt", False):
         items.append(("IVFFlat index", "rebuilt"))
+    tuned = getattr(summary, "tuning", None)
+    if tuned is not None and tuned.sample_size:
+        items.append(("recall measured", tuning_line(tuned)))
     if getattr(summary, "ef_search_default", None):
+        how = "measured on the collection" if tuned is not None else "sized to the collection"
         items.append(("search default", f"hnsw.ef_search = {summary.ef_search_default} "
-                                         "for new sessions (sized to the collection)"))
+                                         f"for new sessions ({how})"))
     console.print(key_value_table(items, title="load summary"))
     for note in getattr(summary, "notes", []):
         err_console.print(f"note: {note}", markup=False, highlight=False)
@@ -111,3 +115,14 @@ def print_load_summary(summary, limit: int = 20) -> None:
                                      title="rejected (not loaded)"))
         if len(summary.rejected) > limit:
             err_console.print(f"... and {len(summary.rejected) - limit} more")
+
+
+def tuning_line(result) -> str:
+    """One line for a recall measurement (tuning.TuningResult)."""
+    if result.chosen is None:
+        return (f"no {result.setting} up to {result.table[-1].value if result.table else '?'}"
+                f" met mean >= {result.target_mean:g}; best mean {result.mean:.3f}"
+                f" ({result.sample_size} sample queries, {result.seconds:.1f} s)")
+    return (f"{result.setting} = {result.chosen}: mean recall@{result.k} {result.mean:.3f},"
+            f" p5 {result.p5:.2f}, {result.share_below_half:.1%} under 0.5"
+            f" ({result.sample_size} sample queries, {result.seconds:.1f} s)")

@@ -1,0 +1,29 @@
+-- Revision 0015: recall measured on the collection itself (`pgallery index tune`).
+--
+-- One row per measurement: the setting swept, the value chosen (the smallest meeting the
+-- target on the mean and in the tail), and what was measured there, with every setting's
+-- figures in `measurements`. index_tuning_status() shows the latest; the loader compares
+-- `vectors` with the collection to decide when to measure again.
+CREATE TABLE index_tuning (
+    tuning_id           bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    tuned_at            timestamptz NOT NULL DEFAULT now(),
+    model               text NOT NULL,
+    index_method        text NOT NULL CHECK (index_method IN ('hnsw', 'ivfflat')),
+    setting             text NOT NULL CHECK (setting IN ('hnsw.ef_search', 'ivfflat.probes')),
+    chosen              integer,          -- NULL: no value swept met the target
+    vectors             bigint NOT NULL,  -- the model's vectors when measured
+    sample_size         integer NOT NULL,
+    k                   integer NOT NULL,
+    target_mean         real NOT NULL,    -- the rule: mean recall@k >= target_mean and
+    tail_recall         real NOT NULL,    -- at least tail_share of the sample queries at
+    tail_share          real NOT NULL,    -- recall@k >= tail_recall
+    mean                real,             -- at the chosen value (or the last swept)
+    p5                  real,
+    share_below_half    real,
+    lost_query_distance real,             -- the guard's threshold set with it (see below)
+    seconds             real NOT NULL,
+    measurements        jsonb NOT NULL    -- [{value, mean, p5, share_below_half, p50_ms}]
+);
+CREATE INDEX index_tuning_latest ON index_tuning (model, index_method, tuned_at DESC);
+
+GRANT SELECT ON index_tuning TO pgallery_reader;
