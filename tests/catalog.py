@@ -43,6 +43,11 @@ QUERIES = {
         JOIN pg_class t ON t.oid = x.indrelid
         WHERE t.relnamespace = current_schema()::regnamespace
         ORDER BY 1, 2""",
+    "triggers": """
+        SELECT c.relname, t.tgname, pg_get_triggerdef(t.oid)
+        FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid
+        WHERE c.relnamespace = current_schema()::regnamespace AND NOT t.tgisinternal
+        ORDER BY 1, 2""",
     "routines": """
         SELECT p.oid::regprocedure::text, p.prokind::text, p.prosecdef, p.provolatile::text,
                p.proparallel::text, coalesce(array_to_string(p.proconfig, ','), ''),

@@ -21,7 +21,7 @@ branch_labels = None
 depends_on = None
 # sha256 of the layer this revision ships (tests/test_migrations.py checks it: a change to
 # a landed layer needs a new revision, docs/migrations.md)
-layer_sha256 = "cb382dc5d0ed00e75941e699e0a0d523c2f1e2a5852312153aa0ee36a54f5e9b"
+layer_sha256 = "109c403973a434218f5c903163dd941df86f8f859a159668a4805f16f64ee531"
 
 
 def upgrade() -> None:

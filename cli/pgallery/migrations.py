@@ -90,6 +90,9 @@ RELEASES_DIR = SQL_DIR / "releases"
 # CREATE [OR REPLACE] FUNCTION|PROCEDURE name / CREATE TYPE name, at the start of a line
 _CREATED = re.compile(r"^CREATE\s+(?:OR\s+REPLACE\s+)?(FUNCTION|PROCEDURE|TYPE)\s+"
                       r"([a-z_][a-z0-9_]*)\s*[( ]", re.IGNORECASE | re.MULTILINE)
+# CREATE [OR REPLACE] TRIGGER name ... ON table (a layer's triggers call its functions)
+_TRIGGER = re.compile(r"^CREATE\s+(?:OR\s+REPLACE\s+)?TRIGGER\s+([a-z_][a-z0-9_]*)\s+"
+                      r"[^;]*?\bON\s+([a-z_][a-z0-9_]*)", re.IGNORECASE | re.MULTILINE)
 _INCLUDE = re.compile(r"\{\{\s*([a-z_]+)\s*\}\}")
 # one parameter of the shared list: "    name type DEFAULT value," (a comment may follow)
 _PARAMETER = re.compile(r"^\s*([a-z_][a-z0-9_]*)\s+([a-z][a-z0-9_ ]*?)\s+DEFAULT\s+",
@@ -187,14 +190,19 @@ def layer_objects(text: str) -> tuple[set[str], set[str]]:
 
 
 def drop_layer(conn: psycopg.Connection, *texts: str) -> None:
-    """Drop every routine and type the given layers create, whatever their arguments are
-    now (each signature is read from the catalog), in one statement each so that routines
+    """Drop every trigger, routine and type the given layers create, whatever their
+    arguments are now (each signature is read from the catalog), in one statement each so that routines
     that depend on one another go together."""
     routines, types = set(), set()
     for text in texts:
         r, t = layer_objects(text)
         routines |= r
         types |= t
+        for trigger, table in _TRIGGER.findall(text):
+            # a trigger calls a routine of the layer: it goes first, and comes back with it
+            if conn.execute("SELECT to_regclass(%s) IS NOT NULL", (table,)).fetchone()[0]:
+                conn.execute(sql.SQL("DROP TRIGGER IF EXISTS {} ON {}").format(
+                    sql.Identifier(trigger.lower()), sql.Identifier(table.lower())))
     signatures = [row[0] for row in conn.execute(
         "SELECT p.oid::regprocedure::text FROM pg_catalog.pg_proc p"
         " WHERE p.pronamespace = current_schema()::regnamespace AND p.proname = ANY(%s)"

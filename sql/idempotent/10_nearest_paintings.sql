@@ -124,6 +124,15 @@ DECLARE
     prefilter_limit integer;
     matching float8;
     skip integer := (r.page - 1) * r.k;   -- rows of the earlier pages
+    n integer;
+    candidates bigint[];
+    last_compact float8;
+    nth_compact float8;
+    -- Twice the most that half precision can move a cosine distance between normalised
+    -- vectors: each value rounds by at most 2^-11 of itself, so each vector moves by at
+    -- most 2^-11 in length and the cosine by under 2 * 2^-11 = 0.001; float32 sums over
+    -- 1024 terms add about 1e-5. 0.004 leaves room.
+    compact_margin constant float8 := 0.004;
     page search_result[];
     qh halfvec(1024) := l2_normalize(q)::halfvec(1024);  -- the indexes' shape (see above)
 BEGIN
@@ -177,8 +186,39 @@ BEGIN
                     set_config('enable_mergejoin', 'on', true),
                     set_config('plan_cache_mode', 'auto', true);
         END IF;
-        -- Exact: every vector of the model, top k by a bounded sort; "+ 0" keeps the
-        -- planner off the ANN index.
+        -- Exact: every vector of the model. The scan reads the compact copy
+        -- (painting_embedding_half: normalised half precision, in the row), keeping the
+        -- n + extra nearest by its distance, where n = the rows up to this page's end;
+        -- those are re-ranked on the full vectors. Rounding to half precision moves a
+        -- cosine distance by at most compact_margin / 2 (see below), so every row that
+        -- can be among the true n nearest is within compact_margin of the n-th compact
+        -- distance: when the last candidate is beyond that, the candidates hold all of
+        -- them and the page is exact. Otherwise (a dense crowd at the boundary) the
+        -- full vectors are scanned. "+ 0" keeps the planner off the ANN indexes.
+        n := skip + k;
+        SELECT array_agg(c.painting_id ORDER BY c.d), max(c.d),
+               (array_agg(c.d ORDER BY c.d))[least(n, count(*)::integer)]
+        INTO candidates, last_compact, nth_compact
+        FROM (SELECT hv.painting_id, hv.embedding <=> qh AS d
+              FROM painting_embedding_half hv
+              WHERE hv.model = model_name
+                AND hv.painting_id IS DISTINCT FROM exclude_painting
+              ORDER BY (hv.embedding <=> qh) + 0
+              LIMIT n + greatest(n, 64)) AS c;
+        IF cardinality(candidates) < n + greatest(n, 64)
+           OR last_compact > nth_compact + compact_margin THEN
+            RETURN QUERY SELECT * FROM finished_page(ARRAY(
+                SELECT ROW(p.painting_id, p.image_file, p.title, p.author, p.technique,
+                           p.painting_type, p.school, p.timeframe, p.date,
+                           h.distance, 1 - h.distance, 1 - h.distance)::search_result
+                FROM (SELECT e.painting_id, e.embedding <=> q AS distance
+                      FROM painting_embedding e
+                      WHERE e.model = model_name AND e.painting_id = ANY (candidates)
+                      ORDER BY (e.embedding <=> q) + 0, e.painting_id
+                      LIMIT k OFFSET skip) AS h
+                JOIN painting p ON p.painting_id = h.painting_id), r);
+            RETURN;
+        END IF;
         RETURN QUERY SELECT * FROM finished_page(ARRAY(
             SELECT ROW(p.painting_id, p.image_file, p.title, p.author, p.technique,
                        p.painting_type, p.school, p.timeframe, p.date,

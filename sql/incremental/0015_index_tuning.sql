@@ -27,3 +27,26 @@ CREATE TABLE index_tuning (
 CREATE INDEX index_tuning_latest ON index_tuning (model, index_method, tuned_at DESC);
 
 GRANT SELECT ON index_tuning TO pgallery_reader;
+
+-- A compact copy of every vector, for exact search (nearest_paintings' exact path): each
+-- vector normalised and in half precision, kept in the row (2 kB, three to a page) rather
+-- than in TOAST's 4 kB chunks the full column needs. An exact scan reads a third of the
+-- bytes and never detoasts; the few candidates it finds are re-ranked on the full vectors,
+-- so the answers are the same. The layer's trigger keeps it in step with
+-- painting_embedding (78_compact_vectors.sql); deleting a vector deletes its copy.
+CREATE TABLE painting_embedding_half (
+    painting_id bigint NOT NULL,
+    model       text NOT NULL,
+    embedding   halfvec(1024) NOT NULL,
+    PRIMARY KEY (painting_id, model),
+    FOREIGN KEY (painting_id, model) REFERENCES painting_embedding
+        ON DELETE CASCADE ON UPDATE CASCADE
+);
+ALTER TABLE painting_embedding_half ALTER COLUMN embedding SET STORAGE PLAIN;
+INSERT INTO painting_embedding_half (painting_id, model, embedding)
+SELECT e.painting_id, e.model, l2_normalize(e.embedding)::halfvec(1024)
+FROM painting_embedding e;
+ANALYZE painting_embedding_half;
+
+-- Loads write it through the trigger, as the writer; nobody else reads it directly.
+GRANT SELECT, INSERT, UPDATE, DELETE ON painting_embedding_half TO pgallery_writer;

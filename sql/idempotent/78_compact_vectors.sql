@@ -1,0 +1,27 @@
+-- painting_embedding_half follows painting_embedding (table: incremental/0015): one
+-- statement-level trigger per kind of write, so a bulk load's batch costs one INSERT ...
+-- SELECT over its transition table, not a trigger call per row. Deletes cascade by the
+-- foreign key.
+CREATE OR REPLACE FUNCTION copy_compact_vectors() RETURNS trigger
+LANGUAGE plpgsql VOLATILE
+SET search_path FROM CURRENT
+AS $$
+BEGIN
+    INSERT INTO painting_embedding_half AS h (painting_id, model, embedding)
+    SELECT n.painting_id, n.model, l2_normalize(n.embedding)::halfvec(1024)
+    FROM changed_rows n
+    ON CONFLICT (painting_id, model) DO UPDATE SET embedding = excluded.embedding
+    WHERE h.embedding IS DISTINCT FROM excluded.embedding;
+    RETURN NULL;
+END
+$$;
+
+CREATE OR REPLACE TRIGGER painting_embedding_half_insert
+    AFTER INSERT ON painting_embedding
+    REFERENCING NEW TABLE AS changed_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION copy_compact_vectors();
+
+CREATE OR REPLACE TRIGGER painting_embedding_half_update
+    AFTER UPDATE ON painting_embedding
+    REFERENCING NEW TABLE AS changed_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION copy_compact_vectors();
