@@ -1,5 +1,5 @@
-"""Exact search (exact => true) before and after the compact copy (migration 0015), in one
-run on a copy of a bench database: the same queries at revision 0014 (full vectors read
+"""Exact search (exact => true) before and after the compact copy (migration 0013), in one
+run on a copy of a bench database: the same queries at revision 0012 (full vectors read
 through TOAST) and at head (painting_embedding_half scanned, candidates re-ranked), and
 whether every answer equals a plain full-precision scan's.
 
@@ -56,13 +56,13 @@ def main() -> None:
             " LIMIT %s", (args.queries,))]
     queries += [v + 0.01 * rng.standard_normal(1024).astype(np.float32) for v in stored]
     exact = "SELECT image_file FROM search_by_vector(%s, exact => true)"
-    times = {"0014": [], "head": []}
+    times = {"0012": [], "head": []}
     answers = {}
-    migrations.upgrade(url, "0014")
-    for _ in range(args.rounds):                       # interleaved: 0014, head, 0014, ...
-        for revision in ("0014", "head"):
+    migrations.upgrade(url, "0012")
+    for _ in range(args.rounds):                       # interleaved: 0012, head, 0012, ...
+        for revision in ("0012", "head"):
             migrations.upgrade(url, revision) if revision == "head" else \
-                migrations.downgrade(url, "0014")
+                migrations.downgrade(url, "0012")
             with connect(url, autocommit=True) as conn:
                 t, a = timed(conn, exact, queries)
                 times[revision] += t
@@ -78,7 +78,7 @@ def main() -> None:
         "same_as_reference": {k: sum(x == y for x, y in zip(v, reference))
                               for k, v in answers.items()},
     }
-    report["ratio_head_to_0014"] = report["p50_ms"]["head"] / report["p50_ms"]["0014"]
+    report["ratio_head_to_0012"] = report["p50_ms"]["head"] / report["p50_ms"]["0012"]
     print(json.dumps(report, indent=1))
     name = f"exact_{args.database.removeprefix('bench_')}.json"
     (RESULTS / name).write_text(json.dumps(report, indent=1) + "\n")

@@ -1,4 +1,4 @@
-"""The compact copy behind exact search (migration 0015): painting_embedding_half follows
+"""The compact copy behind exact search (migration 0013): painting_embedding_half follows
 every write to painting_embedding, and exact => true gives the answers of a plain
 full-precision scan, also when many vectors crowd the page's boundary."""
 

@@ -1,4 +1,4 @@
--- painting_embedding_half follows painting_embedding (table: incremental/0015): one
+-- painting_embedding_half follows painting_embedding (table: incremental/0013): one
 -- statement-level trigger per kind of write, so a bulk load's batch costs one INSERT ...
 -- SELECT over its transition table, not a trigger call per row. Deletes cascade by the
 -- foreign key.

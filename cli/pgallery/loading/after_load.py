@@ -64,7 +64,7 @@ def _measure_recall(conn: psycopg.Connection, done: AfterLoad) -> None:
         try:
             if not tuning.needs_tuning(conn):
                 return
-        except psycopg.errors.UndefinedTable:      # a database not migrated to 0015
+        except psycopg.errors.UndefinedTable:      # a database not migrated to 0013
             return
         before = conn.execute("SELECT current_setting('hnsw.ef_search', true)").fetchone()[0]
         result = tuning.tune_recall(conn, budget_seconds=tuning.AFTER_LOAD_BUDGET)

@@ -1,4 +1,5 @@
--- Revision 0015: recall measured on the collection itself (`pgallery index tune`).
+-- Revision 0013: what the search layer stores. Recall measured on the collection itself
+-- (`pgallery index tune`), and the compact copy of the vectors that exact search scans.
 --
 -- One row per measurement: the setting swept, the value chosen (the smallest meeting the
 -- target on the mean and in the tail), and what was measured there, with every setting's
