@@ -166,3 +166,13 @@ def test_a_database_at_a_folded_revision_gets_advice_not_a_traceback(make_databa
         conn.execute("UPDATE alembic_version SET version_num = '0008'")
     with pytest.raises(SchemaNotReady, match="folded into the 0012 baseline"):
         migrations.upgrade(url)
+
+
+def test_a_database_from_a_newer_pgallery_is_named_as_such(make_database):
+    from pgallery.errors import SchemaNotReady
+
+    url = make_database()
+    with psycopg.connect(url) as conn:
+        conn.execute("UPDATE alembic_version SET version_num = '9999'")
+    with pytest.raises(SchemaNotReady, match="migrated by a newer pgallery"):
+        migrations.upgrade(url)

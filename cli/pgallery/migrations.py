@@ -280,11 +280,16 @@ def _known_revision(url: str) -> None:
     """A database at a revision folded into the 0012 baseline (0001-0011) cannot be moved
     by these migrations: say what to do instead of Alembic's 'Can't locate revision'."""
     current = current_revision(url)
-    if current is not None and current not in revisions():
+    known = revisions()
+    if current is not None and current not in known:
+        if current < known[0]:
+            raise SchemaNotReady(
+                f"the database is at revision {current}, from before pgallery's migrations "
+                f"were folded into the {known[0]} baseline: upgrade it to {known[0]} with the "
+                f"pgallery release it was made with (its `pgallery migrate`), then run this one")
         raise SchemaNotReady(
-            f"the database is at revision {current}, from before pgallery's migrations were "
-            f"folded into the 0012 baseline: upgrade it to 0012 with the pgallery release "
-            f"it was made with (its `pgallery migrate`), then run this one")
+            f"the database is at revision {current}, which this pgallery does not know (its "
+            f"newest is {known[-1]}): it was migrated by a newer pgallery; use that one")
 
 
 def upgrade(url: str, revision: str = "head") -> None:
