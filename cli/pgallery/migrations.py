@@ -99,34 +99,28 @@ _PARAMETER = re.compile(r"^\s*([a-z_][a-z0-9_]*)\s+([a-z][a-z0-9_ ]*?)\s+DEFAULT
                         re.IGNORECASE)
 
 
-def _search_parameters() -> list[tuple[str, str]]:
-    """(name, type) of the parameters every search_* function takes after its query, from
-    sql/idempotent/_search_parameters.sql, the one place they are written."""
-    rows = []
-    for line in (IDEMPOTENT_DIR / "_search_parameters.sql").read_text().splitlines():
-        if line.strip() and not line.lstrip().startswith("--"):
-            match = _PARAMETER.match(line)
-            if not match:
-                raise DatabaseError(f"_search_parameters.sql: cannot read {line.strip()!r}")
-            rows.append((match.group(1), match.group(2)))
-    return rows
-
-
-def _expand(text: str) -> str:
-    """Fill the layer's three placeholders, all made from _search_parameters.sql:
+def _placeholder_fills() -> dict[str, str]:
+    """The layer's three placeholders, all made from sql/idempotent/_search_parameters.sql,
+    the one place the parameters every search_* function takes after its query are written:
     {{search_parameters}} the parameter list with defaults, for a search function's
     signature; {{search_request_fields}} the same as the fields of type search_request;
     {{search_request}} the call's arguments gathered into one search_request value."""
-    params = _search_parameters()
-    listing = "\n".join(line for line in (IDEMPOTENT_DIR / "_search_parameters.sql")
-                        .read_text().splitlines()
-                        if line.strip() and not line.lstrip().startswith("--")).rstrip(",")
-    fills = {
-        "search_parameters": listing.strip(),
+    lines = [line for line in (IDEMPOTENT_DIR / "_search_parameters.sql").read_text()
+             .splitlines() if line.strip() and not line.lstrip().startswith("--")]
+    params = []
+    for line in lines:
+        match = _PARAMETER.match(line)
+        if not match:
+            raise DatabaseError(f"_search_parameters.sql: cannot read {line.strip()!r}")
+        params.append((match.group(1), match.group(2)))
+    return {
+        "search_parameters": "\n".join(lines).rstrip(",").strip(),
         "search_request_fields": ",\n    ".join(f"{n} {t}" for n, t in params),
         "search_request": "ROW(" + ", ".join(n for n, _ in params) + ")::search_request",
     }
 
+
+def _expand(text: str, fills: dict[str, str]) -> str:
     def fill(match: re.Match) -> str:
         if match.group(1) not in fills:
             raise DatabaseError(f"unknown placeholder {match.group(0)} in sql/idempotent")
@@ -138,9 +132,10 @@ def _expand(text: str) -> str:
 def head_layer() -> str:
     """The layer as sql/idempotent/ defines it now, placeholders filled, in file order
     (files starting with '_' are fragments for the placeholders, not applied)."""
+    fills = _placeholder_fills()
     parts = []
     for path in sorted(IDEMPOTENT_DIR.glob("[!_]*.sql")):
-        parts.append(f"-- ==== {path.name}\n\n{_expand(path.read_text(encoding='utf-8'))}")
+        parts.append(f"-- ==== {path.name}\n\n{_expand(path.read_text(encoding='utf-8'), fills)}")
     return "\n".join(parts)
 
 
