@@ -127,6 +127,67 @@ def test_exact_answers_match_the_exact_sql_path_and_leave_the_query_out(hard_db)
             assert pid not in truth[pid]
 
 
+def numpy_neighbours(conn, query_ids, k=10):
+    """The exact answer from every stored vector, in float64 (ties by painting_id)."""
+    rows = conn.execute("SELECT painting_id, embedding::real[] FROM painting_embedding"
+                        " WHERE model = %s ORDER BY painting_id", (MODEL,)).fetchall()
+    ids = np.array([r[0] for r in rows])
+    v = np.array([r[1] for r in rows], dtype=np.float64)
+    v /= np.linalg.norm(v, axis=1, keepdims=True)
+    out = {}
+    for q in query_ids:
+        d = 1.0 - v @ v[ids == q][0]
+        d[ids == q] = np.inf
+        out[int(q)] = [int(i) for i in ids[np.lexsort((ids, d))[:k]]]
+    return out
+
+
+@pytest.fixture(scope="module")
+def crowd_db(make_database):
+    """60 near-copies of one picture among 1,500 others: their distances to each other
+    (~0.009, 1e-5 apart) are resolved in single precision, but lie well within the compact
+    copy's margin (0.002) of each other: a crowd at each of their queries' boundary."""
+    rng = np.random.default_rng(5)
+    base = hard_vectors(1, seed=9)[0]
+    crowd = base + rng.standard_normal((60, 1024)).astype(np.float32) * 3e-3
+    vectors = np.concatenate([hard_vectors(1500, seed=4), crowd / np.linalg.norm(
+        crowd, axis=1, keepdims=True)]).astype(np.float32)
+    url = make_database()
+    load(url, vectors, "crowd")
+    return url
+
+
+def test_exact_answers_stay_exact_in_a_crowd_below_half_precision(crowd_db, monkeypatch):
+    import pgallery.tuning as tuning
+
+    passes = []
+    stream = tuning._stream_vectors
+    monkeypatch.setattr(tuning, "_stream_vectors", lambda *a, **kw: (
+        passes.append(kw.get("compact", False) or kw.get("ids") is not None), stream(*a, **kw))[1])
+    with connect(crowd_db) as conn:
+        ids = [r[0] for r in conn.execute(
+            "SELECT painting_id FROM painting ORDER BY painting_id DESC LIMIT 3")]   # crowd
+        ids += [r[0] for r in conn.execute(
+            "SELECT painting_id FROM painting ORDER BY painting_id LIMIT 3")]        # others
+        got = exact_neighbours(conn, MODEL, np.array(ids), 10)
+        assert got == numpy_neighbours(conn, ids)
+    # the compact pass, the re-rank, and one pass over the full vectors for the crowd
+    assert passes.count(False) == 1 and passes[1] is True
+
+
+def test_exact_answers_do_not_trust_an_incomplete_compact_copy(make_database):
+    url = make_database()
+    load(url, hard_vectors(800, seed=6), "gap")
+    with connect(url, autocommit=True) as conn:
+        ids = [r[0] for r in conn.execute(
+            "SELECT painting_id FROM painting ORDER BY painting_id LIMIT 4")]
+        want = numpy_neighbours(conn, ids)
+        # the copy loses the true nearest neighbour of every query
+        conn.execute("DELETE FROM painting_embedding_half WHERE painting_id = ANY(%s)",
+                     ([w[0] for w in want.values()],))
+        assert exact_neighbours(conn, MODEL, np.array(ids), 10) == want
+
+
 def test_the_tuner_leaves_settings_and_data_as_they_were(hard_db):
     with connect(hard_db) as conn:
         before = conn.execute("SHOW hnsw.ef_search").fetchone()[0]

@@ -207,56 +207,125 @@ def exact_neighbours(conn: psycopg.Connection, model: str, query_ids: np.ndarray
     return _exact(conn, model, query_ids, k, block_rows)[0]
 
 
+# Rounding a unit vector to half precision moves each component by at most 2^-11 of its
+# size, so the vector by at most 2^-11 in length and its inner product with a unit query by
+# at most 2^-11 (~0.0005). A row whose compact distance is more than twice that beyond the
+# k-th compact distance cannot be among the true k nearest; COMPACT_MARGIN keeps 4x.
+COMPACT_MARGIN = 0.002
+COMPACT_EXTRA = 22          # candidates kept per query beyond k, re-ranked on full vectors
+
+
 def _exact(conn, model: str, query_ids: np.ndarray, k: int, block_rows: int):
-    """(exact_neighbours' answer, each query's exact k-th-neighbour cosine distance)."""
+    """(exact_neighbours' answer, each query's exact k-th-neighbour cosine distance).
+
+    One streaming pass over the compact copy (painting_embedding_half: normalised, half
+    precision, in the row: half the bytes of the full vectors and no TOAST lookups) keeps
+    each query's k + COMPACT_EXTRA nearest; those are re-ranked on the full vectors, so
+    the answer is the full-precision one. A query whose candidates might not hold its true
+    k nearest (the last one within COMPACT_MARGIN of the k-th: a crowd at the boundary)
+    and a collection whose compact copy is incomplete take the pass over the full vectors
+    instead."""
     query_ids = np.asarray(query_ids, dtype=np.int64)
     qv = _fetch_vectors(conn, model, query_ids)
     qv /= np.maximum(np.linalg.norm(qv, axis=1, keepdims=True), 1e-30)
+    keep = k + COMPACT_EXTRA
+    cand_d, cand_i, streamed = _nearest(qv, query_ids, keep,
+                                        _stream_vectors(conn, model, block_rows, compact=True),
+                                        normalise=False)
+    rows = conn.execute("SELECT count(*) FROM painting_embedding WHERE model = %s",
+                        (model,)).fetchone()[0]
+    if streamed != rows:                      # copy missing or behind: full vectors only
+        best_d, best_i, _ = _nearest(qv, query_ids, k, _stream_vectors(conn, model, block_rows))
+        return _answer(query_ids, best_d, best_i)
+    # re-rank the candidates on the full vectors
+    ids = np.unique(cand_i[cand_i >= 0])
+    full = dict(zip(ids.tolist(), _fetch_vectors(conn, model, ids)))
+    best_d = np.full((len(qv), k), np.inf)
+    best_i = np.full((len(qv), k), -1, dtype=np.int64)
+    crowded = []
+    for j in range(len(qv)):
+        found = cand_i[j][cand_i[j] >= 0]
+        if len(found) == keep and cand_d[j, keep - 1] <= cand_d[j, k - 1] + COMPACT_MARGIN:
+            crowded.append(j)
+            continue
+        vecs = np.array([full[int(i)] for i in found], dtype=np.float32)
+        vecs /= np.maximum(np.linalg.norm(vecs, axis=1, keepdims=True), 1e-30)
+        d = 1.0 - (vecs @ qv[j]).astype(np.float64)
+        order = np.lexsort((found, d))[:k]
+        best_d[j, :len(order)], best_i[j, :len(order)] = d[order], found[order]
+    if crowded:
+        d, i, _ = _nearest(qv[crowded], query_ids[crowded], k,
+                           _stream_vectors(conn, model, block_rows))
+        best_d[crowded], best_i[crowded] = d, i
+    return _answer(query_ids, best_d, best_i)
+
+
+def _nearest(qv: np.ndarray, query_ids: np.ndarray, keep: int, blocks, normalise=True):
+    """Each query's ``keep`` nearest (cosine distance, ties by painting_id) over the
+    streamed (ids, vectors) blocks, itself left out; and how many rows were streamed."""
     best_d = np.full((len(qv), 0), np.inf)
     best_i = np.full((len(qv), 0), -1, dtype=np.int64)
-    for ids, vecs in _stream_vectors(conn, model, block_rows):
-        vecs /= np.maximum(np.linalg.norm(vecs, axis=1, keepdims=True), 1e-30)
+    streamed = 0
+    for ids, vecs in blocks:
+        streamed += len(ids)
+        if normalise:
+            vecs /= np.maximum(np.linalg.norm(vecs, axis=1, keepdims=True), 1e-30)
         d = 1.0 - (qv @ vecs.T).astype(np.float64)
         d[query_ids[:, None] == ids[None, :]] = np.inf          # each query leaves itself out
-        take = min(k, d.shape[1])
+        take = min(keep, d.shape[1])
         part = np.argpartition(d, take - 1, axis=1)[:, :take]
         cand_d = np.concatenate([best_d, np.take_along_axis(d, part, 1)], axis=1)
         cand_i = np.concatenate([best_i, ids[part]], axis=1)
-        order = np.lexsort((cand_i, cand_d), axis=1)[:, :k]
+        order = np.lexsort((cand_i, cand_d), axis=1)[:, :keep]
         best_d = np.take_along_axis(cand_d, order, 1)
         best_i = np.take_along_axis(cand_i, order, 1)
+    best_i = np.where(np.isfinite(best_d), best_i, -1)
+    return best_d, best_i, streamed
+
+
+def _answer(query_ids, best_d, best_i):
     answer = {int(q): [int(i) for i, dd in zip(row_i, row_d) if np.isfinite(dd)]
               for q, row_i, row_d in zip(query_ids, best_i, best_d)}
     return answer, best_d[:, -1]
 
 
 def _fetch_vectors(conn, model: str, ids: np.ndarray) -> np.ndarray:
-    got = dict(conn.execute(
-        "SELECT painting_id, embedding::real[] FROM painting_embedding"
-        " WHERE model = %s AND painting_id = ANY(%s)", (model, ids.tolist())).fetchall())
-    return np.array([got[int(i)] for i in ids], dtype=np.float32)
+    """The full vectors of ``ids``, in that order."""
+    got: dict[int, np.ndarray] = {}
+    for block_ids, vecs in _stream_vectors(conn, model, 8192, ids=ids):
+        got.update(zip(block_ids.tolist(), vecs))
+    return np.array([got[int(i)] for i in ids], dtype=np.float32).reshape(len(ids), -1)
 
 
 _COPY_HEADER = b"PGCOPY\n\xff\r\n\x00"
 
 
-def _stream_vectors(conn, model: str, block_rows: int):
+def _stream_vectors(conn, model: str, block_rows: int, *, compact: bool = False,
+                    ids: np.ndarray | None = None):
     """(painting_ids, float32 vectors) a block at a time, from a binary COPY parsed with
     numpy: each row is the same number of bytes when every vector has the same dimension,
     so a block of rows is one structured array (no per-row Python work; the chunks of a
-    block are joined once and read in place)."""
+    block are joined once and read in place). ``compact``: the normalised half-precision
+    copy (painting_embedding_half) instead of the full vectors; ``ids``: only those rows."""
+    table = "painting_embedding_half" if compact else "painting_embedding"
     # the column's dimension (vectors of a smaller model are stored zero-padded to it)
-    dim = conn.execute("SELECT vector_dims(embedding) FROM painting_embedding"
-                       " WHERE model = %s LIMIT 1", (model,)).fetchone()[0]
+    dim = conn.execute(f"SELECT vector_dims(embedding) FROM {table}"
+                       " WHERE model = %s LIMIT 1", (model,)).fetchone()
+    if dim is None:
+        return
     row = np.dtype([("fields", ">i2"), ("id_len", ">i4"), ("id", ">i8"), ("v_len", ">i4"),
-                    ("dim", ">i2"), ("unused", ">i2"), ("v", ">f4", (dim,))])
+                    ("dim", ">i2"), ("unused", ">i2"),
+                    ("v", ">f2" if compact else ">f4", (dim[0],))])
+    where, params = "model = %s", [model]
+    if ids is not None:
+        where, params = "model = %s AND painting_id = ANY(%s)", [model, np.asarray(ids).tolist()]
     block_bytes = block_rows * row.itemsize
     pending: list[bytes] = []
     size = 0
     header = True
     with conn.cursor() as cur:
-        with cur.copy("COPY (SELECT painting_id, embedding FROM painting_embedding"
-                      " WHERE model = %s) TO STDOUT (FORMAT BINARY)", (model,)) as copy:
+        with cur.copy(f"COPY (SELECT painting_id, embedding FROM {table}"
+                      f" WHERE {where}) TO STDOUT (FORMAT BINARY)", params) as copy:
             for chunk in copy:
                 pending.append(chunk)          # joined before the next read reuses nothing
                 size += len(chunk)
