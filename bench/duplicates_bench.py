@@ -114,7 +114,8 @@ def raw_cosine_groups(vectors: np.ndarray, threshold: float) -> dict[int, int]:
 
 def calibrate(cache) -> dict:
     from pgallery.loading.records import PaintingRecord
-    from pgallery.loading.writer import finish_load, register_model, write_batch
+    from pgallery.loading.after_load import after_load
+    from pgallery.loading.writer import register_model, write_batch
 
     started = time.perf_counter()
     names, vectors, source = embed_gallery(cache)
@@ -124,7 +125,7 @@ def calibrate(cache) -> dict:
         register_model(conn, LOCAL_MODEL, vectors.shape[1], "local")
         write_batch(conn, LOCAL_MODEL, [PaintingRecord(image_file=n, title=n, embedding=v)
                                         for n, v in zip(names, vectors)])
-        finish_load(conn)
+        after_load(conn, tune=False)
     row_of = {n: i for i, n in enumerate(names)}
     rows, timings = [], []
     with connect(url, autocommit=True) as conn:

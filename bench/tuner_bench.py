@@ -29,8 +29,8 @@ MODEL = "bench/tuning"
 
 def load(coll, dbname: str) -> dict:
     from pgallery.loading.records import PaintingRecord
-    from pgallery.loading.writer import (defer_hnsw_indexes, finish_load, register_model,
-                                         restore_indexes, tune_search_defaults, write_batch)
+    from pgallery.loading.after_load import after_load, defer_hnsw_indexes, restore_indexes
+    from pgallery.loading.writer import register_model, write_batch
 
     url = fresh_database(dbname)
     n = len(coll.vectors)
@@ -46,8 +46,7 @@ def load(coll, dbname: str) -> dict:
                     for i in range(start, min(n, start + 5000))], start)
         with connect(url, autocommit=True) as conn:
             restore_indexes(conn, hnsw)
-            finish_load(conn)
-            tune_search_defaults(conn)
+            after_load(conn, tune=False)      # the tuner runs below, timed on its own
     return {"url": url, "load_s": t()}
 
 
