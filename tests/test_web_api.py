@@ -138,6 +138,30 @@ def test_pages_of_k_follow_each_other(server):
     assert "Load more" in page.text and 'rel="next"' in page.text
 
 
+def test_page_two_over_http_is_sqls_page_two(server, gallery):
+    import psycopg
+
+    with psycopg.connect(gallery[0]) as conn:
+        def sql_page(function, query, **named):
+            args = ", ".join(f"{name} => %({name})s" for name in named)
+            return [r[0] for r in conn.execute(
+                f"SELECT image_file FROM {function}(%(q)s, {args})", {"q": query, **named})]
+
+        image = sql_page("search_by_image", SHIP, k=4, page=2)
+        filtered = sql_page("search_by_image", SHIP, k=3, page=2, painting_type="landscape")
+        keywords = sql_page("search_hybrid", "painted in oil on canvas", k=3, page=2)
+    assert len(image) == 4 and len(filtered) == 3 and len(keywords) == 3
+    assert names(get(server, "/api/search", similar=SHIP, k=4, page=2)) == image
+    assert names(get(server, "/api/search", similar=SHIP, k=3, page=2,
+                     type="landscape")) == filtered
+    assert names(get(server, "/api/search", text="painted in oil on canvas", k=3,
+                     page=2)) == keywords
+    # browsing pages the collection the same way: two pages of 3 are the first 6
+    six = names(get(server, "/api/search", type="portrait", k=6))
+    assert names(get(server, "/api/search", type="portrait", k=3)) + names(
+        get(server, "/api/search", type="portrait", k=3, page=2)) == six
+
+
 def test_browse_lists_the_collection_by_filters_alone(server):
     body = get(server, "/api/search", type="portrait", k=50).json()
     assert body["mode"] == "browse" and body["results"]

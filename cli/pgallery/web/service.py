@@ -34,7 +34,7 @@ from pgallery.errors import (ModelMismatch, PaintingNotFound, PgalleryError, Unk
                              from_database_error)
 from pgallery.providers import PROVIDERS, get_provider
 from pgallery.web.database import Database
-from pgallery.web.query import FILTER_FIELDS, SearchRequest
+from pgallery.web.query import FILTER_FIELDS, MAX_RANK, SearchRequest
 
 MODEL_TTL = 5.0
 CHOICES_TTL = 60.0
@@ -176,25 +176,28 @@ class SearchService:
     # --- searches ----------------------------------------------------------------------------
 
     def search(self, request: SearchRequest) -> Outcome:
-        want = request.k * request.page
+        """One page of k rows: SQL's own ``page`` (a search) or LIMIT/OFFSET (browsing),
+        so a request fetches only the rows it shows (plus one, browsing, to know whether
+        there is a next page)."""
         notices: list[str] = []
         if request.mode == "browse":
-            rows = self._browse(request, want + 1)
+            rows = self._browse(request)
             model = self.model()
             mode, model_name = "browse", model.name if model else None
+            more = len(rows) > request.k
+            rows = rows[:request.k]
         else:
             model = self.require_model()
             model_name = model.name
             kind, query = self._plan(request, model, notices)
             mode = kind if request.mode != "upload" else "upload"
             with self.db.connection() as conn:
-                rows = core.run_search(conn, kind, query, k=want, filters=request.filters,
-                                       model=model.name)
-        more = len(rows) >= want and want + request.k <= 1000
-        if mode == "browse":
-            more = len(rows) > want
-            rows = rows[:want]
-        rows = rows[(request.page - 1) * request.k:]
+                rows = core.run_search(conn, kind, query, k=request.k,
+                                       filters=request.filters, model=model.name,
+                                       result=core.ResultOptions(page=request.page))
+            more = len(rows) >= request.k
+        # "load more" stops at MAX_RANK results, whatever the search could still give
+        more = more and (request.page + 1) * request.k <= MAX_RANK
         outcome = Outcome(rows, mode, model_name, notices, more=more)
         if not rows and request.page == 1 and request.filters.active():
             outcome.empty_because = self.why_empty(request)
@@ -228,10 +231,10 @@ class SearchService:
                        "(search_hybrid). Text search needs Azure AI Vision or CLIP.")
         return "hybrid", request.text
 
-    def _browse(self, request: SearchRequest, limit: int) -> list[dict]:
+    def _browse(self, request: SearchRequest) -> list[dict]:
         args = {name: None for name in FILTER_FIELDS.values()}
         args.update(request.filters.active())
-        args.update(limit=limit, offset=0)
+        args.update(limit=request.k + 1, offset=(request.page - 1) * request.k)
         with self.db.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
             try:
                 return cur.execute(BROWSE, args).fetchall()
