@@ -454,15 +454,22 @@ def test_hostile_strings_in_every_parameter_change_nothing(server, gallery):
 
 
 def test_the_server_searches_as_pgallery_reader(server):
+    import asyncio
+
+    import psycopg
+
     app = server[1]
     assert app.state.db.reader_role == "pgallery_reader"
-    import psycopg
-    with app.state.db.connection() as conn:
-        assert conn.execute("SELECT current_user").fetchone()[0] == "pgallery_reader"
-        with pytest.raises(psycopg.errors.InsufficientPrivilege):
-            conn.execute("UPDATE painting SET title = 'x'")
-        with pytest.raises(psycopg.errors.InsufficientPrivilege):
-            conn.execute("SELECT embedding FROM painting_embedding LIMIT 1")
+
+    async def check():   # on a connection of the server's own pool, on the server's loop
+        async with app.state.db.connection() as conn:
+            cur = await conn.execute("SELECT current_user")
+            assert (await cur.fetchone())[0] == "pgallery_reader"
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                await conn.execute("UPDATE painting SET title = 'x'")
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                await conn.execute("SELECT embedding FROM painting_embedding LIMIT 1")
+    asyncio.run_coroutine_threadsafe(check(), app.state.loop).result(timeout=30)
 
 
 def test_a_painting_without_a_vector_still_has_its_page(server, gallery):

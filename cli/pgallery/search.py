@@ -93,11 +93,10 @@ FUNCTIONS = {
 }
 
 
-def run_search(conn: psycopg.Connection, kind: str, query, *, k: int = 10,
-               filters: SearchFilters | None = None, model: str | None = None,
-               recall: RecallSettings | None = None,
-               result: ResultOptions | None = None) -> list[dict]:
-    """Call search_<kind> with named arguments; rows as dicts, best first.
+def search_statement(kind: str, query, *, k: int = 10, filters: SearchFilters | None = None,
+                     model: str | None = None, recall: RecallSettings | None = None,
+                     result: ResultOptions | None = None) -> tuple[str, dict]:
+    """(statement, arguments) that call search_<kind> with named arguments.
 
     The statement text is fixed (function and argument names come from FUNCTIONS and the
     dataclasses above, never from the user); every value is a bound parameter.
@@ -109,9 +108,14 @@ def run_search(conn: psycopg.Connection, kind: str, query, *, k: int = 10,
     args.update({key: v for key, v in asdict(recall or RecallSettings()).items() if v is not None})
     args.update({key: v for key, v in asdict(result or ResultOptions()).items() if v is not None})
     named = ", ".join(f"{name} => %({name})s" for name in args)
-    statement = f"SELECT * FROM {function}({named})"
     if isinstance(query, np.ndarray):
         args[first] = query.astype(np.float32)
+    return f"SELECT * FROM {function}({named})", args
+
+
+def run_search(conn: psycopg.Connection, kind: str, query, **options) -> list[dict]:
+    """Call search_<kind> (see search_statement for the options); rows as dicts, best first."""
+    statement, args = search_statement(kind, query, **options)
     try:
         with conn.cursor(row_factory=dict_row) as cur:
             cur.execute(statement, args)
@@ -122,6 +126,18 @@ def run_search(conn: psycopg.Connection, kind: str, query, *, k: int = 10,
     except psycopg.Error as exc:
         if not conn.autocommit:
             conn.rollback()
+        raise from_database_error(exc) from None
+
+
+async def run_search_async(conn: psycopg.AsyncConnection, kind: str, query,
+                           **options) -> list[dict]:
+    """run_search on an autocommit asyncio connection (the web server's)."""
+    statement, args = search_statement(kind, query, **options)
+    try:
+        async with conn.cursor(row_factory=dict_row) as cur:
+            await cur.execute(statement, args)
+            return await cur.fetchall()
+    except psycopg.Error as exc:
         raise from_database_error(exc) from None
 
 
