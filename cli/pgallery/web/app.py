@@ -32,7 +32,9 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import (FileResponse, JSONResponse, RedirectResponse, Response)
+import orjson
+from starlette.responses import FileResponse, RedirectResponse, Response
+from starlette.responses import JSONResponse as StarletteJSONResponse
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
@@ -59,6 +61,14 @@ FORM_OVERHEAD = 256 * 1024        # multipart headers and the text fields around
 MODE_LABELS = {"image": "More like this", "text": "Text search", "hybrid": "Keyword ranking",
                "upload": "Similar to your image", "browse": "The collection"}
 IMAGE_CACHE = "public, max-age=86400"
+
+
+class JSONResponse(StarletteJSONResponse):
+    """JSON rendered by orjson: compact UTF-8 like Starlette's, a few times faster than the
+    standard library's encoder on a page of results (this is every API answer)."""
+
+    def render(self, content) -> bytes:
+        return orjson.dumps(content)
 
 
 def path_of(image_file: str) -> str:
