@@ -3,7 +3,7 @@ searches called directly in PostgreSQL, in the same run on the same database.
 
     python bench/web_load.py                          # 100k paintings, 16 clients, 60 s
     python bench/web_load.py --size 20000 --seconds 20
-    python bench/web_load.py --workers 1 2            # the server with 1 and with 2 workers
+    python bench/web_load.py --servers 1x16 1x8 2x8   # servers: workers x connections each
 
 The server is the real command (`pgallery serve --port 0`, a subprocess on 127.0.0.1 only,
 so it does not share the clients' interpreter). Every client keeps one HTTP/1.1 keep-alive
@@ -12,8 +12,10 @@ bench_<size> (built by benchdb.py). The direct baselines call, with one psycopg 
 per client dropped to pgallery_reader as the server's are, the very statement the web
 request sends (pgallery.search.run_search: `search_by_image(image_file => ..., k => ...,
 model => ...)`, same k, same model argument, autocommit, prepared after a few calls as
-psycopg does on any connection), and `search_by_vector` with new query vectors. Each is
-measured at 16 clients (the load test) and at 1 client (the web layer's own cost per
+psycopg does on any connection), and `search_by_vector` with new query vectors. The
+server runs as each ``--servers`` spec says, WORKERSxPOOL: by default 1x16 (one
+connection per client, as the direct baseline has), 1x8 (`pgallery serve`'s default pool)
+and 2x8 (`--workers 2`). Each is measured at 16 clients (the load test) and at 1 client (the web layer's own cost per
 request, without queueing), phases interleaved round by round so that the machine's
 background load hits all alike.
 
@@ -42,6 +44,7 @@ import threading
 import time
 from urllib.parse import quote
 
+import numpy as np
 import psycopg
 
 import benchdb
@@ -59,13 +62,12 @@ def with_application_name(url: str, name: str) -> str:
     return psycopg.conninfo.make_conninfo(**info)
 
 
-def start_server(url: str, workers: int = 1) -> tuple[subprocess.Popen, str, int]:
-    env = dict(os.environ, DATABASE_URL=with_application_name(url, f"{SERVER_APP}_{workers}"),
+def start_server(url: str, workers: int, pool: int,
+                 application_name: str) -> tuple[subprocess.Popen, str, int]:
+    env = dict(os.environ, DATABASE_URL=with_application_name(url, application_name),
                PYTHONPATH=str(REPO / "cli"))
     args = [sys.executable, "-m", "pgallery", "serve", "--host", "127.0.0.1", "--port", "0",
-            "--no-access-log"]
-    if workers != 1:
-        args += ["--workers", str(workers)]
+            "--no-access-log", "--workers", str(workers), "--pool-size", str(pool)]
     process = subprocess.Popen(args, env=env, stdout=subprocess.PIPE,
                                stderr=subprocess.DEVNULL, text=True)
     deadline = time.monotonic() + 120
@@ -238,9 +240,9 @@ def main() -> None:
                         help="per phase at 1 client (split over --rounds)")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--k", type=int, default=10)
-    parser.add_argument("--workers", type=int, nargs="+", default=[1],
-                        help="run the web phases against a server with each of these "
-                             "--workers counts")
+    parser.add_argument("--servers", nargs="+", default=["1x16", "1x8", "2x8"],
+                        help="web servers to measure, each WORKERSxPOOL (--workers, "
+                             "--pool-size)")
     parser.add_argument("--output", default=None,
                         help="result name (default web_load_<size>)")
     args = parser.parse_args()
@@ -257,15 +259,16 @@ def main() -> None:
     phases = {}
     meters = {}
     try:
-        for workers in args.workers:
-            process, host, port = servers[workers] = start_server(url, workers)
-            name = "web GET /api/search?similar=" + (f" ({workers} workers)"
-                                                      if workers != 1 else "")
+        for spec in args.servers:
+            workers, pool = (int(x) for x in spec.split("x"))
+            app_name = f"{SERVER_APP}_{workers}x{pool}"
+            process, host, port = servers[spec] = start_server(url, workers, pool, app_name)
+            name = (f"web GET /api/search?similar= ({workers} worker{'s' * (workers > 1)}, "
+                    f"{pool} connections{' each' * (workers > 1)})")
             phases[name] = web_caller(host, port, files, args.k)
             meters[name] = {
                 "server": CpuMeter(lambda p=process.pid: process_tree(p)),
-                "postgres": CpuMeter(lambda w=workers: backend_pids(
-                    monitor, f"{SERVER_APP}_{w}"))}
+                "postgres": CpuMeter(lambda a=app_name: backend_pids(monitor, a))}
         direct_pg = {"postgres": CpuMeter(lambda: backend_pids(monitor, DIRECT_APP))}
         phases["direct search_by_image"] = sql_caller(
             url, "image", lambda rng: rng.choice(files), args.k)
@@ -275,9 +278,9 @@ def main() -> None:
         meters["direct search_by_vector"] = direct_pg
         results: dict[tuple[str, int], dict] = {}
         loads: list[float] = []
-        # warm-up: caches, prepared statements, the server's pool and threads
+        # warm-up: caches, prepared statements, the servers' pools grown to their size
         for name, make in phases.items():
-            run_phase(make, 2, 2.0, {})
+            run_phase(make, args.clients, 3.0, {})
         for round_ in range(args.rounds):
             for clients, seconds in ((args.clients, args.seconds), (1, args.single_seconds)):
                 for name, make in phases.items():
@@ -310,6 +313,7 @@ def main() -> None:
         rows.append({"phase": name, "clients": clients, "requests": r["requests"],
                      "req/s": round(r["requests"] / r["seconds"], 1),
                      **{k: round(v, 2) for k, v in percentiles(r["samples"]).items()},
+                     "p99_ms": round(float(np.percentile(r["samples"], 99)) * 1000, 2),
                      "errors": r["errors"], "server_cpu_ms": cpu.get("server_cpu_ms"),
                      "postgres_cpu_ms": cpu.get("postgres_cpu_ms"),
                      "client_cpu_ms": cpu.get("client_cpu_ms")})
@@ -328,10 +332,11 @@ def main() -> None:
                        f" / {base.split()[1]}")
                 ratios[key] = {"p50": ratio("p50_ms", web_phase, clients, base),
                                "p95": ratio("p95_ms", web_phase, clients, base),
+                               "mean": ratio("mean_ms", web_phase, clients, base),
                                "throughput": ratio("req/s", web_phase, clients, base)}
     print_table(f"pgallery serve under load: bench_{args.size}, k = {args.k}", rows)
     for key, value in ratios.items():
-        print(f"{key}: p50 x{value['p50']}, p95 x{value['p95']}, "
+        print(f"{key}: p50 x{value['p50']}, p95 x{value['p95']}, mean x{value['mean']}, "
               f"throughput x{value['throughput']}")
     load = os.getloadavg()
     print(f"1-minute load average at the phases' starts: {min(loads):.2f} to "
@@ -339,7 +344,7 @@ def main() -> None:
     write_result(args.output or f"web_load_{args.size}", {
         "size": args.size, "k": args.k, "clients": args.clients, "seconds": args.seconds,
         "single_seconds": args.single_seconds, "rounds": args.rounds,
-        "workers": args.workers, "phases": rows, "ratios": ratios, "server": facts,
+        "servers": args.servers, "phases": rows, "ratios": ratios, "server": facts,
         "loadavg_at_phase_starts": [round(x, 2) for x in loads], "loadavg_after": load, "errors_total": sum(r["errors"] for r in rows)})
 
 

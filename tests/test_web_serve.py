@@ -93,7 +93,7 @@ def test_serve_help_names_its_options():
                             env=dict(os.environ, PYTHONPATH=str(CLI)), capture_output=True,
                             text=True, timeout=60)
     assert result.returncode == 0
-    for option in ("--host", "--port", "--open", "--max-upload-mb", "--workers"):
+    for option in ("--host", "--port", "--open", "--max-upload-mb", "--workers", "--pool-size"):
         assert option in result.stdout
     assert "Worker processes" in result.stdout and "once" in result.stdout
 

@@ -78,8 +78,12 @@ def serve(
         min=1, max=64,
         help="Worker processes answering requests, each with its own database connections. "
              "The database is resolved (the embedded one started) once, by this process. "
-             "More workers add throughput only where cores are free: on 2 shared cores, 1 "
-             "answered as fast (bench/README.md).")] = 1,
+             "More workers help only where cores are free: on 2 shared cores, 2 were within "
+             "a few percent of 1 (bench/README.md).")] = 1,
+    pool_size: Annotated[int, typer.Option(
+        min=1, max=100,
+        help="Database connections for searches, per worker: requests beyond it wait "
+             "their turn.")] = 8,
 ):
     """Serve the search page (and its JSON API) in a browser: prompts, images, filters,
     more like this. Ctrl-C stops it.
@@ -94,7 +98,7 @@ def serve(
     url = resolve_url(s)
     migrations.require_current(url)
     config = WebConfig(home=s.home, max_upload_bytes=max_upload_mb * MB,
-                       max_pixels=max_megapixels * 1_000_000)
+                       max_pixels=max_megapixels * 1_000_000, pool_size=pool_size)
     sock = _bind(host, port)
     bound_host, bound_port = sock.getsockname()[:2]
     shown = f"[{bound_host}]" if ":" in bound_host else bound_host
