@@ -495,3 +495,26 @@ def test_the_upload_area_is_removed_when_the_server_stops(gallery, tmp_path):
         assert r.status_code == 200 and area.is_dir()
         assert oct(area.stat().st_mode & 0o777) == "0o700"
     assert not area.exists()
+
+
+def test_a_quiet_server_keeps_to_its_most_recent_connection(server):
+    """Idle connections are handed out newest first: after a burst has opened several,
+    requests one at a time all run on the same (warm) backend."""
+    import asyncio
+
+    db = server[1].state.db
+
+    async def burst_then_one_at_a_time():
+        async def hold():
+            async with db.connection() as conn:
+                await conn.execute("SELECT pg_sleep(0.2)")
+        await asyncio.gather(*(hold() for _ in range(4)))
+        pids = []
+        for _ in range(10):
+            async with db.connection() as conn:
+                pids.append((await (await conn.execute("SELECT pg_backend_pid()")).fetchone())[0])
+        return pids
+    pids = asyncio.run_coroutine_threadsafe(burst_then_one_at_a_time(),
+                                            server[1].state.loop).result(timeout=30)
+    assert db.pool.get_stats()["pool_size"] >= 4
+    assert len(set(pids)) == 1, pids

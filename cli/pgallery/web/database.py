@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
 
 import numpy as np
 import psycopg
@@ -51,6 +52,19 @@ async def _drop_to(conn: psycopg.AsyncConnection, role: str) -> bool:
     return bool(may)
 
 
+class _MostRecentFirst(deque):
+    """The pool's idle connections, handed out most recently used first.
+
+    psycopg_pool keeps them in a deque and takes the oldest (popleft), so a lone client's
+    requests go round every connection in turn, each backend with caches gone cold: at 1
+    client that cost ~0.5 ms of PostgreSQL CPU a search (2.0 -> 2.4-2.8 ms, measured on the
+    100k bench database over 16 connections). Taking the newest keeps a quiet server on
+    one warm backend; under load every connection is busy and nothing changes."""
+
+    def popleft(self):
+        return self.pop()
+
+
 class Database:
     """A pool of reader connections, plus a lazily opened writer connection; asyncio
     connections, used on the server's event loop."""
@@ -64,6 +78,8 @@ class Database:
                                         kwargs={"autocommit": True, "connect_timeout": 10},
                                         configure=self._configure_reader, timeout=15,
                                         name="pgallery-web")
+        if isinstance(getattr(self.pool, "_pool", None), deque):   # see _MostRecentFirst
+            self.pool._pool = _MostRecentFirst(self.pool._pool)
 
     async def _configure_reader(self, conn: psycopg.AsyncConnection) -> None:
         await register_vector_async(conn)
