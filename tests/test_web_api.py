@@ -138,6 +138,30 @@ def test_pages_of_k_follow_each_other(server):
     assert "Load more" in page.text and 'rel="next"' in page.text
 
 
+def test_page_two_over_http_is_sqls_page_two(server, gallery):
+    import psycopg
+
+    with psycopg.connect(gallery[0]) as conn:
+        def sql_page(function, query, **named):
+            args = ", ".join(f"{name} => %({name})s" for name in named)
+            return [r[0] for r in conn.execute(
+                f"SELECT image_file FROM {function}(%(q)s, {args})", {"q": query, **named})]
+
+        image = sql_page("search_by_image", SHIP, k=4, page=2)
+        filtered = sql_page("search_by_image", SHIP, k=3, page=2, painting_type="landscape")
+        keywords = sql_page("search_hybrid", "painted in oil on canvas", k=3, page=2)
+    assert len(image) == 4 and len(filtered) == 3 and len(keywords) == 3
+    assert names(get(server, "/api/search", similar=SHIP, k=4, page=2)) == image
+    assert names(get(server, "/api/search", similar=SHIP, k=3, page=2,
+                     type="landscape")) == filtered
+    assert names(get(server, "/api/search", text="painted in oil on canvas", k=3,
+                     page=2)) == keywords
+    # browsing pages the collection the same way: two pages of 3 are the first 6
+    six = names(get(server, "/api/search", type="portrait", k=6))
+    assert names(get(server, "/api/search", type="portrait", k=3)) + names(
+        get(server, "/api/search", type="portrait", k=3, page=2)) == six
+
+
 def test_browse_lists_the_collection_by_filters_alone(server):
     body = get(server, "/api/search", type="portrait", k=50).json()
     assert body["mode"] == "browse" and body["results"]
@@ -430,15 +454,22 @@ def test_hostile_strings_in_every_parameter_change_nothing(server, gallery):
 
 
 def test_the_server_searches_as_pgallery_reader(server):
+    import asyncio
+
+    import psycopg
+
     app = server[1]
     assert app.state.db.reader_role == "pgallery_reader"
-    import psycopg
-    with app.state.db.connection() as conn:
-        assert conn.execute("SELECT current_user").fetchone()[0] == "pgallery_reader"
-        with pytest.raises(psycopg.errors.InsufficientPrivilege):
-            conn.execute("UPDATE painting SET title = 'x'")
-        with pytest.raises(psycopg.errors.InsufficientPrivilege):
-            conn.execute("SELECT embedding FROM painting_embedding LIMIT 1")
+
+    async def check():   # on a connection of the server's own pool, on the server's loop
+        async with app.state.db.connection() as conn:
+            cur = await conn.execute("SELECT current_user")
+            assert (await cur.fetchone())[0] == "pgallery_reader"
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                await conn.execute("UPDATE painting SET title = 'x'")
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                await conn.execute("SELECT embedding FROM painting_embedding LIMIT 1")
+    asyncio.run_coroutine_threadsafe(check(), app.state.loop).result(timeout=30)
 
 
 def test_a_painting_without_a_vector_still_has_its_page(server, gallery):
@@ -464,3 +495,26 @@ def test_the_upload_area_is_removed_when_the_server_stops(gallery, tmp_path):
         assert r.status_code == 200 and area.is_dir()
         assert oct(area.stat().st_mode & 0o777) == "0o700"
     assert not area.exists()
+
+
+def test_a_quiet_server_keeps_to_its_most_recent_connection(server):
+    """Idle connections are handed out newest first: after a burst has opened several,
+    requests one at a time all run on the same (warm) backend."""
+    import asyncio
+
+    db = server[1].state.db
+
+    async def burst_then_one_at_a_time():
+        async def hold():
+            async with db.connection() as conn:
+                await conn.execute("SELECT pg_sleep(0.2)")
+        await asyncio.gather(*(hold() for _ in range(4)))
+        pids = []
+        for _ in range(10):
+            async with db.connection() as conn:
+                pids.append((await (await conn.execute("SELECT pg_backend_pid()")).fetchone())[0])
+        return pids
+    pids = asyncio.run_coroutine_threadsafe(burst_then_one_at_a_time(),
+                                            server[1].state.loop).result(timeout=30)
+    assert db.pool.get_stats()["pool_size"] >= 4
+    assert len(set(pids)) == 1, pids

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import psycopg
+import pytest
 import requests
 
 from web_server import load_sample_gallery
@@ -92,5 +93,78 @@ def test_serve_help_names_its_options():
                             env=dict(os.environ, PYTHONPATH=str(CLI)), capture_output=True,
                             text=True, timeout=60)
     assert result.returncode == 0
-    for option in ("--host", "--port", "--open", "--max-upload-mb"):
+    for option in ("--host", "--port", "--open", "--max-upload-mb", "--workers", "--pool-size"):
         assert option in result.stdout
+    assert "Worker processes" in result.stdout and "once" in result.stdout
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = open(f"/proc/{entry}/stat").read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(stat[1]) == pid:
+                found.append(int(entry))
+    return found
+
+
+def _wait_for_url(process) -> str:
+    deadline = time.monotonic() + 120
+    line = ""
+    while time.monotonic() < deadline:
+        line = process.stdout.readline()
+        if "serving on" in line or process.poll() is not None:
+            break
+    found = re.search(r"http://127\.0\.0\.1:(\d+)/", line)
+    assert found, line + (process.stderr.read() if process.poll() is not None else "")
+    return found.group(0)
+
+
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM])
+def test_two_workers_serve_share_uploads_and_stop_cleanly(make_database, tmp_path, stop):
+    """--workers 2: two worker processes answer; the database is resolved once, by the
+    parent (given here on the command line only, so a worker resolving it again would
+    start an embedded server under PGALLERY_HOME instead); an upload's permalink works
+    from either worker; SIGINT and SIGTERM stop all of them with no traceback."""
+    url = make_database(prefix="workers")
+    gallery = load_sample_gallery(url, tmp_path / "gallery", count=12)
+    env = _env(url, tmp_path / "home")
+    env.pop("DATABASE_URL")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "pgallery", "--database-url", url, "serve", "--port", "0",
+         "--workers", "2", "--no-access-log"], env=env, cwd=tmp_path,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        base = _wait_for_url(process)
+        children = _children(process.pid)
+        workers = [p for p in children if "spawn_main" in open(f"/proc/{p}/cmdline").read()]
+        assert len(workers) == 2, [open(f"/proc/{p}/cmdline").read() for p in children]
+        image = sorted((gallery / "images").iterdir())[0]
+        upload = requests.post(base + "api/search", timeout=60,
+                               files={"image": (image.name, image.read_bytes())})
+        assert upload.status_code == 200, upload.text
+        permalink = upload.json()["api_url"]
+        answers = []
+        for _ in range(12):   # each on a new connection: the kernel hands them to either
+            with requests.Session() as fresh:
+                r = fresh.get(base + permalink.lstrip("/"), timeout=30)
+                answers.append((r.status_code, r.json()["results"][0]["image_file"]))
+        assert answers == [(200, image.name)] * 12
+        assert not (tmp_path / "home" / "data").exists()   # no worker started a database
+        process.send_signal(stop)
+        out, err = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 0, err
+    assert "stopped" in out and "Traceback" not in out + err
+    for pid in workers:   # joined by the parent before it exits
+        assert not os.path.exists(f"/proc/{pid}")
+    deadline = time.monotonic() + 10   # multiprocessing's resource tracker follows it
+    while any(os.path.exists(f"/proc/{p}") for p in children) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not [p for p in children if os.path.exists(f"/proc/{p}")]

@@ -8,7 +8,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 
 import numpy as np
 import psycopg
@@ -20,6 +20,13 @@ RESULT_COLUMNS = ("painting_id", "image_file", "title", "author", "technique",
                   "painting_type", "school", "timeframe", "date", "distance", "similarity",
                   "score")
 INT4_MIN, INT4_MAX = -2**31, 2**31 - 1  # PostgreSQL's integer
+
+
+def given(options) -> dict:
+    """A dataclass's fields that are not None (its values as they are: dataclasses.asdict
+    deep-copies every one, a cost the web server paid three times a request)."""
+    return {f.name: value for f in fields(options)
+            if (value := getattr(options, f.name)) is not None}
 
 
 @dataclass(frozen=True)
@@ -44,7 +51,7 @@ class SearchFilters:
                                   f"got {year}")
 
     def active(self) -> dict:
-        return {k: v for k, v in asdict(self).items() if v is not None}
+        return given(self)
 
 
 # The database default hnsw.ef_search never goes below this: migration 0002's default, and
@@ -93,11 +100,10 @@ FUNCTIONS = {
 }
 
 
-def run_search(conn: psycopg.Connection, kind: str, query, *, k: int = 10,
-               filters: SearchFilters | None = None, model: str | None = None,
-               recall: RecallSettings | None = None,
-               result: ResultOptions | None = None) -> list[dict]:
-    """Call search_<kind> with named arguments; rows as dicts, best first.
+def search_statement(kind: str, query, *, k: int = 10, filters: SearchFilters | None = None,
+                     model: str | None = None, recall: RecallSettings | None = None,
+                     result: ResultOptions | None = None) -> tuple[str, dict]:
+    """(statement, arguments) that call search_<kind> with named arguments.
 
     The statement text is fixed (function and argument names come from FUNCTIONS and the
     dataclasses above, never from the user); every value is a bound parameter.
@@ -106,12 +112,17 @@ def run_search(conn: psycopg.Connection, kind: str, query, *, k: int = 10,
     args = {first: query, "k": k, **(filters or SearchFilters()).active()}
     if model is not None:
         args["model"] = model
-    args.update({key: v for key, v in asdict(recall or RecallSettings()).items() if v is not None})
-    args.update({key: v for key, v in asdict(result or ResultOptions()).items() if v is not None})
+    args.update(given(recall or RecallSettings()))
+    args.update(given(result or ResultOptions()))
     named = ", ".join(f"{name} => %({name})s" for name in args)
-    statement = f"SELECT * FROM {function}({named})"
     if isinstance(query, np.ndarray):
         args[first] = query.astype(np.float32)
+    return f"SELECT * FROM {function}({named})", args
+
+
+def run_search(conn: psycopg.Connection, kind: str, query, **options) -> list[dict]:
+    """Call search_<kind> (see search_statement for the options); rows as dicts, best first."""
+    statement, args = search_statement(kind, query, **options)
     try:
         with conn.cursor(row_factory=dict_row) as cur:
             cur.execute(statement, args)
@@ -122,6 +133,18 @@ def run_search(conn: psycopg.Connection, kind: str, query, *, k: int = 10,
     except psycopg.Error as exc:
         if not conn.autocommit:
             conn.rollback()
+        raise from_database_error(exc) from None
+
+
+async def run_search_async(conn: psycopg.AsyncConnection, kind: str, query,
+                           **options) -> list[dict]:
+    """run_search on an autocommit asyncio connection (the web server's)."""
+    statement, args = search_statement(kind, query, **options)
+    try:
+        async with conn.cursor(row_factory=dict_row) as cur:
+            await cur.execute(statement, args)
+            return await cur.fetchall()
+    except psycopg.Error as exc:
         raise from_database_error(exc) from None
 
 
@@ -199,8 +222,8 @@ def search_combined(conn: psycopg.Connection, *, paintings=(), painting_weights=
     args.update((filters or SearchFilters()).active())
     if model is not None:
         args["model"] = model
-    args.update({key: v for key, v in asdict(recall or RecallSettings()).items() if v is not None})
-    args.update({key: v for key, v in asdict(result or ResultOptions()).items() if v is not None})
+    args.update(given(recall or RecallSettings()))
+    args.update(given(result or ResultOptions()))
     casts = {"vectors": "::vector[]", "painting_weights": "::real[]",
              "prompt_weights": "::real[]", "vector_weights": "::real[]"}
     named = ", ".join(f"{name} => %({name})s{casts.get(name, '')}" for name in args)

@@ -18,7 +18,8 @@ class WebConfig:
     max_uploads_kept: int = 256          # uploaded queries remembered (by content hash)
     allow_private_urls: bool = False     # may an image URL point at this machine / the LAN?
     url_timeout: float = 10.0            # seconds to fetch an image URL
-    pool_size: int = 8                   # database connections for searches
+    pool_size: int = 8                   # database connections for searches (per worker)
+    shared_uploads: Path | None = None   # with several workers: where they share uploads
 
     @property
     def cache_dir(self) -> Path:

@@ -9,7 +9,9 @@ Every search is one call of a SQL search function (through pgallery.search.run_s
     upload   search_by_vector(vector)         an uploaded image (with text: both combined)
     browse   SELECT ... FROM painting          filters alone, no query: the collection
 
-Around that, only bookkeeping that saves round trips: the active model is re-read at
+The methods that touch the database are coroutines, awaited on the server's event loop
+(web/database.py); what blocks for long (a provider embedding a prompt) runs in a worker
+thread. Around the search, only bookkeeping that saves round trips: the active model is re-read at
 most every MODEL_TTL seconds, the type/timeframe choices every CHOICES_TTL seconds, and
 image locations are remembered for thumbnails. When a filtered search finds nothing,
 :meth:`SearchService.why_empty` asks the database which filter matched nothing, with
@@ -25,6 +27,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import psycopg
+from anyio.to_thread import run_sync
 from psycopg.rows import dict_row
 
 from pgallery import search as core
@@ -34,7 +37,7 @@ from pgallery.errors import (ModelMismatch, PaintingNotFound, PgalleryError, Unk
                              from_database_error)
 from pgallery.providers import PROVIDERS, get_provider
 from pgallery.web.database import Database
-from pgallery.web.query import FILTER_FIELDS, SearchRequest
+from pgallery.web.query import FILTER_FIELDS, MAX_RANK, SearchRequest
 
 MODEL_TTL = 5.0
 CHOICES_TTL = 60.0
@@ -100,21 +103,20 @@ class SearchService:
 
     # --- the model and its provider ----------------------------------------------------------
 
-    def model(self) -> Model | None:
+    async def model(self) -> Model | None:
         now = time.monotonic()
         with self._lock:
             if self._model and now - self._model[0] < MODEL_TTL:
                 return self._model[1]
-        with self.db.connection() as conn:
-            row = conn.execute("SELECT name, provider FROM embedding_model WHERE is_active"
-                               ).fetchone()
+        row = await self.db.fetchone("SELECT name, provider FROM embedding_model"
+                                     " WHERE is_active")
         model = Model(row[0], row[1], _texts_provider(row[1])) if row else None
         with self._lock:
             self._model = (now, model)
         return model
 
-    def require_model(self) -> Model:
-        model = self.model()
+    async def require_model(self) -> Model:
+        model = await self.model()
         if model is None:
             raise UnknownModel("no active embedding model: load a collection first "
                                "(pgallery load ...) or SELECT use_model('name')")
@@ -153,17 +155,18 @@ class SearchService:
                 self._text_vectors.popitem(last=False)
         return vector
 
-    def _ensure_prompt_cached(self, model: Model, text: str) -> bool:
+    async def _ensure_prompt_cached(self, model: Model, text: str) -> bool:
         """Make search_by_text(text) answerable; False if it cannot be (no writer rights)."""
         key = (model.name, text)
         if key in self._cached_prompts:
             return True
-        with self.db.connection() as conn:
-            cached = conn.execute("SELECT prompt_vector(%s, %s) IS NOT NULL",
-                                  (text, model.name)).fetchone()[0]
+        row = await self.db.fetchone("SELECT prompt_vector(%s, %s) IS NOT NULL",
+                                     (text, model.name))
+        cached = row[0]
         if not cached:
+            vector = await run_sync(self._text_vector, model, text)
             try:
-                cached = self.db.write_prompt(text, self._text_vector(model, text), model.name)
+                cached = await self.db.write_prompt(text, vector, model.name)
             except psycopg.Error as exc:
                 raise from_database_error(exc) from None
         if cached:
@@ -175,32 +178,35 @@ class SearchService:
 
     # --- searches ----------------------------------------------------------------------------
 
-    def search(self, request: SearchRequest) -> Outcome:
-        want = request.k * request.page
+    async def search(self, request: SearchRequest) -> Outcome:
+        """One page of k rows: SQL's own ``page`` (a search) or LIMIT/OFFSET (browsing),
+        so a request fetches only the rows it shows (plus one, browsing, to know whether
+        there is a next page)."""
         notices: list[str] = []
         if request.mode == "browse":
-            rows = self._browse(request, want + 1)
-            model = self.model()
+            rows = await self._browse(request)
+            model = await self.model()
             mode, model_name = "browse", model.name if model else None
+            more = len(rows) > request.k
+            rows = rows[:request.k]
         else:
-            model = self.require_model()
+            model = await self.require_model()
             model_name = model.name
-            kind, query = self._plan(request, model, notices)
+            kind, query = await self._plan(request, model, notices)
             mode = kind if request.mode != "upload" else "upload"
-            with self.db.connection() as conn:
-                rows = core.run_search(conn, kind, query, k=want, filters=request.filters,
-                                       model=model.name)
-        more = len(rows) >= want and want + request.k <= 1000
-        if mode == "browse":
-            more = len(rows) > want
-            rows = rows[:want]
-        rows = rows[(request.page - 1) * request.k:]
+            async with self.db.connection() as conn:
+                rows = await core.run_search_async(
+                    conn, kind, query, k=request.k, filters=request.filters,
+                    model=model.name, result=core.ResultOptions(page=request.page))
+            more = len(rows) >= request.k
+        # "load more" stops at MAX_RANK results, whatever the search could still give
+        more = more and (request.page + 1) * request.k <= MAX_RANK
         outcome = Outcome(rows, mode, model_name, notices, more=more)
         if not rows and request.page == 1 and request.filters.active():
-            outcome.empty_because = self.why_empty(request)
+            outcome.empty_because = await self.why_empty(request)
         return outcome
 
-    def _plan(self, request: SearchRequest, model: Model, notices: list[str]):
+    async def _plan(self, request: SearchRequest, model: Model, notices: list[str]):
         """(kind of SQL search, its first argument) for this request under this model."""
         if request.mode == "image":
             return "image", request.similar
@@ -213,32 +219,32 @@ class SearchService:
             vector = upload.vector
             if request.text:
                 if model.supports_text:
-                    vector = combine(vector, self._text_vector(model, request.text))
+                    vector = combine(vector, await run_sync(self._text_vector, model,
+                                                            request.text))
                 else:
                     notices.append(f"The active model ({model.name}) cannot read text, so "
                                    "the prompt was left out: these results are for the "
                                    "image alone.")
             return "vector", vector
         if model.supports_text:
-            if self._ensure_prompt_cached(model, request.text):
+            if await self._ensure_prompt_cached(model, request.text):
                 return "text", request.text
-            return "vector", self._text_vector(model, request.text)
+            return "vector", await run_sync(self._text_vector, model, request.text)
         notices.append(f"The active model ({model.name}) cannot read text: these results "
                        "are ranked by keywords in titles, authors and descriptions "
                        "(search_hybrid). Text search needs Azure AI Vision or CLIP.")
         return "hybrid", request.text
 
-    def _browse(self, request: SearchRequest, limit: int) -> list[dict]:
+    async def _browse(self, request: SearchRequest) -> list[dict]:
         args = {name: None for name in FILTER_FIELDS.values()}
         args.update(request.filters.active())
-        args.update(limit=limit, offset=0)
-        with self.db.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
-            try:
-                return cur.execute(BROWSE, args).fetchall()
-            except psycopg.Error as exc:
-                raise from_database_error(exc) from None
+        args.update(limit=request.k + 1, offset=(request.page - 1) * request.k)
+        try:
+            return await self.db.fetchall(BROWSE, args, row_factory=dict_row)
+        except psycopg.Error as exc:
+            raise from_database_error(exc) from None
 
-    def why_empty(self, request: SearchRequest) -> str:
+    async def why_empty(self, request: SearchRequest) -> str:
         """Which filter matched no painting (each counted alone), or that only together
         they match nothing."""
         active = request.filter_params()
@@ -263,8 +269,7 @@ class SearchService:
                 f"year_to => %(year_to_{i})s::integer)))")
         # The statement is built from this module's own fragments and the positions of the
         # active filters; every value is a bound parameter.
-        with self.db.connection() as conn:
-            row = conn.execute(f"SELECT {', '.join(counts)} FROM painting p", args).fetchone()
+        row = await self.db.fetchone(f"SELECT {', '.join(counts)} FROM painting p", args)
         empty = [param for param, count in zip(names, row) if count == 0]
         if empty:
             return "; ".join(f"no painting matches {FILTER_WORDS[p]} {active[p]!r}"
@@ -277,24 +282,24 @@ class SearchService:
 
     # --- paintings, locations, filter values -------------------------------------------------
 
-    def painting(self, image_file: str) -> dict:
-        with self.db.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
-            row = cur.execute(f"SELECT {', '.join(PAINTING_COLUMNS)}, image_uri FROM painting"
-                              " WHERE image_file = %s", (image_file,)).fetchone()
+    async def painting(self, image_file: str) -> dict:
+        rows = await self.db.fetchall(f"SELECT {', '.join(PAINTING_COLUMNS)}, image_uri"
+                                      " FROM painting WHERE image_file = %s", (image_file,),
+                                      row_factory=dict_row)
+        row = rows[0] if rows else None
         if row is None:
             raise PaintingNotFound(f"no painting has image_file {image_file[:200]!r}")
         self._remember(image_file, row.pop("image_uri"))
         return row
 
-    def image_location(self, image_file: str) -> str | None:
+    async def image_location(self, image_file: str) -> str | None:
         """Where a painting's image is (as loaded); PaintingNotFound if no such painting."""
         with self._lock:
             if image_file in self._locations:
                 self._locations.move_to_end(image_file)
                 return self._locations[image_file]
-        with self.db.connection() as conn:
-            row = conn.execute("SELECT image_uri FROM painting WHERE image_file = %s",
-                               (image_file,)).fetchone()
+        row = await self.db.fetchone("SELECT image_uri FROM painting WHERE image_file = %s",
+                                     (image_file,))
         if row is None:
             raise PaintingNotFound(f"no painting has image_file {image_file[:200]!r}")
         self._remember(image_file, row[0])
@@ -307,26 +312,24 @@ class SearchService:
             while len(self._locations) > 20000:
                 self._locations.popitem(last=False)
 
-    def choices(self) -> dict[str, list[str]]:
+    async def choices(self) -> dict[str, list[str]]:
         """The collection's types and timeframes (for the page's select boxes)."""
         now = time.monotonic()
         with self._lock:
             if self._choices and now - self._choices[0] < CHOICES_TTL:
                 return self._choices[1]
         out = {}
-        with self.db.connection() as conn:
-            for param, column in CHOICE_FIELDS.items():
-                # column is one of two constants above, never user text
-                rows = conn.execute(
-                    f"SELECT DISTINCT lower({column}) AS v FROM painting"
-                    f" WHERE nullif(btrim({column}), '') IS NOT NULL ORDER BY v LIMIT 500"
-                ).fetchall()
-                out[param] = [r[0] for r in rows]
+        for param, column in CHOICE_FIELDS.items():
+            # column is one of two constants above, never user text
+            rows = await self.db.fetchall(
+                f"SELECT DISTINCT lower({column}) AS v FROM painting"
+                f" WHERE nullif(btrim({column}), '') IS NOT NULL ORDER BY v LIMIT 500")
+            out[param] = [r[0] for r in rows]
         with self._lock:
             self._choices = (now, out)
         return out
 
-    def suggest(self, field_name: str, prefix: str, limit: int = 15) -> list[str]:
+    async def suggest(self, field_name: str, prefix: str, limit: int = 15) -> list[str]:
         """Distinct author/technique/school values containing ``prefix`` (case-insensitive),
         those that start with it first."""
         if field_name not in SUGGEST_FIELDS:
@@ -338,8 +341,7 @@ class SearchService:
             f" WHERE {field_name} ILIKE like_pattern(%(q)s)) AS d"
             " ORDER BY (v ILIKE substr(like_pattern(%(q)s), 2)) DESC, v"
             " LIMIT %(limit)s")
-        with self.db.connection() as conn:
-            rows = conn.execute(statement, {"q": prefix, "limit": limit}).fetchall()
+        rows = await self.db.fetchall(statement, {"q": prefix, "limit": limit})
         return [r[0] for r in rows]
 
     def close(self) -> None:

@@ -12,12 +12,19 @@ written to a private temporary directory (mode 0700, made when the server starts
 when it stops) under a name the server makes (the hash), and deleted as soon as it is
 embedded. What is kept is the vector and a small JPEG preview, in memory, for the last
 ``max_uploads_kept`` uploads.
+
+With several worker processes (`pgallery serve --workers N`) a permalink may reach
+another worker than the one the image was uploaded to, so each upload is also written to
+``config.shared_uploads`` (a private directory the parent process makes and removes), as
+one file per digest written atomically, and a worker that does not hold an upload in memory
+reads it from there. The directory keeps the newest ``max_uploads_kept`` too.
 """
 
 from __future__ import annotations
 
 import hashlib
 import io
+import json
 import os
 import shutil
 import tempfile
@@ -34,6 +41,7 @@ from PIL import Image, UnidentifiedImageError
 from pgallery.rendering.thumbnails import thumbnail_jpeg
 from pgallery.web.config import WebConfig
 from pgallery.web.errors import NotAnImage, UnknownUpload, UploadTooLarge
+from pgallery.web.query import UPLOAD_HASH
 
 ACCEPTED_FORMATS = {"JPEG": "jpg", "PNG": "png", "GIF": "gif", "BMP": "bmp", "WEBP": "webp",
                     "TIFF": "tif", "MPO": "jpg"}
@@ -108,6 +116,8 @@ class UploadStore:
         finally:
             path.unlink(missing_ok=True)
         upload = Upload(digest, name[:200], model, vector, preview, width, height)
+        if self.config.shared_uploads is not None:
+            self._share(upload)
         with self._lock:
             self._uploads[digest] = upload
             self._uploads.move_to_end(digest)
@@ -117,17 +127,69 @@ class UploadStore:
 
     def peek(self, digest: str) -> Upload | None:
         with self._lock:
-            return self._uploads.get(digest)
+            upload = self._uploads.get(digest)
+        if upload is None and self.config.shared_uploads is not None:
+            upload = self._shared(digest)
+        return upload
 
     def get(self, digest: str) -> Upload:
         with self._lock:
             upload = self._uploads.get(digest)
             if upload is not None:
                 self._uploads.move_to_end(digest)
+        if upload is None and self.config.shared_uploads is not None:
+            upload = self._shared(digest)
         if upload is None:
             raise UnknownUpload("this server does not know that upload (it keeps uploads "
                                 "while it runs); upload the image again")
         return upload
 
+    # --- between worker processes ---------------------------------------------------------
+
+    def _share(self, upload: Upload) -> None:
+        """Write the upload to the shared directory (atomically: a worker reading it sees
+        the whole file or none), then drop the oldest beyond max_uploads_kept."""
+        directory = Path(self.config.shared_uploads)
+        meta = json.dumps({"name": upload.name, "model": upload.model,
+                           "width": upload.width, "height": upload.height})
+        fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".npz")
+        try:
+            with os.fdopen(fd, "wb") as out:
+                np.savez(out, vector=upload.vector, meta=np.array(meta),
+                         preview=np.frombuffer(upload.preview or b"", dtype=np.uint8))
+            os.replace(tmp, directory / f"{upload.digest}.npz")
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        kept = sorted(directory.glob("*.npz"), key=_mtime, reverse=True)
+        for old in kept[self.config.max_uploads_kept:]:
+            old.unlink(missing_ok=True)
+
+    def _shared(self, digest: str) -> Upload | None:
+        if not UPLOAD_HASH.fullmatch(digest):     # the file name is made of it
+            return None
+        try:
+            with np.load(Path(self.config.shared_uploads) / f"{digest}.npz",
+                         allow_pickle=False) as data:
+                meta = json.loads(str(data["meta"]))
+                vector = data["vector"].astype(np.float32)
+                preview = data["preview"].tobytes() or None
+        except (OSError, ValueError, KeyError):
+            return None
+        upload = Upload(digest, meta["name"], meta["model"], vector, preview,
+                        meta["width"], meta["height"])
+        with self._lock:
+            self._uploads[digest] = upload
+            while len(self._uploads) > self.config.max_uploads_kept:
+                self._uploads.popitem(last=False)
+        return upload
+
     def close(self) -> None:
         shutil.rmtree(self.area, ignore_errors=True)
+
+
+def _mtime(path: Path) -> float:
+    try:
+        return path.stat().st_mtime
+    except OSError:
+        return 0.0

@@ -1,0 +1,168 @@
+"""An image URL is fetched from the address that was checked, not from a second lookup:
+real HTTP and HTTPS servers on 127.0.0.1, a resolver seam that changes its answer (DNS
+rebinding), and the address policy on real addresses."""
+
+from __future__ import annotations
+
+import shutil
+import ssl
+import subprocess
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from pgallery.web.errors import BadImageUrl, UploadTooLarge
+from pgallery.web.remote_image import fetch_image, is_public
+
+BODY = b"\xff\xd8 not really a jpeg, but bytes to fetch"
+PUBLIC = "93.184.216.34"          # a global address (the check lets it through)
+
+
+class Recorder(BaseHTTPRequestHandler):
+    """Answers GET with BODY (or what the path asks for); remembers every request."""
+
+    def do_GET(self):
+        self.server.seen.append({"host": self.headers.get("Host"), "path": self.path})
+        if self.path == "/redirect":
+            self.send_response(302)
+            self.send_header("Location", "http://127.0.0.1/elsewhere")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        body = BODY * 100 if self.path == "/big" else BODY
+        self.send_response(200)
+        self.send_header("Content-Type", "image/jpeg")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def local_server():
+    """An HTTP server on 127.0.0.1 (port, the requests it saw, its accepted connections)."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Recorder)
+    server.seen = []
+    server.connections = 0
+    serve = server.process_request
+
+    def counted(request, client_address):
+        server.connections += 1
+        serve(request, client_address)
+    server.process_request = counted
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+class Rebinding:
+    """A resolver whose answer changes after the first lookup, as a rebinding DNS does."""
+
+    def __init__(self, first: list[str], later: list[str]):
+        self.first, self.later, self.calls = first, later, []
+
+    def __call__(self, host: str, port: int) -> list[str]:
+        self.calls.append(host)
+        return self.first if len(self.calls) == 1 else self.later
+
+
+def fetch(url, resolver, allow_private, **kw):
+    return fetch_image(url, max_bytes=kw.pop("max_bytes", 1 << 20), timeout=2,
+                       allow_private=allow_private, resolver=resolver, **kw)
+
+
+def test_the_checked_address_is_connected_with_the_urls_host_header(local_server):
+    port = local_server.server_address[1]
+    resolver = Rebinding(["127.0.0.1"], ["192.0.2.1"])   # later: an address nobody answers
+    data = fetch(f"http://images.example:{port}/a.jpg?size=1", resolver, allow_private=True)
+    assert data == BODY
+    assert resolver.calls == ["images.example"]              # resolved once, not again
+    assert local_server.seen == [{"host": f"images.example:{port}", "path": "/a.jpg?size=1"}]
+
+
+def test_a_rebinding_answer_never_reaches_this_machine(local_server):
+    """Checked as public, then answering 127.0.0.1: the fetch goes to the public address
+    (which fails here) and this machine's server never sees a connection."""
+    port = local_server.server_address[1]
+    resolver = Rebinding([PUBLIC], ["127.0.0.1"])
+    with pytest.raises(BadImageUrl, match="cannot fetch the image URL"):
+        fetch(f"http://rebind.example:{port}/a.jpg", resolver, allow_private=False)
+    assert resolver.calls == ["rebind.example"]
+    assert local_server.connections == 0
+
+
+def test_every_address_of_the_host_is_checked(local_server):
+    port = local_server.server_address[1]
+    for answer in ([PUBLIC, "127.0.0.1"], ["10.1.2.3", PUBLIC], ["::ffff:127.0.0.1"]):
+        with pytest.raises(BadImageUrl, match="private or local"):
+            fetch(f"http://mixed.example:{port}/a.jpg", Rebinding(answer, answer),
+                  allow_private=False)
+    assert local_server.connections == 0
+
+
+@pytest.mark.parametrize("address", [
+    "127.0.0.1", "127.8.9.10", "10.0.0.1", "172.16.0.1", "192.168.1.1", "169.254.169.254",
+    "100.64.0.1", "0.0.0.0", "224.0.0.1", "239.255.255.250", "240.0.0.1",
+    "255.255.255.255", "192.0.2.1", "::1", "::", "fe80::1", "fe80::1%eth0", "fc00::1",
+    "ff02::1", "ff0e::1", "::ffff:127.0.0.1", "::ffff:10.0.0.1", "2001:db8::1",
+])
+def test_addresses_that_are_not_public_are_refused(address):
+    assert not is_public(address)
+
+
+@pytest.mark.parametrize("address", [PUBLIC, "8.8.8.8", "2606:4700:4700::1111"])
+def test_public_addresses_pass(address):
+    assert is_public(address)
+
+
+def test_redirects_and_oversized_answers_are_refused(local_server):
+    port = local_server.server_address[1]
+    local = Rebinding(["127.0.0.1"], ["127.0.0.1"])
+    with pytest.raises(BadImageUrl, match="redirects"):
+        fetch(f"http://images.example:{port}/redirect", local, allow_private=True)
+    with pytest.raises(UploadTooLarge):
+        fetch(f"http://images.example:{port}/big", local, allow_private=True,
+              max_bytes=len(BODY) * 10)
+    assert [s["path"] for s in local_server.seen] == ["/redirect", "/big"]  # not followed
+
+
+def _certificate(directory, name: str):
+    key, cert = directory / f"{name}.key", directory / f"{name}.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+                    "-keyout", str(key), "-out", str(cert), "-subj", f"/CN={name}",
+                    "-addext", f"subjectAltName=DNS:{name}"],
+                   check=True, capture_output=True)
+    return key, cert
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command")
+def test_https_names_the_host_for_sni_and_the_certificate(local_server, tmp_path):
+    """TLS to the checked address still says the URL's host (SNI) and verifies the
+    certificate against that name: the right name passes, another name's is refused."""
+    key, cert = _certificate(tmp_path, "images.test")
+    other_key, other_cert = _certificate(tmp_path, "other.test")
+    names = []
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    context.sni_callback = lambda sock, name, ctx: names.append(name)
+    local_server.socket = context.wrap_socket(local_server.socket, server_side=True)
+    port = local_server.server_address[1]
+    resolver = Rebinding(["127.0.0.1"], ["192.0.2.1"])
+    trust = ssl.create_default_context(cafile=str(cert))
+    data = fetch(f"https://images.test:{port}/a.jpg", resolver, allow_private=True, tls=trust)
+    assert data == BODY and resolver.calls == ["images.test"]
+    assert names == ["images.test"]
+    assert local_server.seen[-1]["host"] == f"images.test:{port}"
+    # the same server, reached by a name its certificate does not carry
+    wrong = ssl.create_default_context(cafile=str(cert))
+    with pytest.raises(BadImageUrl, match="certificate"):
+        fetch(f"https://other.test:{port}/a.jpg", Rebinding(["127.0.0.1"], []),
+              allow_private=True, tls=wrong)
+    trust_other = ssl.create_default_context(cafile=str(other_cert))
+    with pytest.raises(BadImageUrl, match="certificate"):
+        fetch(f"https://images.test:{port}/a.jpg", Rebinding(["127.0.0.1"], []),
+              allow_private=True, tls=trust_other)
