@@ -40,15 +40,7 @@ def test_serve_prints_its_url_answers_and_stops_on_ctrl_c(make_database, tmp_pat
     load_sample_gallery(url, tmp_path / "gallery", count=20)
     process = _start(["--port", "0"], _env(url, tmp_path / "home"), tmp_path)
     try:
-        deadline = time.monotonic() + 60
-        line = ""
-        while time.monotonic() < deadline:
-            line = process.stdout.readline()
-            if "serving on" in line or process.poll() is not None:
-                break
-        found = re.search(r"http://127\.0\.0\.1:(\d+)/", line)
-        assert found, line + process.stderr.read()
-        base = found.group(0)
+        base = _wait_for_url(process)
         page = requests.get(base, timeout=30)
         assert page.status_code == 200 and "pgallery" in page.text
         api = requests.get(base + "api/search", params={"text": "sea"}, timeout=30)
