@@ -114,15 +114,27 @@ def search_statement(kind: str, query, *, k: int = 10, filters: SearchFilters | 
         args["model"] = model
     args.update(given(recall or RecallSettings()))
     args.update(given(result or ResultOptions()))
-    named = ", ".join(f"{name} => %({name})s" for name in args)
+    named = _named(args)
     if isinstance(query, np.ndarray):
         args[first] = query.astype(np.float32)
     return f"SELECT * FROM {function}({named})", args
 
 
+def _named(args: dict, casts: dict | None = None) -> str:
+    """``name => %(name)s[::cast], ...`` for a call with named arguments: the names are the
+    code's own (never the user's); every value stays a bound parameter."""
+    casts = casts or {}
+    return ", ".join(f"{name} => %({name})s{casts.get(name, '')}" for name in args)
+
+
 def run_search(conn: psycopg.Connection, kind: str, query, **options) -> list[dict]:
     """Call search_<kind> (see search_statement for the options); rows as dicts, best first."""
-    statement, args = search_statement(kind, query, **options)
+    return _fetch_rows(conn, *search_statement(kind, query, **options))
+
+
+def _fetch_rows(conn: psycopg.Connection, statement: str, args: dict) -> list[dict]:
+    """Every row of one search statement as dicts, the transaction ended either way and a
+    database error turned into pgallery's own (errors.py)."""
     try:
         with conn.cursor(row_factory=dict_row) as cur:
             cur.execute(statement, args)
@@ -226,18 +238,7 @@ def search_combined(conn: psycopg.Connection, *, paintings=(), painting_weights=
     args.update(given(result or ResultOptions()))
     casts = {"vectors": "::vector[]", "painting_weights": "::real[]",
              "prompt_weights": "::real[]", "vector_weights": "::real[]"}
-    named = ", ".join(f"{name} => %({name})s{casts.get(name, '')}" for name in args)
-    try:
-        with conn.cursor(row_factory=dict_row) as cur:
-            cur.execute(f"SELECT * FROM search_combined({named})", args)
-            rows = cur.fetchall()
-        if not conn.autocommit:
-            conn.commit()
-        return rows
-    except psycopg.Error as exc:
-        if not conn.autocommit:
-            conn.rollback()
-        raise from_database_error(exc) from None
+    return _fetch_rows(conn, f"SELECT * FROM search_combined({_named(args, casts)})", args)
 
 
 def near_duplicates(conn: psycopg.Connection, *, min_similarity: float | None = None,
@@ -248,15 +249,4 @@ def near_duplicates(conn: psycopg.Connection, *, min_similarity: float | None = 
     args: dict = {"min_similarity": min_similarity, "model": model,
                   **(filters or SearchFilters()).active()}
     casts = {"min_similarity": "::real", "model": "::text"}
-    named = ", ".join(f"{name} => %({name})s{casts.get(name, '')}" for name in args)
-    try:
-        with conn.cursor(row_factory=dict_row) as cur:
-            cur.execute(f"SELECT * FROM near_duplicates({named})", args)
-            rows = cur.fetchall()
-        if not conn.autocommit:
-            conn.commit()
-        return rows
-    except psycopg.Error as exc:
-        if not conn.autocommit:
-            conn.rollback()
-        raise from_database_error(exc) from None
+    return _fetch_rows(conn, f"SELECT * FROM near_duplicates({_named(args, casts)})", args)

@@ -9,9 +9,10 @@ What it does (issue 15, "Recall you can trust on any collection"):
 1. Draws ``sample`` stored paintings at random (seeded) as queries. Each one leaves
    itself out, exactly as ``search_by_image`` does.
 2. Computes their exact top-k in numpy in one streaming pass over the collection's
-   vectors (binary COPY parsed with numpy a block at a time: memory stays bounded, and
-   one read of the table serves every query; an exact SQL scan per query would read the
-   table ``sample`` times).
+   compact copy (painting_embedding_half: binary COPY parsed with numpy a block at a
+   time, so memory stays bounded and one read serves every query; an exact SQL scan per
+   query would read the table ``sample`` times), re-ranking each query's candidates on
+   the full vectors so the answer is the full-precision one (``_exact``).
 3. Runs every sample query through ``search_by_image(..., ef_search => v)`` (or
    ``probes => v`` for IVFFlat), the function users call, over increasing settings, and
    stops at the first setting that meets the rule (or at the last one, or when the time
@@ -139,7 +140,7 @@ def tune_recall(conn: psycopg.Connection, *, model: str | None = None, sample: i
         (picked.tolist(),)).fetchall())
 
     t = time.perf_counter()
-    truth, kth = _exact(conn, model, picked, k, block_rows)
+    truth, kth = _exact(conn, model, picked, k, block_rows, rows=rows)
     exact_seconds = time.perf_counter() - t
 
     t = time.perf_counter()
@@ -215,7 +216,8 @@ COMPACT_MARGIN = 0.002
 COMPACT_EXTRA = 22          # candidates kept per query beyond k, re-ranked on full vectors
 
 
-def _exact(conn, model: str, query_ids: np.ndarray, k: int, block_rows: int):
+def _exact(conn, model: str, query_ids: np.ndarray, k: int, block_rows: int,
+           rows: int | None = None):
     """(exact_neighbours' answer, each query's exact k-th-neighbour cosine distance).
 
     One streaming pass over the compact copy (painting_embedding_half: normalised, half
@@ -224,7 +226,7 @@ def _exact(conn, model: str, query_ids: np.ndarray, k: int, block_rows: int):
     the answer is the full-precision one. A query whose candidates might not hold its true
     k nearest (the last one within COMPACT_MARGIN of the k-th: a crowd at the boundary)
     and a collection whose compact copy is incomplete take the pass over the full vectors
-    instead."""
+    instead. ``rows``: the model's vector count, if the caller has it."""
     query_ids = np.asarray(query_ids, dtype=np.int64)
     qv = _fetch_vectors(conn, model, query_ids)
     qv /= np.maximum(np.linalg.norm(qv, axis=1, keepdims=True), 1e-30)
@@ -232,8 +234,9 @@ def _exact(conn, model: str, query_ids: np.ndarray, k: int, block_rows: int):
     cand_d, cand_i, streamed = _nearest(qv, query_ids, keep,
                                         _stream_vectors(conn, model, block_rows, compact=True),
                                         normalise=False)
-    rows = conn.execute("SELECT count(*) FROM painting_embedding WHERE model = %s",
-                        (model,)).fetchone()[0]
+    if rows is None:
+        rows = conn.execute("SELECT count(*) FROM painting_embedding WHERE model = %s",
+                            (model,)).fetchone()[0]
     if streamed != rows:                      # copy missing or behind: full vectors only
         best_d, best_i, _ = _nearest(qv, query_ids, k, _stream_vectors(conn, model, block_rows))
         return _answer(query_ids, best_d, best_i)

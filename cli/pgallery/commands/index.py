@@ -85,7 +85,7 @@ def tune(
     target_recall: Annotated[float, typer.Option(
         min=0.5, max=1.0, help="Mean recall@10 the chosen setting must reach.")] = 0.98,
     tail_recall: Annotated[float, typer.Option(
-        min=0.0, max=1.0, help="... and 95%% of the sample queries must reach this.")] = 0.8,
+        min=0.0, max=1.0, help="... and 95% of the sample queries must reach this.")] = 0.8,
     sample: Annotated[int, typer.Option(
         min=20, max=5000, help="Stored paintings used as queries (each leaves itself out).")] = 200,
     budget: Annotated[Optional[float], typer.Option(
