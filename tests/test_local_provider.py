@@ -3,7 +3,7 @@
 The quality test runs on the real images of ../shared/data/real-gallery (skipped when the
 folder is absent): altered copies of every fourth image must find their original among
 all 634 at rank 1 (exact cosine) in at least 95 % of cases, for each alteration.
-bench/local_quality.py measures the full set and the detail crops.
+bench/benchmarks/local_quality.py measures the full set and the detail crops.
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ from pgallery.errors import ConfigError, EmbeddingFailed, TextNotSupported
 from pgallery.providers import get_provider
 from pgallery.providers.local import DIMENSION, SIZES, WEIGHTS, LocalDescriptorProvider
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
-import local_quality  # noqa: E402  (the transforms and the rank computation)
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench" / "lib"))
+import transforms  # noqa: E402  (the alterations and the rank computation)
 
 
 @pytest.fixture(scope="module")
@@ -203,9 +203,9 @@ def test_an_http_404_is_a_download_failure(provider, http_root):
 def test_altered_copies_find_their_original_at_rank_1_in_95_percent(provider, real_gallery):
     files = sorted((real_gallery / "images").glob("*.jpg"))
     assert len(files) >= 600
-    originals = local_quality.unit_rows([provider.embed_image(f) for f in files])
+    originals = transforms.unit_rows([provider.embed_image(f) for f in files])
     subset = range(0, len(files), 4)                    # 159 of the 634 images
-    ranks = local_quality.transform_ranks(provider, files, originals, subset)
+    ranks = transforms.transform_ranks(provider, files, originals, subset)
     top1 = {name: float(np.mean(r == 0)) for name, r in ranks.items()}
     assert set(top1) == {"resize50", "crop90", "jpeg50", "colour"}
     assert all(share >= 0.95 for share in top1.values()), top1

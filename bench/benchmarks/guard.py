@@ -1,32 +1,28 @@
-"""The lost-query guard as shipped (nearest_paintings, migration 0013), on and off, on the
-product's own path: `search_by_image` for stored paintings, the guard's threshold as the
-tuner sets it, the two arms alternating query by query in one pass.
+"""The lost-query guard on and off: recall tails gained, p50 paid at equal ef_search and recall.
 
-    python bench/guard_check.py --database bench_100000
-    python bench/guard_check.py --dist clustered-sorted --size 20000     # built if absent
+The guard as shipped (nearest_paintings, migration 0013), on the product's own path:
+`search_by_image` for stored paintings, the guard's threshold as the tuner sets it, the
+arms alternating query by query in one pass.
 
-guard_bench.py prototyped the guard outside the product; this checks what shipped: the
-same recall gain, and the cost in p50 at the same ef_search and at the same mean recall.
+    python bench/run.py guard --set database=bench_100000
+    python bench/run.py guard --set dist=clustered-sorted --size 20000   # built if absent
+
 The threshold is measured as the tuner measures it: the 99th percentile of the exact
 k-th-neighbour distance of its sample (200 stored paintings, seed 0), times a factor; each
---factors value is an arm of its own (tuning.GUARD_FACTOR is the shipped one). The queries
+``factors`` value is an arm of its own (tuning.GUARD_FACTOR is the shipped one). The queries
 are another sample (seed 11) of stored paintings, each leaving itself out, their exact
-answers from tuning.exact_neighbours. Writes bench/results/guard_check_<name>.json.
+answers from tuning.exact_neighbours.
 """
 
 from __future__ import annotations
 
-import argparse
 import time
 
 import numpy as np
 
 import hard_data
-from common import connect, database_exists, print_table, server_url, write_result
+from common import connect, database_exists, print_table, server_url
 from pgallery import tuning
-
-EF = (20, 40, 60, 100, 200)
-
 
 def database(args) -> str:
     if args.database:
@@ -34,19 +30,29 @@ def database(args) -> str:
     name = f"tune_{args.dist.replace('-', '_')}_{args.size}"
     if database_exists(name):
         return server_url(name)
-    import tuner_bench
+    import tuner
 
-    return tuner_bench.load(hard_data.load(args.dist, args.size), name)["url"]
+    return tuner.load(hard_data.load(args.dist, args.size), name)["url"]
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--database")
-    parser.add_argument("--dist", default="clustered-sorted")
-    parser.add_argument("--size", type=int, default=20_000)
-    parser.add_argument("--queries", type=int, default=200)
-    parser.add_argument("--factors", default="1.1,1.2,1.5")
-    args = parser.parse_args()
+DEFAULTS = {"size": 20_000, "dist": "clustered-sorted", "database": "", "queries": 200,
+            "factors": "1.1,1.2,1.5", "ef": "20,40,60,100,200"}
+QUICK = {"ef": "20,40,100"}
+
+
+def result_name(params) -> str:
+    if params.database:
+        return f"guard_{params.database}"
+    return f"guard_{params.dist}_{params.size}"
+
+
+def run(ctx) -> dict:
+    """On ``database`` (a bench database, e.g. bench_100000) if given, else on ``dist``'s
+    collection at ``size`` (bench/lib/hard_data.py), built through the tuner benchmark's
+    loader if absent."""
+    args = ctx.params
+    EF = [int(x) for x in args.ef.split(",")]
+    guarded_ef = 40 if 40 in EF else EF[0]
     url = database(args)
     with connect(url, autocommit=True) as conn:
         model = tuning._active_model(conn)
@@ -103,23 +109,21 @@ def main() -> None:
                              "paired_median": e.get("paired_median_ratio"),
                              "paired_mean": e.get("paired_mean_ratio"),
                              "retried": e.get("retried_share")})
-                print(rows[-1], flush=True)
-    # at the same mean recall: each arm at ef_search 40 against the smallest unguarded
+    # at the same mean recall: each arm at ef_search 40 (or the smallest measured) against
+    # the smallest unguarded
     # ef_search that reaches its mean
     report["same_mean"] = {}
     for arm in taus:
-        target = report["by_ef"][40][arm]["mean"]
+        target = report["by_ef"][guarded_ef][arm]["mean"]
         same = next((ef for ef in EF if report["by_ef"][ef]["off"]["mean"] >= target), None)
         report["same_mean"][arm] = {
-            "guarded_ef": 40, "mean": target, "unguarded_ef": same,
+            "guarded_ef": guarded_ef, "mean": target, "unguarded_ef": same,
             "p50_ratio_guarded_to_unguarded": None if same is None else
-            report["by_ef"][40][arm]["p50_ms"] / report["by_ef"][same]["off"]["p50_ms"]}
+            report["by_ef"][guarded_ef][arm]["p50_ms"]
+            / report["by_ef"][same]["off"]["p50_ms"]}
     print_table(f"lost-query guard, q99 {q99:.3f}, {len(ids):,} rows", rows)
     print(report["same_mean"])
-    name = args.database.removeprefix("bench_") if args.database else \
-        f"{args.dist}_{report['rows']}"
-    write_result(f"guard_check_{name}", report)
+    report["distribution"] = "datagen" if args.database.startswith("bench_") else \
+        (args.database or args.dist)
+    return report
 
-
-if __name__ == "__main__":
-    main()

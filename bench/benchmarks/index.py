@@ -1,7 +1,8 @@
-"""Index builds: HNSW and IVFFlat build time and size, with pgallery's server settings and
-with what a stock PostgreSQL gives a user.
+"""Index builds: HNSW and IVFFlat build time, size and recall per build setting.
 
-    python bench/index_bench.py --size 100000
+With pgallery's server settings and with what a stock PostgreSQL gives a user.
+
+    python bench/run.py index --size 100000
 
 Builds run on a copy of bench_<n>'s vectors (table index_bench_vectors) so the search
 benchmarks' index is left alone. Settings per variant are applied with SET for the build:
@@ -11,19 +12,17 @@ benchmarks' index is left alone. Settings per variant are applied with SET for t
 HNSW builds with pgallery's settings are also searched: recall@10 and p50 latency of the
 raw query at ef_search 40 and 100 (100 queries against numpy's exact answer), so
 ef_construction's effect on the graph shows next to its build time.
-Writes bench/results/index_<n>.json.
 """
 
 from __future__ import annotations
 
-import argparse
 
 import numpy as np
 
 import benchdb
 import datagen
 from common import (connect, fmt_bytes, median, percentiles, print_table, recall_at_k,
-                    server_facts, stopwatch, write_result)
+                    stopwatch)
 
 SETTINGS = {
     "pgallery": {"maintenance_work_mem": "1GB", "max_parallel_maintenance_workers": 2},
@@ -81,15 +80,14 @@ def search(conn, qs, truth) -> dict:
     return out
 
 
-def main(argv=None) -> dict:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--size", type=int, default=100_000)
-    p.add_argument("--runs", type=int, default=1)
-    p.add_argument("--variants", default="pgallery,stock,serial")
-    a = p.parse_args(argv)
+DEFAULTS = {"size": 100_000, "runs": 1, "variants": "pgallery,stock,serial"}
+QUICK = {"variants": "pgallery"}
+
+
+def run(ctx) -> dict:
+    a = ctx.params
     db = benchdb.ensure(a.size)
     conn = connect(db["url"], autocommit=True)
-    facts = server_facts(conn)
     conn.execute("DROP TABLE IF EXISTS index_bench_vectors")
     conn.execute("CREATE TABLE index_bench_vectors AS SELECT painting_id, embedding "
                  "FROM painting_embedding")
@@ -126,11 +124,6 @@ def main(argv=None) -> dict:
                 ["index", "settings", "maintenance_work_mem", "workers", "seconds",
                  "vs_pgallery", "size"] + [f"{m}_ef{ef}" for ef in SEARCH_EF
                                            for m in ("recall", "p50_ms")])
-    payload = {"size": a.size, "server": facts, "rows": rows,
-               "painting_embedding_total_bytes": int(table_bytes)}
-    write_result(f"index_{a.size}", payload)
-    return payload
+    return {"distribution": "datagen", "rows": rows,
+            "painting_embedding_total_bytes": int(table_bytes)}
 
-
-if __name__ == "__main__":
-    main()

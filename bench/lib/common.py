@@ -1,14 +1,13 @@
-"""Shared plumbing for the benchmark scripts: the bench server and databases, timing,
-result files and printed tables.
+"""Shared plumbing for the benchmarks: the bench server and databases, timing, latency
+and recall tails, printed tables. (The result files are bench/lib/result.py's.)
 
-Every script uses its own embedded PostgreSQL under ``bench/.work/pg`` (or DATABASE_URL's
+Every benchmark uses its own embedded PostgreSQL under ``bench/.work/pg`` (or DATABASE_URL's
 server when set: then databases are created next to the one it names), so benchmarks never
 touch a developer's ``.pgallery`` or the test servers.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 import statistics
@@ -22,11 +21,23 @@ import numpy as np
 import psycopg
 from psycopg import sql
 
-BENCH_DIR = Path(__file__).resolve().parent
+BENCH_DIR = Path(__file__).resolve().parents[1]
 REPO = BENCH_DIR.parent
 WORK = BENCH_DIR / ".work"
 RESULTS = BENCH_DIR / "results"
 MODEL = "bench/synthetic"
+
+
+def _real_gallery() -> Path:
+    """The 634 real images (SemArt layout): $PGALLERY_REAL_GALLERY, else the checkout's
+    ../shared/data/real-gallery (a worktree's ../../shared)."""
+    if os.environ.get("PGALLERY_REAL_GALLERY"):
+        return Path(os.environ["PGALLERY_REAL_GALLERY"])
+    candidates = [up / "shared" / "data" / "real-gallery" for up in REPO.parents[:2]]
+    return next((c for c in candidates if c.is_dir()), candidates[0])
+
+
+REAL_GALLERY = _real_gallery()
 
 sys.path.insert(0, str(REPO / "cli"))
 
@@ -103,9 +114,20 @@ def stopwatch():
 
 
 def percentiles(samples_s: list[float]) -> dict:
+    """Latency tails in milliseconds of samples in seconds: p5, p50, p95 and the mean."""
     ms = np.asarray(samples_s) * 1000.0
-    return {"p50_ms": float(np.percentile(ms, 50)), "p95_ms": float(np.percentile(ms, 95)),
-            "mean_ms": float(ms.mean())}
+    return {"p5_ms": float(np.percentile(ms, 5)), "p50_ms": float(np.percentile(ms, 50)),
+            "p95_ms": float(np.percentile(ms, 95)), "mean_ms": float(ms.mean())}
+
+
+def recall_tails(recalls) -> dict:
+    """Per-query recall summarised with its tail: the mean, the 5th percentile, the share
+    of queries under 0.5 (lost) and the number at 0."""
+    r = np.asarray(list(recalls), dtype=float)
+    if not len(r):
+        return {"recall_mean": None, "recall_p5": None, "lost_share": None, "zero": 0}
+    return {"recall_mean": float(r.mean()), "recall_p5": float(np.percentile(r, 5)),
+            "lost_share": float((r < 0.5).mean()), "zero": int((r == 0).sum())}
 
 
 def median(values):
@@ -148,29 +170,7 @@ def recall_at_k(got: list, truth: list, k: int = 10) -> float:
     return len(set(got[:k]) & set(truth[:k])) / min(k, len(truth))
 
 
-# -- results -----------------------------------------------------------------------------------
-
-def write_result(name: str, payload: dict) -> Path:
-    """bench/results/<name>.json (written atomically)."""
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / f"{name}.json"
-    tmp = path.with_suffix(".json.tmp")
-    payload = {"benchmark": name, "recorded_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-               **payload}
-    tmp.write_text(json.dumps(payload, indent=2, default=_jsonable) + "\n")
-    tmp.replace(path)
-    return path
-
-
-def _jsonable(value):
-    if isinstance(value, (np.integer,)):
-        return int(value)
-    if isinstance(value, (np.floating,)):
-        return float(value)
-    if isinstance(value, Path):
-        return str(value)
-    raise TypeError(type(value))
-
+# -- printed tables ----------------------------------------------------------------------
 
 def print_table(title: str, rows: list[dict], columns: list[str] | None = None) -> None:
     """A plain aligned table on stdout (floats to 3 significant places)."""
@@ -204,7 +204,7 @@ def fmt_bytes(n: int) -> str:
     return str(n)
 
 
-__all__ = ["BENCH_DIR", "MODEL", "RESULTS", "WORK", "connect", "database_exists",
+__all__ = ["BENCH_DIR", "MODEL", "REAL_GALLERY", "REPO", "RESULTS", "WORK", "connect", "database_exists",
            "fmt_bytes", "fresh_database", "median", "percentiles", "print_table",
-           "recall_at_k", "relation_size", "run_clients", "server_facts", "server_url",
-           "stopwatch", "write_result"]
+           "recall_at_k", "recall_tails", "relation_size", "run_clients", "server_facts",
+           "server_url", "stopwatch"]

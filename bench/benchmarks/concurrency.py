@@ -12,15 +12,14 @@ and filtered) for --seconds against a loaded database, three times:
 
 Errors are pgbench's failed transactions plus aborted clients (an SQL error aborts a
 pgbench client); they must be 0. Latency percentiles come from pgbench's per-transaction
-log (-l). Prints a table and writes bench/results/concurrency.json.
+log (-l).
 
-    python bench/concurrent_search.py                 # 20k paintings, 2/4/8 clients, 20 s
-    python bench/concurrent_search.py --rows 5000 --seconds 8 --clients 2 4
+    python bench/run.py concurrency                   # 20k paintings, 2/4/8 clients, 20 s
+    python bench/run.py concurrency --size 5000 --set seconds=8 --set clients=2,4
 """
 
 from __future__ import annotations
 
-import argparse
 import glob
 import os
 import re
@@ -35,8 +34,7 @@ import psycopg
 
 import datagen
 from benchdb import INDEXED, records
-from common import (MODEL, connect, fresh_database, print_table, server_facts, server_url,
-                    write_result)
+from common import MODEL, connect, fresh_database, print_table, server_url
 from pgallery.database.embedded import bin_dir
 from pgallery.loading.after_load import defer_hnsw_indexes, restore_indexes
 from pgallery.loading.writer import register_model, write_batch
@@ -170,12 +168,16 @@ def summarize(runs: list[dict]) -> dict:
     }
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rows", type=int, default=20_000, help="paintings loaded first")
-    parser.add_argument("--seconds", type=int, default=20, help="pgbench run length")
-    parser.add_argument("--clients", type=int, nargs="+", default=[2, 4, 8])
-    args = parser.parse_args()
+DEFAULTS = {"size": 20_000, "seconds": 20, "clients": "2,4,8"}
+QUICK = {"seconds": 5, "clients": "2"}
+
+
+def run(ctx) -> dict:
+    """``size`` paintings loaded first; pgbench runs ``seconds`` per run for each of
+    ``clients`` (comma-separated counts)."""
+    args = ctx.params
+    args.rows = args.size
+    args.clients = [int(c) for c in str(args.clients).split(",")]
 
     per_run = 400 * args.seconds  # room for the loader's rows (it stops when they run out)
     extra = per_run * 4 * len(args.clients)
@@ -213,16 +215,9 @@ def main() -> None:
                 ["clients", "scenario", "transactions", "errors", "tps", "p50_ms", "p95_ms",
                  "max_ms", "rows_loaded_meanwhile", "reindex_hnsw_concurrently_s",
                  "create_ivfflat_concurrently_s"])
-    with connect(url) as conn:
-        facts = server_facts(conn)
     total_errors = sum(r["errors"] + r["background_errors"] for r in results)
     # other work on the machine skews the latencies: record how busy it was
-    path = write_result("concurrency", {"rows": args.rows, "seconds": args.seconds,
-                                        "server": facts, "load_average_at_end": os.getloadavg(),
-                                        "total_errors": total_errors,
-                                        "runs": results})
-    print(f"total errors: {total_errors}; wrote {path}")
+    print(f"total errors: {total_errors}")
+    return {"distribution": "datagen", "load_average_at_end": list(os.getloadavg()),
+            "total_errors": total_errors, "runs": results}
 
-
-if __name__ == "__main__":
-    main()

@@ -1,8 +1,9 @@
-"""The recall tuner (pgallery.tuning.tune_recall) on pgallery databases loaded the way a
-bulk load does it: what it chooses on each kind of data, and what it costs against the
-load it would follow.
+"""The recall tuner: what it chooses on each kind of data and what it costs after a load.
 
-    python bench/tuner_bench.py --dist datagen,clustered,clustered-sorted,real --size 20000
+pgallery.tuning.tune_recall on pgallery databases loaded the way a bulk load does it,
+against the load it would follow.
+
+    python bench/run.py tuner --size 20000 --set dist=datagen,clustered,clustered-sorted,real
 
 Each collection is written through pgallery's writer (staging COPY + merge, HNSW dropped
 and rebuilt after the load as `pgallery load` does: rows in the collection's order, so
@@ -11,18 +12,17 @@ measured. Then tune_recall runs with its defaults (200 sampled paintings, mean >
 and 95 % >= 0.8) over the full sweep, so the table shows every setting, and once more as
 it would run after a load (stopping at the first setting that meets the rule): the time
 of that run, split into the exact pass and the sweep, is the cost to compare with the
-load. Writes bench/results/tuner_<dist>_<n>.json.
+load.
 """
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 
 import numpy as np
 
 import hard_data
-from common import connect, fresh_database, print_table, stopwatch, write_result
+from common import connect, fresh_database, print_table, stopwatch
 
 MODEL = "bench/tuning"
 
@@ -50,14 +50,15 @@ def load(coll, dbname: str) -> dict:
     return {"url": url, "load_s": t()}
 
 
-def main(argv=None):
+DEFAULTS = {"size": 20_000, "dist": "datagen,clustered,clustered-sorted,real", "sample": 200}
+
+
+def run(ctx) -> dict:
+    """One collection per distribution in ``dist`` (comma-separated)."""
     from pgallery.tuning import tune_recall
 
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--dist", default="datagen,clustered,clustered-sorted,real")
-    p.add_argument("--size", type=int, default=20_000)
-    p.add_argument("--sample", type=int, default=200)
-    a = p.parse_args(argv)
+    a = ctx.params
+    out = {}
     for dist in a.dist.split(","):
         coll = hard_data.load(dist, a.size)
         db = load(coll, f"tune_{dist.replace('-', '_')}_{len(coll.vectors)}")
@@ -75,10 +76,7 @@ def main(argv=None):
               f"{after_load.seconds:.1f}s (exact {after_load.exact_seconds:.1f}s, sweep "
               f"{after_load.sweep_seconds:.1f}s over {len(after_load.table)} settings) = "
               f"{cost['share_of_load']:.1%} of the load's {db['load_s']:.1f}s", flush=True)
-        write_result(f"tuner_{dist}_{len(coll.vectors)}",
-                     {"dist": dist, "rows": full.rows, "full_sweep": dataclasses.asdict(full),
-                      "after_load": dataclasses.asdict(after_load), "cost": cost})
+        out[dist] = {"rows_in_collection": full.rows, "full_sweep": dataclasses.asdict(full),
+                     "after_load": dataclasses.asdict(after_load), "cost": cost}
+    return {"distributions": out}
 
-
-if __name__ == "__main__":
-    main()

@@ -13,7 +13,7 @@ stored in random order unless ``order="cluster"`` (a bulk load sorted by cluster
 the hypotheses measured by recall_bench.py).
 
 ``real``: the 634 images of ../shared/data/real-gallery and four transformed copies of
-each (resize 50 %, 90 % centre crop, JPEG q50, brightness + hue shift: local_quality.py's
+each (resize 50 %, 90 % centre crop, JPEG q50, brightness + hue shift: bench/lib/transforms.py
 TRANSFORMS), 3,170 vectors embedded with pgallery's ``local`` provider. Queries are stored
 vectors, each leaving itself out (what the tuner does), plus the 106 detail crops.
 
@@ -27,10 +27,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from common import REPO, WORK
+from common import REAL_GALLERY, WORK
 
 DIM = 1024
-GALLERY = REPO.parent / "shared" / "data" / "real-gallery"
+GALLERY = REAL_GALLERY
 
 
 @dataclass
@@ -99,7 +99,7 @@ def real(queries: int = 300, seed: int = 3) -> Collection:
     if not path.is_file():
         from PIL import Image
 
-        from local_quality import TRANSFORMS
+        from transforms import TRANSFORMS
         from pgallery.providers.local import LocalDescriptorProvider
 
         provider = LocalDescriptorProvider()

@@ -1,25 +1,26 @@
-"""Filtered search across selectivities (50%, 5%, 0.5%, 0.1%) for every filter kind:
-rows returned, recall@10 against the exact filtered answer, p50/p95, and the plan used.
+"""Filtered search per filter kind and selectivity: full pages, recall tails, latency, plan.
 
-    python bench/filter_bench.py --size 100000
+Selectivities 50%, 5%, 0.5%, 0.1% for every filter kind: rows returned, recall@10 against
+the exact filtered answer, p5/p50/p95, and the plan used.
+
+    python bench/run.py filters --size 100000
 
 Side by side in the same pass, per query: search_by_vector with the filter (pgallery picks
 the strategy), and two fixed plans a user might write by hand: the raw HNSW query with the
 filter in WHERE and iterative scans off (pgvector's default), and with relaxed_order
-iterative scans on. Writes bench/results/filters_<n>.json and filters_<n>.png.
+iterative scans on. Recall per query with its tail (mean, p5, share under 0.5); latency
+p5 / p50 / p95. Also draws filters_<n>.png.
 """
 
 from __future__ import annotations
-
-import argparse
 
 import numpy as np
 
 import benchdb
 from benchdb import INDEXED, QUERY
 import datagen
-from common import (RESULTS, connect, median, percentiles, print_table, recall_at_k,
-                    server_facts, stopwatch, write_result)
+from common import (connect, median, percentiles, print_table, recall_at_k, recall_tails,
+                    stopwatch)
 
 WHERE = {
     "author": "p.author ILIKE '%%' || %s || '%%'",
@@ -61,20 +62,19 @@ def plan_of(conn, sql: str, params) -> str:
     return "exact"
 
 
-def main(argv=None) -> dict:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--size", type=int, default=100_000)
-    p.add_argument("--queries", type=int, default=50)
-    p.add_argument("--runs", type=int, default=3)
-    p.add_argument("--kinds", default=",".join(datagen.KINDS))
-    p.add_argument("--no-baselines", action="store_true", help="only search_by_vector")
-    a = p.parse_args(argv)
+DEFAULTS = {"size": 100_000, "queries": 50, "runs": 3, "kinds": ",".join(datagen.KINDS),
+            "baselines": True, "plot": True}
+QUICK = {"queries": 20, "runs": 1}
+LIBRARIES = ("matplotlib",)
+
+
+def run(ctx) -> dict:
+    a = ctx.params
     db = benchdb.ensure(a.size)
     ds = datagen.dataset(a.size)
     qs = datagen.queries(a.queries)
     conn = connect(db["url"], autocommit=True)
     ids = benchdb.painting_ids(conn, a.size)
-    facts = server_facts(conn)
     prefilter = conn.execute("SELECT current_setting('pgallery.prefilter_limit', true)"
                              ).fetchone()[0]
     rows = []
@@ -84,7 +84,7 @@ def main(argv=None) -> dict:
                  datagen.exact_top_k(ds.vectors, qs, 10, mask=f["mask"])]
         values = list(f["args"].values())
         variants = {"search_by_vector": (function_sql(f["args"]), lambda q: (q, *values))}
-        if not a.no_baselines:
+        if a.baselines:
             variants["raw, iterative off"] = (raw_sql(f["kind"]), lambda q: (*values, q))
             variants["raw, relaxed_order"] = (raw_sql(f["kind"]), lambda q: (*values, q))
         conns = {}
@@ -110,8 +110,8 @@ def main(argv=None) -> dict:
                    "matching": f["matching"], "variant": name,
                    "rows": float(np.mean([len(g) for g in got[name]])),
                    "full_pages": float(np.mean([len(g) == w for g, w in zip(got[name], full)])),
-                   "recall@10": float(np.mean([recall_at_k(g, t) for g, t in
-                                               zip(got[name], truth)])),
+                   **_recall(got[name], truth),
+                   "p5_ms": median([s["p5_ms"] for s in stats]),
                    "p50_ms": median([s["p50_ms"] for s in stats]),
                    "p95_ms": median([s["p95_ms"] for s in stats])}
             if name == "search_by_vector":
@@ -135,11 +135,16 @@ def main(argv=None) -> dict:
     print(f"\ntargets: full pages {targets['full_pages_always']}, "
           f"min recall@10 {targets['min_recall']:.3f} (>= 0.95), "
           f"max p95 {targets['max_p95_ms']:.1f} ms (<= 20 ms)")
-    payload = {"size": a.size, "queries": a.queries, "runs": a.runs, "server": facts,
-               "prefilter_limit_setting": prefilter, "rows": rows, "targets": targets}
-    write_result(f"filters_{a.size}", payload)
-    plot(rows, RESULTS / f"filters_{a.size}.png", a.size)
-    return payload
+    if a.plot:
+        plot(rows, ctx.artifact(".png"), a.size)
+    return {"distribution": "datagen", "prefilter_limit_setting": prefilter, "rows": rows,
+            "targets": targets}
+
+
+def _recall(got, truth) -> dict:
+    tails = recall_tails(recall_at_k(g, t) for g, t in zip(got, truth))
+    return {"recall@10": tails["recall_mean"], "recall_p5": tails["recall_p5"],
+            "lost_share": tails["lost_share"]}
 
 
 def plot(rows, path, n):
@@ -147,7 +152,6 @@ def plot(rows, path, n):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    RESULTS.mkdir(exist_ok=True)
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.4), dpi=80)
     for variant, style in (("search_by_vector", "o-"), ("raw, relaxed_order", "s--"),
                            ("raw, iterative off", "x:")):
@@ -174,6 +178,3 @@ def plot(rows, path, n):
     fig.savefig(path)
     plt.close(fig)
 
-
-if __name__ == "__main__":
-    main()

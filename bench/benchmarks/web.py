@@ -1,19 +1,21 @@
-"""Load test of `pgallery serve`: 16 clients searching over HTTP for 60 s, against the same
-searches called directly in PostgreSQL, in the same run on the same database.
+"""The web layer's overhead: `pgallery serve` under 16 clients against the same SQL called directly.
 
-    python bench/web_load.py                          # 100k paintings, 16 clients, 60 s
-    python bench/web_load.py --size 20000 --seconds 20
-    python bench/web_load.py --servers 1x16 1x8 2x8   # servers: workers x connections each
+16 clients searching over HTTP for 60 s, against the same searches called directly in
+PostgreSQL, in the same run on the same database.
+
+    python bench/run.py web                                   # 100k paintings, 16 clients, 60 s
+    python bench/run.py web --size 20000 --set seconds=20
+    python bench/run.py web --set servers=1x16,1x8,2x8        # WORKERSxCONNECTIONS each
 
 The server is the real command (`pgallery serve --port 0`, a subprocess on 127.0.0.1 only,
 so it does not share the clients' interpreter). Every client keeps one HTTP/1.1 keep-alive
 connection and asks `GET /api/search?similar=<painting>&k=10` for random paintings of
-bench_<size> (built by benchdb.py). The direct baselines call, with one psycopg connection
+bench_<size> (built by bench/lib/benchdb.py). The direct baselines call, with one psycopg connection
 per client dropped to pgallery_reader as the server's are, the very statement the web
 request sends (pgallery.search.run_search: `search_by_image(image_file => ..., k => ...,
 model => ...)`, same k, same model argument, autocommit, prepared after a few calls as
 psycopg does on any connection), and `search_by_vector` with new query vectors. The
-server runs as each ``--servers`` spec says, WORKERSxPOOL: by default 1x16 (one
+server runs as each ``servers`` spec says, WORKERSxPOOL: by default 1x16 (one
 connection per client, as the direct baseline has), 1x8 (`pgallery serve`'s default pool)
 and 2x8 (`--workers 2`). Each is measured at 16 clients (the load test) and at 1 client (the web layer's own cost per
 request, without queueing), phases interleaved round by round so that the machine's
@@ -25,13 +27,12 @@ so another benchmark on the same server is not counted) and this client process.
 machine shared with other work, latencies carry everyone's queueing, but CPU seconds are
 each party's own cost.
 
-Prints a table and writes bench/results/web_load_<size>.json: throughput, p50/p95 per
-request, errors, CPU per request, and the ratios web / direct.
+The figures: throughput, p5/p50/p95/p99 per request, errors (and the failed share of web
+requests), CPU per request, and the ratios web / direct.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import random
@@ -49,7 +50,7 @@ import psycopg
 
 import benchdb
 import datagen
-from common import MODEL, REPO, connect, percentiles, print_table, server_facts, write_result
+from common import MODEL, REPO, connect, percentiles, print_table
 from pgallery import search as core
 
 SERVER_APP = "web_load_server"
@@ -230,29 +231,24 @@ def sql_caller(url: str, kind: str, query_for, k: int):
     return make
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--size", type=int, default=100_000)
-    parser.add_argument("--clients", type=int, default=16)
-    parser.add_argument("--seconds", type=float, default=60.0,
-                        help="per phase at --clients (split over --rounds)")
-    parser.add_argument("--single-seconds", type=float, default=15.0,
-                        help="per phase at 1 client (split over --rounds)")
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--k", type=int, default=10)
-    parser.add_argument("--servers", nargs="+", default=["1x16", "1x8", "2x8"],
-                        help="web servers to measure, each WORKERSxPOOL (--workers, "
-                             "--pool-size)")
-    parser.add_argument("--output", default=None,
-                        help="result name (default web_load_<size>)")
-    args = parser.parse_args()
+DEFAULTS = {"size": 100_000, "clients": 16, "seconds": 60.0, "single_seconds": 15.0,
+            "rounds": 3, "k": 10, "servers": "1x16,1x8,2x8"}
+QUICK = {"seconds": 6.0, "single_seconds": 3.0, "rounds": 1, "servers": "1x8"}
+LIBRARIES = ("uvicorn", "starlette", "psycopg", "psycopg-pool", "uvloop", "orjson")
+
+
+def run(ctx) -> dict:
+    """``seconds`` per phase at ``clients`` and ``single_seconds`` at 1 client, each split
+    over ``rounds``; ``servers``: comma-separated WORKERSxPOOL specs (--workers,
+    --pool-size)."""
+    args = ctx.params
+    args.servers = str(args.servers).split(",")
 
     built = benchdb.ensure(args.size)
     url = built["url"]
     with connect(url) as conn:
         files = [r[0] for r in conn.execute(
             "SELECT image_file FROM painting ORDER BY random() LIMIT 2000")]
-        facts = server_facts(conn)
     queries = datagen.queries(200)
     monitor = connect(url, autocommit=True)
     servers = {}
@@ -341,12 +337,10 @@ def main() -> None:
     load = os.getloadavg()
     print(f"1-minute load average at the phases' starts: {min(loads):.2f} to "
           f"{max(loads):.2f}; after the run: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
-    write_result(args.output or f"web_load_{args.size}", {
-        "size": args.size, "k": args.k, "clients": args.clients, "seconds": args.seconds,
-        "single_seconds": args.single_seconds, "rounds": args.rounds,
-        "servers": args.servers, "phases": rows, "ratios": ratios, "server": facts,
-        "loadavg_at_phase_starts": [round(x, 2) for x in loads], "loadavg_after": load, "errors_total": sum(r["errors"] for r in rows)})
+    web_rows = [r for r in rows if r["phase"].startswith("web")]
+    return {"distribution": "datagen", "phases": rows, "ratios": ratios,
+            "loadavg_at_phase_starts": [round(x, 2) for x in loads],
+            "loadavg_after": list(load), "errors_total": sum(r["errors"] for r in rows),
+            "web_failed_share": (sum(r["errors"] for r in web_rows)
+                                 / max(1, sum(r["requests"] for r in web_rows)))}
 
-
-if __name__ == "__main__":
-    main()

@@ -1,10 +1,12 @@
-"""Recall you can trust: recall@10 on several kinds of data, with its tail, for pgvector's
-HNSW (pgallery's index shape and variants of it) beside hnswlib and FAISS built with the
-same M / ef_construction and searched with the same ef values, in the same run.
+"""Recall tails per distribution: pgallery's HNSW index beside hnswlib and FAISS.
 
-    python bench/recall_bench.py --dist clustered,datagen,real --size 20000
+recall@10 on several kinds of data, with its tail, for pgvector's HNSW (pgallery's index
+shape and variants of it) beside hnswlib and FAISS built with the same M /
+ef_construction and searched with the same ef values, in the same run.
 
-Data (hard_data.py): ``datagen`` (the mixture the defaults were tuned on), ``clustered``
+    python bench/run.py recall --size 20000 --set dist=clustered,datagen,real
+
+Data (bench/lib/hard_data.py): ``datagen`` (the mixture the defaults were tuned on), ``clustered``
 (64 anisotropic Gaussian clusters, power-law sizes, queries = stored vectors + noise),
 ``clustered-sorted`` (the same, bulk-loaded cluster by cluster), ``real`` (the real
 gallery + transformed copies embedded with `local`, leave-one-out queries + crops).
@@ -15,28 +17,26 @@ trip; the libraries' is a Python call on one thread). pgvector variants are sepa
 tables in one database, each with one index, so the planner has no choice to make and
 every variant is searched in the same pass, query by query, interleaved.
 
-pgvector variants (``--variants``; the first is pgallery's index since migration 0009):
+pgvector variants (``--set variants=...``; the first is pgallery's index since migration 0009):
     half-16-64     hnsw ((l2_normalize(embedding)::halfvec(1024)) halfvec_cosine_ops)
                    WITH (m = 16, ef_construction = 64)
     vector-16-64   hnsw (embedding vector_cosine_ops), full precision, same m/efc
     half-M-EFC     the half-precision shape with other build parameters
 Queries run as the search function's unfiltered statement does: hnsw.iterative_scan =
-relaxed_order (``--iterative off|strict_order`` to compare), enable_sort off.
+relaxed_order (``--set iterative=off`` or ``strict_order`` to compare), enable_sort off.
 
-Writes bench/results/recall_<dist>_<n>.json (per-setting table + per-query recalls of the
-pgallery variant, so the lost queries can be looked at).
+The result holds, per distribution, the per-setting table and the per-query recalls of
+the first variant (pgallery's index), so the lost queries can be looked at.
 """
 
 from __future__ import annotations
 
-import argparse
 import re
 
 import numpy as np
 
 import hard_data
-from common import (connect, fresh_database, percentiles, print_table, server_facts,
-                    stopwatch, write_result)
+from common import connect, fresh_database, percentiles, print_table, stopwatch
 
 K = 10
 M, EF_CONSTRUCTION = 16, 64
@@ -105,8 +105,7 @@ def load_pg(coll: hard_data.Collection, variants: list[str], dbname: str, log=pr
             builds[name] = t()
             conn.execute(f"VACUUM ANALYZE {table}")
             log(f"  {coll.name}: {name} built in {builds[name]:.1f}s", flush=True)
-        facts = server_facts(conn)
-    return {"url": url, "build_s": builds, "server": facts}
+    return {"url": url, "build_s": builds}
 
 
 def search_pg(url: str, coll, variants: list[str], efs: list[int], iterative: str,
@@ -219,10 +218,11 @@ def search_libs(libs: dict, coll, efs: list[int], runs: int) -> dict:
     return out
 
 
-# -- main --------------------------------------------------------------------------------------
+# -- one distribution --------------------------------------------------------------------------------------
 
-def run(dist: str, n: int, variants: list[str], efs: list[int], runs: int, libs: bool,
-        iterative: str, queries: int, log=print, buffers: bool = False, tag: str = "") -> dict:
+def run_distribution(dist: str, n: int, variants: list[str], efs: list[int], runs: int,
+                     libs: bool, iterative: str, queries: int, log=print,
+                     buffers: bool = False) -> dict:
     coll = hard_data.load(dist, n, queries)
     truth, truth_d = hard_data.exact_top_k(coll.vectors, coll.queries, coll.exclude, K)
     truth = [list(t) for t in truth]
@@ -268,32 +268,30 @@ def run(dist: str, n: int, variants: list[str], efs: list[int], runs: int, libs:
                              "truth_labels": [int(coll.labels[t]) for t in truth[qi]],
                              "truth_d1": float(truth_d[qi, 0]), "truth_d10": float(truth_d[qi, -1]),
                              "recall_by_ef": {ef: per_query[ef][qi] for ef in efs}})
-    payload = {"dist": dist, "size": len(coll.vectors), "data": facts, "iterative": iterative,
-               "variants": variants, "build_s": pg["build_s"], "server": pg["server"],
-               "rows": rows, "per_query_recall": per_query, "lost_queries": lost}
-    write_result(f"recall_{dist}_{len(coll.vectors)}" + ("" if iterative == "relaxed_order"
-                                                        else f"_{iterative}") + tag, payload)
-    return payload
+    return {"rows_in_collection": len(coll.vectors), "data": facts, "variants": variants,
+            "build_s": pg["build_s"], "rows": rows, "per_query_recall": per_query,
+            "lost_queries": lost}
 
 
-def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--dist", default="clustered,datagen,real")
-    p.add_argument("--size", type=int, default=20_000)
-    p.add_argument("--queries", type=int, default=200)
-    p.add_argument("--variants", default="half-16-64,vector-16-64")
-    p.add_argument("--ef", default="10,20,40,60,100,200,400")
-    p.add_argument("--runs", type=int, default=1)
-    p.add_argument("--no-libs", action="store_true")
-    p.add_argument("--iterative", default="relaxed_order")
-    p.add_argument("--buffers", action="store_true",
-                   help="also EXPLAIN (ANALYZE, BUFFERS) every query: pages touched, time in PG")
-    p.add_argument("--tag", default="", help="suffix of the result file's name")
-    a = p.parse_args(argv)
-    for dist in a.dist.split(","):
-        run(dist, a.size, a.variants.split(","), [int(x) for x in a.ef.split(",")], a.runs,
-            not a.no_libs, a.iterative, a.queries, buffers=a.buffers, tag=a.tag)
+DEFAULTS = {"size": 20_000, "dist": "clustered,clustered-sorted,datagen,real", "queries": 200,
+            "variants": "half-16-64", "ef": "10,20,40,60,100,200,400", "runs": 1,
+            "libs": True, "iterative": "relaxed_order", "buffers": False}
+QUICK = {"ef": "10,40,100,400"}
+LIBRARIES = ("hnswlib", "faiss-cpu")
 
 
-if __name__ == "__main__":
-    main()
+def result_name(params) -> str:
+    return f"recall_{params.size}" + ("" if params.iterative == "relaxed_order"
+                                      else f"_{params.iterative}")
+
+
+def run(ctx) -> dict:
+    """One pass per distribution (``dist``, comma-separated); ``buffers`` also runs EXPLAIN
+    (ANALYZE, BUFFERS) on every query (pages touched, time inside PostgreSQL)."""
+    a = ctx.params
+    return {"distributions": {
+        dist: run_distribution(dist, a.size, a.variants.split(","),
+                               [int(x) for x in a.ef.split(",")], a.runs, a.libs,
+                               a.iterative, a.queries, buffers=a.buffers)
+        for dist in a.dist.split(",")}}
+

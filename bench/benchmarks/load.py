@@ -1,7 +1,9 @@
-"""Loading precomputed embeddings: `pgallery load --embeddings` against raw binary COPY and
-the reference tutorial's row-at-a-time INSERT, in the same run.
+"""Load speed of precomputed embeddings: `pgallery load --embeddings` against raw COPY.
 
-    python bench/load_bench.py --rows 20000
+Against raw binary COPY, raw text COPY and the reference tutorial's row-at-a-time INSERT,
+in the same run.
+
+    python bench/run.py load --size 20000
 
 - pgallery: what `pgallery load --embeddings FILE` runs (load_embeddings_file, called in
   process) on the TSV the reference pipeline writes, into a freshly migrated database:
@@ -29,14 +31,13 @@ Writes bench/results/load_<rows>.json.
 
 from __future__ import annotations
 
-import argparse
 import csv
 import numpy as np
 
 import datagen
 from benchdb import INDEXED
 from common import (MODEL, WORK, connect, fresh_database, median, print_table,
-                    server_facts, stopwatch, write_result)
+                    stopwatch)
 
 RAW_TABLE = """CREATE TABLE raw_painting (
     image_file text, description text, author text, title text, technique text,
@@ -180,26 +181,24 @@ def vector_database() -> str:
     return url
 
 
-def main(argv=None) -> dict:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--rows", type=int, default=20_000)
-    p.add_argument("--tutorial-rows", type=int, default=2_000)
-    p.add_argument("--runs", type=int, default=3)
-    p.add_argument("--only", default=",".join(VARIANTS),
-                   help=f"comma-separated subset of {', '.join(VARIANTS)} (a 1M run: "
-                        "pgallery_parquet,raw_copy; its TSV would be 23 GB)")
-    a = p.parse_args(argv)
+DEFAULTS = {"size": 20_000, "tutorial_rows": 2_000, "runs": 3, "only": ",".join(VARIANTS)}
+QUICK = {"runs": 1}
+
+
+def run(ctx) -> dict:
+    """``only`` is a comma-separated subset of VARIANTS (a 1M run: pgallery_parquet,raw_copy;
+    its TSV would be 23 GB)."""
+    a = ctx.params
     only = a.only.split(",")
-    ds = datagen.dataset(max(a.rows, 10_000))
+    ds = datagen.dataset(max(a.size, 10_000))
     data = WORK / "data"
     path = parquet = None
     if {"pgallery", "raw_text_copy", "tutorial"} & set(only):
-        path = datagen.write_embeddings_tsv(ds, a.rows, data / f"embeddings-{a.rows}.tsv")
+        path = datagen.write_embeddings_tsv(ds, a.size, data / f"embeddings-{a.size}.tsv")
     if "pgallery_parquet" in only:
-        parquet = datagen.write_embeddings_parquet(ds, a.rows,
-                                                   data / f"embeddings-{a.rows}.parquet")
+        parquet = datagen.write_embeddings_parquet(ds, a.size,
+                                                   data / f"embeddings-{a.size}.parquet")
     results = {key: [] for key in LABELS}
-    facts = None
     for run in range(a.runs):
         line = []
         for key, source in (("pgallery", path), ("pgallery_parquet", parquet)):
@@ -209,19 +208,17 @@ def main(argv=None) -> dict:
             mine = run_pgallery(url, source)
             results[key].append(mine["total_s"])
             results[f"{key}_no_hnsw"].append(mine["total_s"] - mine["index_s"])
-            assert loaded_rows(url) == a.rows, f"{key} did not load {a.rows} rows"
-            with connect(url) as conn:
-                facts = facts or server_facts(conn)
+            assert loaded_rows(url) == a.size, f"{key} did not load {a.size} rows"
             line.append(f"{key} {mine['total_s']:.1f}s "
                         f"({mine['total_s'] - mine['index_s']:.1f}s before HNSW)")
         if "raw_copy" in only:
-            raw = run_raw_copy(vector_database(), ds, a.rows, index=True)
+            raw = run_raw_copy(vector_database(), ds, a.size, index=True)
             results["raw_copy"].append(raw["copy_s"])
             results["raw_copy_hnsw"].append(raw["copy_s"] + raw["index_s"])
             line.append(f"raw binary COPY {raw['copy_s']:.1f}s "
                         f"(+HNSW {raw['copy_s'] + raw['index_s']:.1f}s)")
         if "raw_text_copy" in only:
-            text = run_raw_text_copy(vector_database(), path, a.rows)
+            text = run_raw_text_copy(vector_database(), path, a.size)
             results["raw_text_copy"].append(text["copy_s"])
             results["raw_text_copy_hnsw"].append(text["copy_s"] + text["index_s"])
             line.append(f"raw text COPY {text['copy_s']:.1f}s "
@@ -230,7 +227,7 @@ def main(argv=None) -> dict:
             results["tutorial"].append(run_tutorial(vector_database(), path, a.tutorial_rows))
             line.append(f"tutorial {results['tutorial'][-1]:.1f}s for {a.tutorial_rows} rows")
         print(f"  run {run + 1}: " + ", ".join(line), flush=True)
-    rows_for = {key: a.rows for key in results} | {"tutorial": a.tutorial_rows}
+    rows_for = {key: a.size for key in results} | {"tutorial": a.tutorial_rows}
     table, by_key = [], {}
     for key, times in results.items():
         if not times:
@@ -258,19 +255,14 @@ def main(argv=None) -> dict:
             by_key[key]["vs_raw_copy_hnsw"] = ratios[group]["raw_copy_hnsw"]
     size = f"{path.stat().st_size / 1e6:.0f} MB TSV" if path else \
         f"{parquet.stat().st_size / 1e6:.0f} MB Parquet"
-    print_table(f"loading {a.rows:,} precomputed 1024-d embeddings ({size})",
+    print_table(f"loading {a.size:,} precomputed 1024-d embeddings ({size})",
                 table, ["variant", "rows", "seconds", "rows_per_s", "vs_raw_copy", "runs"])
     for group, values in ratios.items():
         if values:
             print(f"{group}: " + ", ".join(f"vs {base} {r:.2f}" for base, r in values.items()))
-    payload = {"rows": a.rows, "variants": only,
-               "tsv_mb": path.stat().st_size / 1e6 if path else None,
-               "parquet_mb": parquet.stat().st_size / 1e6 if parquet else None,
-               "server": facts, "results": table, "pgallery_ratios": ratios,
-               "raw_seconds": {k: v for k, v in results.items() if v}}
-    write_result(f"load_{a.rows}", payload)
-    return payload
+    return {"distribution": "datagen", "variants": only,
+            "tsv_mb": path.stat().st_size / 1e6 if path else None,
+            "parquet_mb": parquet.stat().st_size / 1e6 if parquet else None,
+            "results": table, "pgallery_ratios": ratios,
+            "raw_seconds": {k: v for k, v in results.items() if v}}
 
-
-if __name__ == "__main__":
-    main()

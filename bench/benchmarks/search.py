@@ -1,8 +1,9 @@
-"""Unfiltered search: recall@10 against latency (p50, p95) and queries/s at 1 and 2 clients,
-for the raw pgvector query and each search_* function, over hnsw.ef_search (or
-ivfflat.probes).
+"""Unfiltered search: recall@10 (mean and tail), latency and queries/s over ef_search.
 
-    python bench/search_bench.py --size 100000
+For the raw pgvector query and each search_* function, over hnsw.ef_search (or
+ivfflat.probes), on bench_<size> (datagen's mixture, bench/lib/benchdb.py):
+
+    python bench/run.py search --size 100000
 
 Raw and function calls alternate query by query in the same pass, so the overhead of the
 SQL function over the raw ``ORDER BY <index expression> <=> q LIMIT 10`` is measured
@@ -11,18 +12,17 @@ Latency is client-observed (psycopg, prepared statements, binary vectors, one ro
 for the raw query and search_by_vector it is also measured inside PostgreSQL (server_p50_ms:
 EXPLAIN (ANALYZE, TIMING OFF)'s execution time, which leaves out the round trip and the
 parse/plan of the outer statement).
-Writes bench/results/search_<n>.json and search_<n>.png (the recall-QPS curve).
+Recall per query is summarised with its tail (mean, p5, share under 0.5); latency as
+p5 / p50 / p95. Also draws search_<n>.png (the recall-latency and recall-QPS curves).
 
-    python bench/search_bench.py --size 100000 --index ivfflat
+    python bench/run.py search --size 100000 --set index=ivfflat
 
 sweeps ivfflat.probes instead, on a copy of bench_<n> (bench_<n>_ivfflat) whose HNSW index
 is replaced by the IVFFlat one `pgallery index build` makes (lists = rows / 1000), with
-the database defaults migration 0002 sets (probes 10). Writes search_ivfflat_<n>.json/.png.
+the database's default probes (10).
 """
 
 from __future__ import annotations
-
-import argparse
 
 import numpy as np
 
@@ -30,13 +30,13 @@ import benchdb
 from benchdb import INDEXED, QUERY
 import datagen
 from common import (MODEL, connect, median, percentiles, print_table, recall_at_k,
-                    run_clients, server_facts, stopwatch, write_result)
+                    recall_tails, run_clients, stopwatch)
 
 K = 10
 # the recall knob of each index: its setting, the functions' argument, the default sweep
 KNOBS = {"hnsw": ("hnsw.ef_search", "ef_search", "10,20,40,60,100,150,200,400"),
          "ivfflat": ("ivfflat.probes", "probes", "1,2,3,5,10,20,40")}
-KNOB_GUC, KNOB_ARG = KNOBS["hnsw"][:2]    # main() sets them from --index
+KNOB_GUC, KNOB_ARG = KNOBS["hnsw"][:2]    # run() sets them from the index parameter
 RAW = f"SELECT painting_id FROM painting_embedding ORDER BY {INDEXED} <=> {QUERY} LIMIT 10"
 RAW_EXACT = ("SELECT painting_id FROM painting_embedding "
              "ORDER BY (embedding <=> %s) + 0, painting_id LIMIT 10")
@@ -109,12 +109,15 @@ def measure(url: str, plans: dict, efs: list[int], runs: int, qps_seconds: float
         server = server_pass(conns, plans, ef)
         for m, (sql, params, truth) in plans.items():
             stats = [percentiles(p["times"][m]) for p in passes]
+            tails = (recall_tails(recall_at_k(g, t) for g, t in
+                                  zip(passes[0]["got"][m], truth)) if truth else {})
             row = {"method": m, KNOB_ARG: ef,
+                   "p5_ms": median([s["p5_ms"] for s in stats]),
                    "p50_ms": median([s["p50_ms"] for s in stats]),
                    "p95_ms": median([s["p95_ms"] for s in stats]),
-                   "recall@10": (float(np.mean([recall_at_k(g, t) for g, t in
-                                                zip(passes[0]["got"][m], truth)]))
-                                 if truth else None),
+                   "recall@10": tails.get("recall_mean"),
+                   "recall_p5": tails.get("recall_p5"),
+                   "lost_share": tails.get("lost_share"),
                    "rows": float(np.mean([len(g) for g in passes[0]["got"][m]]))}
             if m in server:
                 row["server_p50_ms"] = float(np.median(server[m]))
@@ -133,7 +136,8 @@ def measure(url: str, plans: dict, efs: list[int], runs: int, qps_seconds: float
                 r[f"qps_{clients}c"] = _qps(url, sql.format(ef=ef, arg=KNOB_ARG), params, ef, clients,
                                             qps_seconds)
         print_table(f"{KNOB_GUC} = {ef}", [r for r in rows if r[KNOB_ARG] == ef],
-                    ["method", KNOB_ARG, "recall@10", "p50_ms", "p95_ms", "p50_vs_raw",
+                    ["method", KNOB_ARG, "recall@10", "recall_p5", "lost_share", "p50_ms",
+                     "p95_ms", "p50_vs_raw",
                      "server_p50_ms", "server_vs_raw", "qps_1c", "qps_2c", "rows"])
     for c in conns.values():
         c.close()
@@ -218,17 +222,22 @@ def plot(rows: list[dict], path, n: int) -> None:
     plt.close(fig)
 
 
-def main(argv=None) -> dict:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--size", type=int, default=100_000)
-    p.add_argument("--queries", type=int, default=200)
-    p.add_argument("--index", choices=sorted(KNOBS), default="hnsw")
-    p.add_argument("--ef", default=None, help="the knob's values (ef_search or probes)")
-    p.add_argument("--runs", type=int, default=3)
-    p.add_argument("--qps-seconds", type=float, default=3.0)
-    p.add_argument("--rebuild", action="store_true")
-    a = p.parse_args(argv)
+DEFAULTS = {"size": 100_000, "queries": 200, "index": "hnsw", "ef": "", "runs": 3,
+            "qps_seconds": 3.0, "rebuild": False, "plot": True}
+QUICK = {"queries": 50, "runs": 2, "qps_seconds": 1.0}
+LIBRARIES = ("matplotlib",)
+
+
+def result_name(params) -> str:
+    return f"search_{params.size}" if params.index == "hnsw" else \
+        f"search_{params.index}_{params.size}"
+
+
+def run(ctx) -> dict:
+    a = ctx.params
     global KNOB_GUC, KNOB_ARG
+    if a.index not in KNOBS:
+        raise SystemExit(f"index must be one of {', '.join(sorted(KNOBS))}")
     KNOB_GUC, KNOB_ARG, default_sweep = KNOBS[a.index]
     db = benchdb.ensure(a.size, a.rebuild)
     if a.index == "ivfflat":
@@ -237,24 +246,15 @@ def main(argv=None) -> dict:
     qs = datagen.queries(a.queries)
     with connect(db["url"]) as conn:
         ids = benchdb.painting_ids(conn, a.size)
-        facts = server_facts(conn)
-    image_rows = np.random.default_rng(5).choice(a.size, a.queries, replace=False)
+    image_rows = np.random.default_rng(5).choice(a.size, min(a.queries, a.size),
+                                                 replace=False)
     plans = methods(ids, qs, image_rows, ds)
     efs = [int(x) for x in (a.ef or default_sweep).split(",")]
     rows = measure(db["url"], plans, efs, a.runs, a.qps_seconds,
                    {"raw", "search_by_vector"})
     extra = defaults_and_exact(db["url"], plans, a.runs)
-    from common import RESULTS
-    RESULTS.mkdir(exist_ok=True)
-    payload = {"size": a.size, "index": a.index, "knob": KNOB_GUC, "queries": a.queries,
-               "runs": a.runs, "model": MODEL, "server": facts,
-               "database": {k: v for k, v in db.items() if k not in ("url", "hnsw")},
-               "sweep": rows, "defaults_and_exact": extra}
-    name = f"search_{a.size}" if a.index == "hnsw" else f"search_{a.index}_{a.size}"
-    write_result(name, payload)
-    plot(rows, RESULTS / f"{name}.png", a.size)
-    return payload
-
-
-if __name__ == "__main__":
-    main()
+    if a.plot:
+        plot(rows, ctx.artifact(".png"), a.size)
+    return {"distribution": "datagen", "knob": KNOB_GUC, "model": MODEL,
+            "database": {k: v for k, v in db.items() if k not in ("url", "hnsw")},
+            "sweep": rows, "defaults_and_exact": extra}

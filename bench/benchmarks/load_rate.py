@@ -1,7 +1,9 @@
-"""Images per second through `pgallery load`'s pipeline (hash, look up, embed, COPY, merge).
+"""Images per second through `pgallery load`'s pipeline, local and azure at its rate limit.
 
-    python bench/load_rate.py                       # the real gallery, both providers
-    python bench/load_rate.py --azure-images 200    # fewer images against the fake Azure
+The pipeline: hash, look up, embed, COPY, merge.
+
+    python bench/run.py load_rate                          # the real gallery, both providers
+    python bench/run.py load_rate --set azure_images=200   # fewer against the fake Azure
 
 Runs on ../shared/data/real-gallery (634 real images with SemArt-layout metadata), each
 scenario in a fresh database on the bench server:
@@ -14,17 +16,15 @@ scenario in a fresh database on the bench server:
 
 Rate = images loaded / wall time of load_images (from the first lookup to the last commit,
 ANALYZE included). Target for azure @ 10/s: >= 9 images/s, i.e. the pipeline keeps the
-rate limit busy. Writes bench/results/load_rate.json.
+rate limit busy.
 """
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
-from pathlib import Path
 
-from common import REPO, connect, fresh_database, print_table, write_result
+from common import REAL_GALLERY, REPO, connect, fresh_database, print_table
 
 sys.path.insert(0, str(REPO / "tests"))
 
@@ -34,7 +34,7 @@ from pgallery.loading.semart import read_semart_csv  # noqa: E402
 from pgallery.providers.azure import AzureVisionProvider  # noqa: E402
 from pgallery.providers.local import LocalDescriptorProvider  # noqa: E402
 
-GALLERY = REPO.parent / "shared" / "data" / "real-gallery"
+GALLERY = REAL_GALLERY
 RATE = 10.0
 
 
@@ -49,18 +49,20 @@ def timed_load(url: str, provider, listing) -> dict:
             "failed": summary.failed, "embeddings_written": summary.merged.embeddings}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--gallery", type=Path, default=GALLERY)
-    parser.add_argument("--local-images", type=int, default=0,
-                        help="images for the local scenarios (0: all)")
-    parser.add_argument("--azure-images", type=int, default=0,
-                        help="images for the azure scenario (0: all)")
-    parser.add_argument("--latency", type=float, default=0.15,
-                        help="the fake Azure's service time per request, seconds")
-    args = parser.parse_args()
+DEFAULTS = {"size": 634, "azure_images": 0, "latency": 0.15}
+QUICK = {"size": 60}
+
+
+def run(ctx) -> dict:
+    """``size``: images for the local scenarios (the first of the gallery's 634);
+    ``azure_images``: for the azure one (0: as many); ``latency``: the fake Azure's
+    service time per request, seconds."""
+    args = ctx.params
+    args.gallery = GALLERY
+    args.local_images = args.size
+    args.azure_images = args.azure_images or args.size
     if not (args.gallery / "gallery.csv").is_file():
-        sys.exit(f"no gallery.csv under {args.gallery}")
+        raise SystemExit(f"no gallery.csv under {args.gallery}")
     listing = read_semart_csv(args.gallery / "gallery.csv", args.gallery / "images")
     items = listing.items
 
@@ -92,11 +94,6 @@ def main() -> None:
     target = rows[-1]["images_per_s"] >= 0.9 * RATE
     print(f"azure @ {RATE:g}/s: {rows[-1]['images_per_s']:.2f} images/s "
           f"({'meets' if target else 'MISSES'} the >= {0.9 * RATE:g} images/s target)")
-    path = write_result("load_rate", {"gallery": str(args.gallery), "latency_s": args.latency,
-                                      "rate_limit": RATE, "scenarios": rows,
-                                      "azure_target_met": target})
-    print(f"wrote {path}")
+    return {"gallery": str(args.gallery), "latency_s": args.latency, "rate_limit": RATE,
+            "scenarios": rows, "azure_target_met": target}
 
-
-if __name__ == "__main__":
-    main()

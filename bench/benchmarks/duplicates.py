@@ -1,10 +1,13 @@
-"""Near-duplicate groups (issue 14, part 2): the calibration of the `local` model's default
-threshold on real images, and the time near_duplicates() takes as the collection grows.
+"""Near-duplicate groups: recall and precision per threshold, and near_duplicates()'s time.
 
-    python bench/duplicates_bench.py [--sizes 10000,20000] [--skip-timing]
+The calibration of the `local` model's default threshold on real images, and the time
+near_duplicates() takes as the collection grows.
+
+    python bench/run.py duplicates --size 20000
+    python bench/run.py duplicates --size 100000 --set calibration=false
 
 Calibration. The 634 images of ../shared/data/real-gallery, plus four altered copies of
-each (bench/local_quality.py's TRANSFORMS: 50% resize, 90% centre crop, JPEG q50,
+each (bench/lib/transforms.py: 50% resize, 90% centre crop, JPEG q50,
 brightness x1.1 + hue +5 degrees), are embedded with the offline `local` provider and
 loaded (3,170 paintings) under its model name, local-descriptors/v1. For each threshold,
 SELECT * FROM near_duplicates(t) groups them, and:
@@ -16,22 +19,19 @@ SELECT * FROM near_duplicates(t) groups them, and:
 The same two figures are computed in numpy on the exact raw cosine (every pair, no index)
 to show why near_duplicates compares `local` vectors on duplicate_signature() instead.
 
-Timing: near_duplicates() at the default threshold on the synthetic bench databases
-(bench/benchdb.py, bench_<n>), and how the time grows with n.
-
-Writes bench/results/duplicates.json.
+Timing: near_duplicates() at the default threshold on the synthetic bench database
+bench_<size> (bench/lib/benchdb.py): wall time, the server backend's CPU time and the
+load average (run it at several sizes to see how it grows).
 """
 
 from __future__ import annotations
 
-import argparse
 import os
-import sys
 import time
 
 import numpy as np
 
-from common import RESULTS, connect, fresh_database, print_table, write_result
+from common import REAL_GALLERY, WORK, connect, fresh_database, print_table
 
 THRESHOLDS = (0.85, 0.88, 0.90, 0.91, 0.92, 0.93, 0.94, 0.95, 0.96, 0.97)
 RAW_THRESHOLDS = (0.93, 0.94, 0.95, 0.96, 0.97, 0.98)
@@ -41,12 +41,13 @@ LOCAL_MODEL = "local-descriptors/v1"
 def embed_gallery(cache) -> tuple[list[str], np.ndarray, np.ndarray]:
     """(names, vectors, source index) of the originals and their copies; cached in a .npz
     (embedding 3,170 images takes about a minute)."""
-    import local_quality as lq
     from PIL import Image
+
+    from transforms import TRANSFORMS
 
     from pgallery.providers.local import LocalDescriptorProvider
 
-    files = sorted((lq.GALLERY / "images").glob("*.jpg"))
+    files = sorted((REAL_GALLERY / "images").glob("*.jpg"))
     if cache:
         cache.parent.mkdir(parents=True, exist_ok=True)
     if cache and cache.is_file():
@@ -60,7 +61,7 @@ def embed_gallery(cache) -> tuple[list[str], np.ndarray, np.ndarray]:
         source.append(i)
         with Image.open(path) as image:
             image = image.convert("RGB")
-            for label, transform in lq.TRANSFORMS.items():
+            for label, transform in TRANSFORMS.items():
                 names.append(f"copy-{label}-{path.name}")
                 vectors.append(provider.embed_bytes(transform(image), name=str(path)))
                 source.append(i)
@@ -216,31 +217,21 @@ def timing(sizes: list[int]) -> list[dict]:
     return out
 
 
-def main(argv=None) -> dict:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--sizes", default="10000,20000",
-                   help="synthetic collection sizes to time (comma-separated)")
-    p.add_argument("--skip-timing", action="store_true")
-    p.add_argument("--skip-calibration", action="store_true")
-    a = p.parse_args(argv)
-    import local_quality as lq
+DEFAULTS = {"size": 20_000, "calibration": True, "timing": True}
+QUICK = {"calibration": False}
+
+
+def run(ctx) -> dict:
+    """Calibration on the real images (always 3,170 paintings), then the time of
+    near_duplicates() on bench_<size> (datagen's mixture); either may be switched off."""
+    a = ctx.params
 
     result: dict = {}
-    if not a.skip_calibration:
-        if not (lq.GALLERY / "images").is_dir():
-            sys.exit(f"the real-image test data is not at {lq.GALLERY}")
-        RESULTS.mkdir(exist_ok=True)
-        result["calibration"] = calibrate(RESULTS.parent / ".work" / "duplicates_vectors.npz")
-    if not a.skip_timing:
-        result["timing"] = timing([int(s) for s in a.sizes.split(",") if s])
-    previous = RESULTS / "duplicates.json"
-    if previous.is_file():   # a partial run keeps the other part's figures
-        import json
-        result = {**json.loads(previous.read_text()), **result}
-    path = write_result("duplicates", result)
-    print(f"wrote {path}")
+    if a.calibration:
+        if not (REAL_GALLERY / "images").is_dir():
+            raise SystemExit(f"the real-image test data is not at {REAL_GALLERY}")
+        result["calibration"] = calibrate(WORK / "duplicates_vectors.npz")
+    if a.timing:
+        result["timing"] = timing([a.size])
     return result
 
-
-if __name__ == "__main__":
-    main()

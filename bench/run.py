@@ -1,0 +1,178 @@
+"""Run pgallery's benchmarks; each writes one JSON result in the shared envelope.
+
+    python bench/run.py --list                        # the benchmarks and their parameters
+    python bench/run.py search filters --size 100000  # run some (in the order given)
+    python bench/run.py search --size 2000 --quick    # fewer queries and runs
+    python bench/run.py recall --set dist=clustered,real --set ef=10,40,100
+    python bench/run.py all --size 10000 --quick      # every benchmark, in BENCHMARKS' order
+
+A benchmark is a module in bench/benchmarks/ with a docstring (its first line is the
+question it answers), DEFAULTS (its parameters, "size" among them), optionally QUICK
+(what --quick changes) and LIBRARIES (distributions whose versions the result records),
+and one entry point, ``run(ctx) -> dict`` returning its figures. Adding one is a line in
+BENCHMARKS below. Results go to bench/results/<name>_<size>.json (a module may name its
+own with ``result_name(params)``; --results DIR to change the folder), replacing the
+previous run's; bench/lib/result.py describes the envelope.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import shlex
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import SimpleNamespace
+
+BENCH = Path(__file__).resolve().parent
+sys.path[:0] = [str(BENCH / "lib"), str(BENCH / "benchmarks")]
+
+import result  # noqa: E402
+from common import RESULTS, connect, server_facts, server_url  # noqa: E402
+
+# One line per benchmark: the name of its module in bench/benchmarks/.
+BENCHMARKS = (
+    "load",           # precomputed embeddings: pgallery load against raw COPY
+    "load_rate",      # images/s through the load pipeline (local, azure at its rate limit)
+    "index",          # HNSW / IVFFlat build time and size per setting
+    "search",         # unfiltered recall@10 and latency over ef_search (or probes)
+    "filters",        # filtered search per filter kind and selectivity
+    "recall",         # recall tails per distribution, pgvector beside hnswlib and FAISS
+    "guard",          # the lost-query guard on and off
+    "exact",          # exact search: latency and equality with a full scan
+    "tuner",          # what the recall tuner chooses and what it costs after a load
+    "duplicates",     # near-duplicate threshold calibration and near_duplicates() time
+    "local_quality",  # the offline `local` provider finding transformed copies and crops
+    "web",            # pgallery serve under load against direct SQL
+    "concurrency",    # searches while a load and an index rebuild run
+)
+
+
+@dataclass
+class Context:
+    """What a benchmark's run() gets: its parameters (attributes of ``params``, ``size``
+    among them), --quick, where to put artefacts such as plots, and a log function."""
+    name: str
+    params: SimpleNamespace
+    quick: bool
+    results: Path
+    stem: str
+    log: callable = field(default=print)
+
+    @property
+    def size(self) -> int:
+        return self.params.size
+
+    def artifact(self, suffix: str) -> Path:
+        """A file beside the result, e.g. ctx.artifact(".png")."""
+        return self.results / f"{self.stem}{suffix}"
+
+
+def load(name: str):
+    if name not in BENCHMARKS:
+        raise SystemExit(f"unknown benchmark {name!r}; python bench/run.py --list shows them")
+    return importlib.import_module(name)
+
+
+def question(module) -> str:
+    return (module.__doc__ or "").strip().splitlines()[0] if module.__doc__ else ""
+
+
+def parameters(module, size: int | None, quick: bool, settings: list[str]) -> dict:
+    """DEFAULTS, then QUICK if --quick, then --size, then every --set key=value (typed as
+    the default is)."""
+    params = dict(module.DEFAULTS)
+    if quick:
+        params.update(getattr(module, "QUICK", {}))
+    if size is not None:
+        params["size"] = size
+    for item in settings:
+        key, sep, text = item.partition("=")
+        key = key.strip().replace("-", "_")
+        if not sep or key not in params:
+            raise SystemExit(f"--set {item!r}: expected KEY=VALUE with KEY one of "
+                             f"{', '.join(sorted(params))}")
+        default = params[key]
+        try:
+            if isinstance(default, bool):
+                if text.lower() not in ("true", "false", "1", "0", "yes", "no"):
+                    raise ValueError(text)
+                value = text.lower() in ("true", "1", "yes")
+            elif isinstance(default, int):
+                value = int(text)
+            elif isinstance(default, float):
+                value = float(text)
+            else:
+                value = text
+        except ValueError:
+            raise SystemExit(f"--set {item!r}: {key} takes a {type(default).__name__}")
+        params[key] = value
+    return params
+
+
+def run_one(name: str, size: int | None, quick: bool, settings: list[str], results: Path,
+            command: str) -> Path:
+    module = load(name)
+    params = parameters(module, size, quick, settings)
+    with connect(server_url("postgres"), autocommit=True) as conn:
+        versions = result.versions(conn, tuple(getattr(module, "LIBRARIES", ())))
+        server = {k: v for k, v in server_facts(conn).items()
+                  if k not in ("cpus", "machine", "postgres", "pgvector")}
+    started, machine = result.utc_now(), result.machine()
+    naming = getattr(module, "result_name", None)
+    stem = naming(SimpleNamespace(**params)) if naming else f"{name}_{params['size']}"
+    ctx = Context(name=name, params=SimpleNamespace(**params), quick=quick, results=results,
+                  stem=stem)
+    results.mkdir(parents=True, exist_ok=True)
+    print(f"\n=== {name} (size {ctx.size:,}{', quick' if quick else ''}) ===", flush=True)
+    t = time.perf_counter()
+    figures = module.run(ctx)
+    seconds = time.perf_counter() - t
+    document = result.envelope(
+        benchmark=name, question=question(module), date=started, seconds=seconds,
+        machine=machine, versions=versions, server=server, command=command,
+        parameters={**params, "quick": quick}, figures=figures)
+    path = result.write(ctx.artifact(".json"), document)
+    print(f"{name}: {seconds:.1f} s, wrote {path}", flush=True)
+    return path
+
+
+def list_benchmarks() -> None:
+    for name in BENCHMARKS:
+        module = load(name)
+        print(f"{name:14} {question(module)}")
+        quick = getattr(module, "QUICK", {})
+        print(" " * 15 + ", ".join(
+            f"{k}={v}" + (f" (quick {quick[k]})" if k in quick else "")
+            for k, v in module.DEFAULTS.items()))
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("names", nargs="*", metavar="NAME", help="benchmarks to run, or 'all'")
+    p.add_argument("--size", type=int, help="rows in the collection (each has a default)")
+    p.add_argument("--quick", action="store_true", help="fewer queries and runs")
+    p.add_argument("--set", dest="settings", action="append", default=[],
+                   metavar="KEY=VALUE", help="a benchmark parameter (see --list)")
+    p.add_argument("--results", type=Path, default=RESULTS, help="where results go")
+    p.add_argument("--list", action="store_true", help="list the benchmarks and exit")
+    a = p.parse_args(argv)
+    if a.list:
+        list_benchmarks()
+        return 0
+    if not a.names:
+        p.error("name a benchmark (or 'all'); --list shows them")
+    names = list(BENCHMARKS) if a.names == ["all"] else a.names
+    for name in names:
+        load(name)                       # every name checked before the first runs
+    command = shlex.join(["python", "bench/run.py", *(argv if argv is not None
+                                                      else sys.argv[1:])])
+    for name in names:
+        run_one(name, a.size, a.quick, a.settings, a.results, command)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
