@@ -4,6 +4,7 @@
     python bench/run.py search filters --size 100000  # run some (in the order given)
     python bench/run.py search --size 2000 --quick    # fewer queries and runs
     python bench/run.py recall --set dist=clustered,real --set ef=10,40,100
+    python bench/run.py search exact --size 5000 --set search.runs=1
     python bench/run.py all --size 10000 --quick      # every benchmark, in BENCHMARKS' order
 
 A benchmark is a module in bench/benchmarks/ with a docstring (its first line is the
@@ -80,20 +81,19 @@ def question(module) -> str:
     return (module.__doc__ or "").strip().splitlines()[0] if module.__doc__ else ""
 
 
-def parameters(module, size: int | None, quick: bool, settings: list[str]) -> dict:
-    """DEFAULTS, then QUICK if --quick, then --size, then every --set key=value (typed as
-    the default is)."""
+def parameters(name: str, module, size: int | None, quick: bool,
+               settings: list[str]) -> dict:
+    """DEFAULTS, then QUICK if --quick, then --size, then the --set KEY=VALUE (or
+    NAME.KEY=VALUE) items this benchmark has, typed as the default is."""
     params = dict(module.DEFAULTS)
     if quick:
         params.update(getattr(module, "QUICK", {}))
     if size is not None:
         params["size"] = size
     for item in settings:
-        key, sep, text = item.partition("=")
-        key = key.strip().replace("-", "_")
-        if not sep or key not in params:
-            raise SystemExit(f"--set {item!r}: expected KEY=VALUE with KEY one of "
-                             f"{', '.join(sorted(params))}")
+        target, key, text = split_setting(item)
+        if target not in (None, name) or key not in params:
+            continue
         default = params[key]
         try:
             if isinstance(default, bool):
@@ -107,15 +107,37 @@ def parameters(module, size: int | None, quick: bool, settings: list[str]) -> di
             else:
                 value = text
         except ValueError:
-            raise SystemExit(f"--set {item!r}: {key} takes a {type(default).__name__}")
+            kind = {bool: "true or false", int: "an integer", float: "a number"}
+            raise SystemExit(f"--set {item!r}: {key} must be {kind[type(default)]}")
         params[key] = value
     return params
+
+
+def split_setting(item: str) -> tuple[str | None, str, str]:
+    """'name.key=value' -> (name, key, value); 'key=value' -> (None, key, value)."""
+    left, sep, text = item.partition("=")
+    if not sep:
+        raise SystemExit(f"--set {item!r}: expected KEY=VALUE or NAME.KEY=VALUE")
+    target, dot, key = left.strip().rpartition(".")
+    return (target if dot else None), key.replace("-", "_"), text
+
+
+def check_settings(names: list[str], settings: list[str]) -> None:
+    """Every --set item must name a parameter of a benchmark it applies to."""
+    for item in settings:
+        target, key, _ = split_setting(item)
+        if target is not None and target not in names:
+            raise SystemExit(f"--set {item!r}: {target} is not among the benchmarks run")
+        known = {k for n in names if target in (None, n) for k in load(n).DEFAULTS}
+        if key not in known:
+            raise SystemExit(f"--set {item!r}: no such parameter; expected one of "
+                             f"{', '.join(sorted(known))}")
 
 
 def run_one(name: str, size: int | None, quick: bool, settings: list[str], results: Path,
             command: str) -> Path:
     module = load(name)
-    params = parameters(module, size, quick, settings)
+    params = parameters(name, module, size, quick, settings)
     with connect(server_url("postgres"), autocommit=True) as conn:
         versions = result.versions(conn, tuple(getattr(module, "LIBRARIES", ())))
         server = {k: v for k, v in server_facts(conn).items()
@@ -155,7 +177,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--size", type=int, help="rows in the collection (each has a default)")
     p.add_argument("--quick", action="store_true", help="fewer queries and runs")
     p.add_argument("--set", dest="settings", action="append", default=[],
-                   metavar="KEY=VALUE", help="a benchmark parameter (see --list)")
+                   metavar="[NAME.]KEY=VALUE",
+                   help="a parameter (see --list), for every benchmark run that has it or "
+                        "for NAME only")
     p.add_argument("--results", type=Path, default=RESULTS, help="where results go")
     p.add_argument("--list", action="store_true", help="list the benchmarks and exit")
     a = p.parse_args(argv)
@@ -167,6 +191,7 @@ def main(argv: list[str] | None = None) -> int:
     names = list(BENCHMARKS) if a.names == ["all"] else a.names
     for name in names:
         load(name)                       # every name checked before the first runs
+    check_settings(names, a.settings)
     command = shlex.join(["python", "bench/run.py", *(argv if argv is not None
                                                       else sys.argv[1:])])
     for name in names:

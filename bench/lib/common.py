@@ -16,6 +16,7 @@ import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
+from urllib.parse import quote, urlsplit, urlunsplit
 
 import numpy as np
 import psycopg
@@ -23,7 +24,8 @@ from psycopg import sql
 
 BENCH_DIR = Path(__file__).resolve().parents[1]
 REPO = BENCH_DIR.parent
-WORK = BENCH_DIR / ".work"
+# generated data and the bench server; PGALLERY_BENCH_WORK moves it (the tests do)
+WORK = Path(os.environ.get("PGALLERY_BENCH_WORK") or BENCH_DIR / ".work")
 RESULTS = BENCH_DIR / "results"
 MODEL = "bench/synthetic"
 
@@ -52,9 +54,10 @@ def server_url(database: str = "postgres") -> str:
     """URL of a database on the bench server (started on first use)."""
     base = os.environ.get("DATABASE_URL")
     if base:
-        info = psycopg.conninfo.conninfo_to_dict(base)
-        info["dbname"] = database
-        return psycopg.conninfo.make_conninfo(**info)
+        parts = urlsplit(base)
+        if parts.scheme not in ("postgresql", "postgres"):
+            raise SystemExit("DATABASE_URL must be a postgresql:// URL")
+        return urlunsplit(parts._replace(path="/" + quote(database, safe="")))
     WORK.mkdir(parents=True, exist_ok=True)
     WORK.chmod(0o755)
     server = EmbeddedServer(WORK / "pg")
