@@ -140,8 +140,8 @@ def run_one(name: str, size: int | None, quick: bool, settings: list[str], resul
     params = parameters(name, module, size, quick, settings)
     with connect(server_url("postgres"), autocommit=True) as conn:
         versions = result.versions(conn, tuple(getattr(module, "LIBRARIES", ())))
-        server = {k: v for k, v in server_facts(conn).items()
-                  if k not in ("cpus", "machine", "postgres", "pgvector")}
+        server = {k: v for k, v in server_facts(conn).items()   # the server's settings
+                  if k not in ("cpus", "machine", "postgres", "pgvector") and v is not None}
     started, machine = result.utc_now(), result.machine()
     naming = getattr(module, "result_name", None)
     stem = naming(SimpleNamespace(**params)) if naming else f"{name}_{params['size']}"

@@ -101,6 +101,8 @@ def check_envelope(document: dict, name: str, size: int, started: dt.datetime) -
     assert all(isinstance(x, float) and x >= 0 for x in machine["load_average"])
     versions = document["versions"]
     assert versions["pgallery"] == pgallery.__version__
+    if (REPO / ".git").exists():             # run from a checkout: its commit
+        assert re.match(r"^[0-9a-f]{7,}(\+changes)?$", versions["pgallery_commit"])
     assert versions["python"] == platform.python_version()
     assert versions["numpy"] == np.__version__
     assert VERSION.match(versions["postgresql"]) and VERSION.match(versions["pgvector"])

@@ -22,7 +22,7 @@ import numpy as np
 import benchdb
 import datagen
 from common import (connect, fmt_bytes, median, percentiles, print_table, recall_at_k,
-                    stopwatch)
+                    recall_tails, stopwatch)
 
 SETTINGS = {
     "pgallery": {"maintenance_work_mem": "1GB", "max_parallel_maintenance_workers": 2},
@@ -74,8 +74,13 @@ def search(conn, qs, truth) -> dict:
             with stopwatch() as t:
                 got.append([r[0] for r in conn.execute(SEARCH, (q,), prepare=True)])
             times.append(t())
-        out[f"recall_ef{ef}"] = float(np.mean([recall_at_k(g, t) for g, t in zip(got, truth)]))
-        out[f"p50_ms_ef{ef}"] = percentiles(times)["p50_ms"]
+        tails = recall_tails(recall_at_k(g, t) for g, t in zip(got, truth))
+        latency = percentiles(times)
+        out[f"recall_ef{ef}"] = tails["recall_mean"]
+        out[f"recall_p5_ef{ef}"] = tails["recall_p5"]
+        out[f"lost_share_ef{ef}"] = tails["lost_share"]
+        out[f"p50_ms_ef{ef}"] = latency["p50_ms"]
+        out[f"p95_ms_ef{ef}"] = latency["p95_ms"]
     conn.execute("RESET hnsw.ef_search")
     return out
 

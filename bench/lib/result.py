@@ -6,7 +6,8 @@
       "date": "2026-12-04T03:20:00Z",          # UTC, when the run started
       "seconds": 12.3,                          # wall time of the run
       "machine": {"cpus", "cpu_model", "memory_bytes", "load_average", "platform"},
-      "versions": {"pgallery", "postgresql", "pgvector", "python", "numpy", ...},
+      "versions": {"pgallery", "pgallery_commit", "postgresql", "pgvector", "python",
+                   "numpy", ...},
       "server": {"shared_buffers", "maintenance_work_mem", ...},
       "command": "python bench/run.py search --size 2000 --quick",
       "parameters": {"size": 2000, "quick": true, ...},
@@ -24,6 +25,7 @@ import importlib.metadata
 import json
 import os
 import platform
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -65,11 +67,29 @@ def package_version(distribution: str) -> str:
         return NOT_RECORDED
 
 
+def source_commit(directory: Path) -> str:
+    """The checkout's commit (short hash, "+changes" when the tree differs from it), or
+    "not recorded" outside a git checkout."""
+    try:
+        head = subprocess.run(["git", "-C", str(directory), "rev-parse", "--short", "HEAD"],
+                              capture_output=True, text=True, timeout=10)
+        if head.returncode:
+            return NOT_RECORDED
+        changed = subprocess.run(["git", "-C", str(directory), "status", "--porcelain",
+                                  "--untracked-files=no"],
+                                 capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.TimeoutExpired):
+        return NOT_RECORDED
+    return head.stdout.strip() + ("+changes" if changed else "")
+
+
 def versions(conn, libraries: tuple[str, ...] = ()) -> dict:
-    """pgallery, PostgreSQL, pgvector, Python, numpy and the given distributions' versions."""
+    """pgallery (and the commit of its checkout), PostgreSQL, pgvector, Python, numpy and
+    the given distributions' versions."""
     import pgallery
 
     out = {"pgallery": getattr(pgallery, "__version__", NOT_RECORDED),
+           "pgallery_commit": source_commit(Path(pgallery.__file__).resolve().parent),
            "postgresql": conn.execute("SHOW server_version").fetchone()[0],
            "pgvector": NOT_RECORDED,
            "python": platform.python_version(), "numpy": np.__version__}
