@@ -28,7 +28,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 BENCH = Path(__file__).resolve().parent
-sys.path[:0] = [str(BENCH / "lib"), str(BENCH / "benchmarks")]
+sys.path[:0] = [str(BENCH / "lib"), str(BENCH)]      # lib's helpers, the benchmarks package
 
 import result  # noqa: E402
 from common import RESULTS, connect, server_facts, server_url  # noqa: E402
@@ -74,7 +74,7 @@ class Context:
 def load(name: str):
     if name not in BENCHMARKS:
         raise SystemExit(f"unknown benchmark {name!r}; python bench/run.py --list shows them")
-    return importlib.import_module(name)
+    return importlib.import_module(f"benchmarks.{name}")
 
 
 def question(module) -> str:

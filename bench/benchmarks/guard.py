@@ -30,7 +30,7 @@ def database(args) -> str:
     name = f"tune_{args.dist.replace('-', '_')}_{args.size}"
     if database_exists(name):
         return server_url(name)
-    import tuner
+    from benchmarks import tuner
 
     return tuner.load(hard_data.load(args.dist, args.size), name)["url"]
 

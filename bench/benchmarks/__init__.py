@@ -1,0 +1,1 @@
+"""The benchmarks bench/run.py runs: one module each, registered in run.py's BENCHMARKS."""
