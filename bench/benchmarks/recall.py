@@ -281,8 +281,11 @@ LIBRARIES = ("hnswlib", "faiss-cpu")
 
 
 def result_name(params) -> str:
-    return f"recall_{params.size}" + ("" if params.iterative == "relaxed_order"
-                                      else f"_{params.iterative}")
+    """recall_<size>, with the distributions when not all of them and the iterative scan
+    when not pgallery's."""
+    dists = "" if params.dist == DEFAULTS["dist"] else params.dist.replace(",", "+") + "_"
+    scan = "" if params.iterative == "relaxed_order" else f"_{params.iterative}"
+    return f"recall_{dists}{params.size}{scan}"
 
 
 def run(ctx) -> dict:

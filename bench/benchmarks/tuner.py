@@ -53,6 +53,12 @@ def load(coll, dbname: str) -> dict:
 DEFAULTS = {"size": 20_000, "dist": "datagen,clustered,clustered-sorted,real", "sample": 200}
 
 
+def result_name(params) -> str:
+    """tuner_<size>, with the distributions when not all of them."""
+    dists = "" if params.dist == DEFAULTS["dist"] else params.dist.replace(",", "+") + "_"
+    return f"tuner_{dists}{params.size}"
+
+
 def run(ctx) -> dict:
     """One collection per distribution in ``dist`` (comma-separated)."""
     from pgallery.tuning import tune_recall
