@@ -23,6 +23,7 @@ import importlib
 import shlex
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
@@ -60,7 +61,7 @@ class Context:
     quick: bool
     results: Path
     stem: str
-    log: callable = field(default=print)
+    log: Callable[..., None] = field(default=print)
 
     @property
     def size(self) -> int:

@@ -43,6 +43,8 @@ QUICK = {"ef": "20,40,100"}
 def result_name(params) -> str:
     if params.database:
         return f"guard_{params.database}"
+    if params.dist == "real":                       # a fixed collection: size does not apply
+        return "guard_real"
     return f"guard_{params.dist}_{params.size}"
 
 

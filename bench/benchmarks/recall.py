@@ -281,11 +281,16 @@ LIBRARIES = ("hnswlib", "faiss-cpu")
 
 
 def result_name(params) -> str:
-    """recall_<size>, with the distributions when not all of them and the iterative scan
-    when not pgallery's."""
-    dists = "" if params.dist == DEFAULTS["dist"] else params.dist.replace(",", "+") + "_"
-    scan = "" if params.iterative == "relaxed_order" else f"_{params.iterative}"
-    return f"recall_{dists}{params.size}{scan}"
+    """recall_<size>, with the distributions when not all of them (no size for `real` alone,
+    a fixed collection) and the iterative scan when not pgallery's."""
+    parts = ["recall"]
+    if params.dist != DEFAULTS["dist"]:
+        parts.append(params.dist.replace(",", "+"))
+    if params.dist != "real":
+        parts.append(str(params.size))
+    if params.iterative != "relaxed_order":
+        parts.append(params.iterative)
+    return "_".join(parts)
 
 
 def run(ctx) -> dict:

@@ -56,6 +56,8 @@ DEFAULTS = {"size": 20_000, "dist": "datagen,clustered,clustered-sorted,real", "
 def result_name(params) -> str:
     """tuner_<size>, with the distributions when not all of them."""
     dists = "" if params.dist == DEFAULTS["dist"] else params.dist.replace(",", "+") + "_"
+    if params.dist == "real":                       # a fixed collection: size does not apply
+        return "tuner_real"
     return f"tuner_{dists}{params.size}"
 
 
