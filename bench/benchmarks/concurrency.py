@@ -1,7 +1,7 @@
 """Searches keep answering while a load and an index rebuild run.
 
 For each client count, the bundled pgbench runs search functions (search_by_image, plain
-and filtered) for --seconds against a loaded database, three times:
+and filtered) for ``seconds`` against a loaded database, three times:
 
     idle      nothing else running (the baseline)
     load      a loader writes new paintings meanwhile, through pgallery's own path

@@ -218,7 +218,7 @@ def search_libs(libs: dict, coll, efs: list[int], runs: int) -> dict:
     return out
 
 
-# -- one distribution --------------------------------------------------------------------------------------
+# -- one distribution --------------------------------------------------------------------------
 
 def run_distribution(dist: str, n: int, variants: list[str], efs: list[int], runs: int,
                      libs: bool, iterative: str, queries: int, log=print,
