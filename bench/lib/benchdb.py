@@ -3,8 +3,7 @@ pgallery's own loader (staging COPY + merge), the HNSW index built after the loa
 the migration's parameters, ANALYZEd, and the query prompts cached for search_by_text.
 
 Built once per size and reused by the search, filters, index, exact, duplicates and web
-benchmarks
-(the search benchmark's ``rebuild`` parameter forces a fresh one).
+benchmarks (the search benchmark's ``rebuild`` parameter forces a fresh one).
 """
 
 from __future__ import annotations
