@@ -7,17 +7,19 @@ wheel, the same file runs as pgallery/alembic/env.py under `pgallery alembic ...
 
 Every command checks the database's revision first (pgallery.migrations._known_revision),
 so a database at a folded or unknown revision gets the same one-line message from
-`alembic` as from `pgallery migrate`, never Alembic's "Can't locate revision".
+`alembic` as from `pgallery migrate`, never Alembic's "Can't locate revision"; so do the
+other errors pgallery reports in one line (a server that cannot be reached, an old pgvector).
 """
 
 import logging
 import sys
 
+import psycopg
 from alembic import context
 from sqlalchemy import create_engine, pool
 
 from pgallery.database.connection import resolve_url, sqlalchemy_url
-from pgallery.errors import SchemaNotReady
+from pgallery.errors import DatabaseError, PgalleryError
 from pgallery.migrations import _known_revision
 
 config = context.config
@@ -33,28 +35,16 @@ def database_url() -> str:
     )
 
 
-def check_revision(url: str) -> None:
-    try:
-        _known_revision(url)
-    except SchemaNotReady as error:
-        if config.cmd_opts is None:
-            raise  # called from Python (pgallery migrate): the caller reports it
-        # Alembic's command line would print a traceback: print what pgallery prints
-        print(f"Error: {error}", file=sys.stderr)
-        raise SystemExit(error.exit_code) from None
-
-
 def show_progress() -> None:
-    """On a command line, say each step as Alembic's own template does (-q: nothing)."""
-    if config.cmd_opts is not None and not getattr(config.cmd_opts, "quiet", False):
+    """Say each step as Alembic's own template does (-q: nothing)."""
+    if not getattr(config.cmd_opts, "quiet", False):
         logging.basicConfig(format="%(levelname)-5.5s [%(name)s] %(message)s")
         logging.getLogger("alembic").setLevel(logging.INFO)
 
 
 def run_migrations_online() -> None:
-    show_progress()
     url = database_url()
-    check_revision(url)
+    _known_revision(url)
     engine = create_engine(sqlalchemy_url(url), poolclass=pool.NullPool)
     with engine.connect() as connection:
         context.configure(connection=connection, transaction_per_migration=True)
@@ -62,6 +52,26 @@ def run_migrations_online() -> None:
             context.run_migrations()
 
 
+def on_the_command_line() -> None:
+    """Alembic's command line would print a traceback for pgallery's errors: print the
+    line `pgallery migrate` prints, and exit with its code."""
+    show_progress()
+    try:
+        run_migrations_online()
+    except psycopg.OperationalError as error:
+        fail(DatabaseError(f"database error: {error}".strip()))
+    except PgalleryError as error:
+        fail(error)
+
+
+def fail(error: PgalleryError) -> None:
+    print(f"Error: {error}", file=sys.stderr)
+    raise SystemExit(error.exit_code) from None
+
+
 if context.is_offline_mode():
     raise SystemExit("pgallery's migrations run against a live database (no --sql mode)")
-run_migrations_online()
+if config.cmd_opts is None:
+    run_migrations_online()      # called from Python (pgallery migrate): the caller reports
+else:
+    on_the_command_line()        # alembic ..., or pgallery alembic ...

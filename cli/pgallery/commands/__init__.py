@@ -91,7 +91,7 @@ from pgallery.commands import (alembic_passthrough, db, demo, duplicates,  # noq
 app.add_typer(db.app, name="db")
 app.command("migrate")(db.migrate)
 app.command("alembic", context_settings=alembic_passthrough.CONTEXT,
-            add_help_option=False)(alembic_passthrough.alembic)
+            no_args_is_help=True)(alembic_passthrough.alembic)
 app.command("load")(load.load)
 app.command("reembed")(reembed.reembed)
 app.command("show")(show.show)
