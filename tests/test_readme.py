@@ -48,6 +48,7 @@ NOT_RUN = {
     "VISION_ENDPOINT=": "the contents of a .env file; the azure blocks use the same variables",
     "docker compose up -d": "no Docker engine here; test_docker_url_matches_compose checks it",
     "make test": "this suite",
+    "pip install build": "builds and installs the wheel; tests/test_packaging.py does both",
     "ERROR:  the prompt": "an error message; test_the_prompt_error_is_the_one_shown checks it",
     "sql/": "a directory listing; test_the_layout_listed_exists checks it",
     "pgallery serve": "runs until Ctrl-C; the `run serve` blocks run against it (web_server "

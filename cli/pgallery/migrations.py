@@ -9,6 +9,7 @@ layer (``sql/idempotent/``, or the frozen ``sql/releases/`` of an older revision
 from __future__ import annotations
 
 import re
+from importlib.resources import files
 from pathlib import Path
 
 import psycopg
@@ -16,9 +17,22 @@ from psycopg import sql
 
 from pgallery.errors import DatabaseError, SchemaNotReady
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
-SQL_DIR = PROJECT_ROOT / "sql"
-ALEMBIC_DIR = PROJECT_ROOT / "alembic"
+
+def _sql_dir() -> Path:
+    """Where sql/ is: pyproject.toml maps the repository's sql/ and alembic/ into the
+    package, so a wheel holds them as pgallery/sql/ and pgallery/alembic/ and an editable
+    install resolves pgallery.sql to the checkout's sql/. Either way alembic/ is beside it."""
+    try:
+        return Path(files("pgallery.sql"))
+    except ModuleNotFoundError:
+        raise ModuleNotFoundError(
+            "pgallery.sql is not installed: in a checkout, install pgallery with "
+            "`pip install -e .` (cli/ on PYTHONPATH alone does not find sql/)",
+            name="pgallery.sql") from None
+
+
+SQL_DIR = _sql_dir()
+ALEMBIC_DIR = SQL_DIR.parent / "alembic"
 MIN_PGVECTOR = (0, 8, 4)  # iterative index scans (0.8.0) and their fixes
 
 
@@ -260,20 +274,26 @@ def freeze(revision: str) -> Path:
     return target
 
 
-def alembic_config(url: str | None = None):
+def alembic_config(url: str | None = None, cmd_opts=None):
+    """The Alembic configuration of pgallery's migrations, wherever pgallery is installed
+    (the repository's alembic.ini says the same for `alembic` run from its root).
+    `pgallery alembic ...` passes Alembic's parsed command line as `cmd_opts`."""
     from alembic.config import Config
 
-    cfg = Config(str(PROJECT_ROOT / "alembic.ini"))
-    cfg.set_main_option("script_location", str(ALEMBIC_DIR))
+    cfg = Config(cmd_opts=cmd_opts)
+    # ConfigParser interpolates %: a path may hold one
+    cfg.set_main_option("script_location", str(ALEMBIC_DIR).replace("%", "%%"))
+    cfg.set_main_option("path_separator", "os")
     if url:
-        # escape % for ConfigParser interpolation
         cfg.attributes["database_url"] = url
     return cfg
 
 
 def _known_revision(url: str) -> None:
-    """A database at a revision folded into the 0012 baseline (0001-0011) cannot be moved
-    by these migrations: say what to do instead of Alembic's 'Can't locate revision'."""
+    """Refuse a database whose revision these migrations cannot move, with advice instead
+    of Alembic's 'Can't locate revision': one folded into the baseline (0001-0011), or one
+    from a newer pgallery. alembic/env.py calls it, so `pgallery migrate`, `pgallery
+    alembic ...` and `alembic` run from the repository root all make the same check."""
     current = current_revision(url)
     known = revisions()
     if current is not None and current not in known:
@@ -288,20 +308,21 @@ def _known_revision(url: str) -> None:
 
 
 def upgrade(url: str, revision: str = "head") -> None:
+    """Upgrade to `revision` (SchemaNotReady for a revision _known_revision refuses)."""
     from alembic import command
 
-    _known_revision(url)
     command.upgrade(alembic_config(url), revision)
 
 
 def downgrade(url: str, revision: str = "base") -> None:
+    """Downgrade to `revision` ('base': nothing of pgallery's is left)."""
     from alembic import command
 
-    _known_revision(url)
     command.downgrade(alembic_config(url), revision)
 
 
 def current_revision(url: str) -> str | None:
+    """The database's revision, None when it was never migrated (or is back at base)."""
     with psycopg.connect(url) as conn:
         try:
             row = conn.execute("SELECT version_num FROM alembic_version").fetchone()

@@ -85,11 +85,13 @@ def root(
     ctx.obj = Settings.load(database_url=database_url, home=home)
 
 
-from pgallery.commands import (db, demo, duplicates, index, load, models,  # noqa: E402
-                               reembed, search, serve, show)
+from pgallery.commands import (alembic_passthrough, db, demo, duplicates,  # noqa: E402
+                               index, load, models, reembed, search, serve, show)
 
 app.add_typer(db.app, name="db")
 app.command("migrate")(db.migrate)
+app.command("alembic", context_settings=alembic_passthrough.CONTEXT,
+            no_args_is_help=True)(alembic_passthrough.alembic)
 app.command("load")(load.load)
 app.command("reembed")(reembed.reembed)
 app.command("show")(show.show)
