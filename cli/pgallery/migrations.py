@@ -246,7 +246,9 @@ class _Routine:
                 and new.defaults >= self.defaults)
 
     def short(self) -> str:
-        arguments = self.identity.split(", ") if self.identity else []
+        """search_by_image(text, integer, ...): the name and its first argument types."""
+        inside = self.signature[self.signature.index("(") + 1:-1]
+        arguments = inside.split(",") if inside else []
         shown = arguments[:2] + (["..."] if len(arguments) > 2 else [])
         return f"{self.name}({', '.join(shown)})"
 
