@@ -166,9 +166,12 @@ def layer(revision: str | None) -> str:
 
 def layer_digest(revision: str) -> str:
     """sha256 of the layer a revision holds; each migration records its own as layer_sha256."""
+    return _digest(layer(revision))
+
+
+def _digest(text: str) -> str:
     import hashlib
 
-    text = layer(revision)
     body = text[text.find("-- ===="):]     # a frozen release's header is not the layer
     return hashlib.sha256(body.encode("utf-8")).hexdigest()
 
@@ -583,16 +586,30 @@ def install_layer(conn: psycopg.Connection, text: str) -> None:
     conn.execute(text)
 
 
-def freeze(revision: str) -> Path:
+def release_header(revision: str) -> str:
+    """The lines `freeze` writes above the layer in sql/releases/<revision>.sql."""
+    return (f"-- The replaceable layer exactly as revision {revision} shipped it: sql/idempotent/"
+            f" at {revision},\n-- placeholders filled. Frozen by `python -m pgallery.migrations"
+            f" freeze`; never edit it.\n\n")
+
+
+def freeze(revision: str, directory: Path | None = None) -> Path:
     """Write sql/releases/<revision>.sql: the head layer as it is now, before a new
-    revision changes it. `python -m pgallery.migrations freeze` does it for the head."""
-    target = RELEASES_DIR / f"{revision}.sql"
+    revision changes it. `python -m pgallery.migrations freeze` does it for the head.
+
+    It refuses unless sql/idempotent/ still gives the layer whose sha256 the revision
+    records, so what is frozen is what that revision shipped, never an edited layer."""
+    target = (directory or RELEASES_DIR) / f"{revision}.sql"
     if target.exists():
         raise DatabaseError(f"{target} exists: a release is frozen once")
-    target.write_text(
-        f"-- The replaceable layer exactly as revision {revision} shipped it: sql/idempotent/"
-        f" at {revision},\n-- placeholders filled. Frozen by `python -m pgallery.migrations"
-        f" freeze`; never edit it.\n\n" + head_layer(), encoding="utf-8")
+    text = head_layer()
+    recorded = recorded_digest(revision)
+    if _digest(text) != recorded:
+        raise DatabaseError(
+            f"sql/idempotent/ is not the layer revision {revision} shipped (its layer_sha256 "
+            f"is {recorded}, sql/idempotent/ gives {_digest(text)}): freeze before editing it "
+            f"(git stash; python -m pgallery.migrations freeze; git stash pop)")
+    target.write_text(release_header(revision) + text, encoding="utf-8")
     return target
 
 
@@ -665,10 +682,19 @@ def require_current(url: str) -> None:
 def _main(argv: list[str]) -> int:
     """python -m pgallery.migrations freeze: before changing sql/idempotent/ for a new
     revision, keep the head revision's layer as it shipped."""
+    import sys
+
+    from pgallery.errors import PgalleryError
+
     if argv[:1] != ["freeze"] or len(argv) > 2:
-        print("usage: python -m pgallery.migrations freeze [REVISION]   (default: head)")
+        print("usage: python -m pgallery.migrations freeze [REVISION]   (default: head)",
+              file=sys.stderr)
         return 2
-    print(freeze(argv[1] if len(argv) == 2 else head_revision()))
+    try:
+        print(freeze(argv[1] if len(argv) == 2 else head_revision()))
+    except PgalleryError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
     return 0
 
 
