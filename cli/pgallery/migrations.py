@@ -1,8 +1,9 @@
 """Run Alembic from code, and the one step every migration takes (docs/migrations.md).
 
 The migrations in ``alembic/versions/`` are a few lines each: ``step(op, "NNNN")``. This
-module runs the revision's run-once SQL of ``sql/incremental/``, installs the replaceable
-layer (``sql/idempotent/``, or the frozen ``sql/releases/`` of an older revision), pins the
+module runs the revision's run-once SQL of ``sql/incremental/``, turns the replaceable layer
+it leaves into the one it arrives at (``sql/idempotent/``, or the frozen ``sql/releases/``
+of an older revision) in place where it can, so that what users built on it stays, pins the
 ``search_path`` the functions are created under, and checks the server's pgvector.
 """
 
@@ -306,7 +307,7 @@ def _types(conn, schema: str, names) -> list[_Type]:
 def _stub(conn, routine: _Routine) -> None:
     """Give a routine with a SQL-standard body a body that depends on nothing, keeping its
     oid, signature, grants and dependants: the run-once SQL may then drop or change a
-    table the old body read, as it could when every step dropped the whole layer."""
+    table the old body read."""
     arguments, qualified = conn.execute(
         "SELECT pg_catalog.pg_get_function_arguments(p.oid),"
         "       quote_ident(n.nspname) || '.' || quote_ident(p.proname)"
