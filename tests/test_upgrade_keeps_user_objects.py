@@ -59,6 +59,16 @@ def edited_head_layer() -> str:
     return removed
 
 
+def widened_head_layer() -> str:
+    """The head layer with a field of its composite type search_request changed (k bigint),
+    so every routine that takes or returns a search_request changes with it."""
+    text = migrations.head_layer()
+    widened = text.replace("CREATE TYPE search_request AS (\n    k integer,",
+                           "CREATE TYPE search_request AS (\n    k bigint,", 1)
+    assert widened != text
+    return widened
+
+
 def replace(url: str, leaving: str, arriving: str) -> None:
     with psycopg.connect(url) as conn:
         migrations.pin_search_path(conn)
@@ -77,6 +87,8 @@ def test_a_view_and_a_grant_survive_a_layer_that_keeps_their_signatures(make_dat
         conn.execute(sql.SQL("GRANT EXECUTE ON FUNCTION register_model(text, integer, text),"
                              " search_by_vector TO {}").format(sql.Identifier(friend)))
         conn.execute("COMMENT ON FUNCTION register_model(text, integer, text) IS 'ours'")
+        conn.execute("CREATE FUNCTION my_request() RETURNS search_request LANGUAGE sql"
+                     " RETURN NULL::search_request")      # on the layer's composite type
         oid = conn.execute("SELECT 'search_by_vector'::regproc::oid").fetchone()[0]
 
     replace(url, migrations.head_layer(), edited_head_layer())
@@ -89,6 +101,8 @@ def test_a_view_and_a_grant_survive_a_layer_that_keeps_their_signatures(make_dat
         assert may_execute(conn, friend, "register_model")
         assert conn.execute("SELECT obj_description('register_model'::regproc, 'pg_proc')"
                             ).fetchone()[0] == "ours"
+        assert conn.execute("SELECT to_regprocedure('my_request()') IS NOT NULL"
+                            ).fetchone()[0]
         # ... with the arriving body, and what the arriving layer no longer has is gone
         with pytest.raises(psycopg.Error, match="no query_embedding given"):
             conn.execute("SELECT * FROM search_by_vector(NULL)")
@@ -97,8 +111,11 @@ def test_a_view_and_a_grant_survive_a_layer_that_keeps_their_signatures(make_dat
             is None
 
 
-def test_replacing_in_place_gives_the_catalog_a_fresh_install_gives(make_database, friend):
-    arriving = edited_head_layer()
+@pytest.mark.parametrize("edit", [edited_head_layer, widened_head_layer],
+                         ids=["a-body-changed-a-function-removed", "a-type-changed"])
+def test_replacing_in_place_gives_the_catalog_a_fresh_install_gives(make_database, friend,
+                                                                    edit):
+    arriving = edit()
     in_place, fresh = make_database(), make_database()
     with psycopg.connect(in_place, autocommit=True) as conn:
         conn.execute(f"CREATE VIEW my_top AS SELECT * FROM search_by_vector({VECTOR})")
@@ -126,6 +143,18 @@ def test_a_view_on_a_routine_the_layer_removes_stops_the_step(make_database):
     assert str(blocked.value).startswith(
         "view public.my_status depends on index_tuning_status(), which this upgrade to head"
         " changes: drop it, upgrade, and recreate it")
+    assert differences(schema_of(url), before) == []
+
+
+def test_a_function_on_a_composite_type_the_layer_changes_stops_the_step(make_database):
+    url = make_database()
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("CREATE FUNCTION my_request() RETURNS search_request LANGUAGE sql"
+                     " RETURN NULL::search_request")
+    before = schema_of(url)
+    with pytest.raises(MigrationBlocked, match=r"^function public\.my_request\(\) depends "
+                                               r"on type search_request, which this"):
+        replace(url, migrations.head_layer(), widened_head_layer())
     assert differences(schema_of(url), before) == []
 
 
