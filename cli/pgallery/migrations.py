@@ -361,10 +361,13 @@ def _dependants(conn, objects: set[tuple[str, int]]) -> list[tuple]:
 
 
 def _describe(conn, catalog: str, oid: int, subid: int) -> str:
-    """'view public.my_top', 'function public.f(integer)': a view is named, not its rule."""
+    """'view public.my_top', 'function public.f(integer)', 'default value for public.t.a':
+    a view (or materialized view) is named, not the rule that holds its query."""
     if catalog == "pg_rewrite":
-        catalog, oid, subid = "pg_class", conn.execute(
-            "SELECT ev_class FROM pg_catalog.pg_rewrite WHERE oid = %s", (oid,)).fetchone()[0], 0
+        relation, rule = conn.execute("SELECT ev_class, rulename FROM pg_catalog.pg_rewrite"
+                                      " WHERE oid = %s", (oid,)).fetchone()
+        if rule == "_RETURN":
+            catalog, oid, subid = "pg_class", relation, 0
     kind, identity = conn.execute(
         "SELECT type, identity FROM pg_catalog.pg_identify_object(%s::regclass, %s, %s)",
         (catalog, oid, subid)).fetchone()
