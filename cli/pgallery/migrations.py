@@ -267,7 +267,9 @@ class _Type:
     fields: str
 
     def parts(self) -> set[tuple[str, int]]:
-        return {("pg_type", self.oid), ("pg_class", self.relation), ("pg_type", self.array)}
+        """The type and what PostgreSQL made with it: its array type, a composite's row."""
+        parts = {("pg_type", self.oid), ("pg_class", self.relation), ("pg_type", self.array)}
+        return {(catalog, oid) for catalog, oid in parts if oid}
 
 
 _NOT_AN_EXTENSION_MEMBER = """NOT EXISTS (
