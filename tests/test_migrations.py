@@ -1,9 +1,11 @@
 """Alembic owns the database, and every revision has one schema whatever the path.
 
-The layout (docs/migrations.md): each step runs its run-once SQL and then installs the
-whole replaceable layer of the revision it arrives at. These tests hold it to that: the
-catalog of a database brought up to a revision equals the catalog of one brought down to
-it from head, base holds nothing of pgallery's, and a landed layer cannot change quietly.
+The layout (docs/migrations.md): each step runs its run-once SQL and ends holding exactly
+the replaceable layer of the revision it arrives at (replaced in place where it can be:
+tests/test_upgrade_keeps_user_objects.py). These tests hold it to that: the catalog of a
+database brought up to a revision equals the catalog of one brought down to it from head,
+base holds nothing of pgallery's, and a landed layer cannot change quietly, nor be frozen
+by anything but `python -m pgallery.migrations freeze`.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import pytest
 
 from catalog import differences, pgallery_objects, schema_of
 from pgallery import migrations
+from pgallery.errors import DatabaseError
 from pgallery.search import EF_SEARCH_FLOOR
 
 REPO = Path(__file__).resolve().parents[1]
@@ -56,6 +59,44 @@ def test_a_landed_layer_never_changes(revision):
     assert migrations.recorded_digest(revision) == migrations.layer_digest(revision), (
         f"the layer of revision {revision} changed; its layer_sha256 is "
         f"{migrations.layer_digest(revision)} now")
+
+
+@pytest.mark.parametrize("release", sorted(migrations.RELEASES_DIR.glob("*.sql")),
+                         ids=lambda path: path.name)
+def test_every_frozen_release_is_exactly_what_freeze_writes(release):
+    # written by `python -m pgallery.migrations freeze`, never by hand: freeze's header,
+    # then the layer whose digest the revision records
+    revision = release.stem
+    assert revision in REVISIONS
+    text = release.read_text(encoding="utf-8")
+    assert text.startswith(migrations.release_header(revision) + "-- ==== ")
+    assert migrations.layer_digest(revision) == migrations.recorded_digest(revision)
+
+
+def test_freeze_writes_the_head_layer_under_its_header_once(tmp_path):
+    head = migrations.head_revision()
+    frozen = migrations.freeze(head, tmp_path)
+    assert frozen == tmp_path / f"{head}.sql"
+    text = frozen.read_text(encoding="utf-8")
+    assert text == migrations.release_header(head) + migrations.head_layer()
+    with pytest.raises(DatabaseError, match="a release is frozen once"):
+        migrations.freeze(head, tmp_path)
+
+
+def test_freeze_refuses_a_layer_the_revision_did_not_ship(tmp_path):
+    # sql/idempotent/ holds head's layer, which is not the one 0012 recorded
+    with pytest.raises(DatabaseError, match="is not the layer revision 0012 shipped"):
+        migrations.freeze("0012", tmp_path)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_freeze_command_reports_a_refusal_in_one_line():
+    before = (migrations.RELEASES_DIR / "0012.sql").read_bytes()
+    result = subprocess.run([sys.executable, "-m", "pgallery.migrations", "freeze", "0012"],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == DatabaseError.exit_code
+    assert result.stderr.count("\n") == 1 and "frozen once" in result.stderr, result.stderr
+    assert (migrations.RELEASES_DIR / "0012.sql").read_bytes() == before
 
 
 def test_every_routine_of_the_layer_has_derived_privileges(db_url):

@@ -71,6 +71,12 @@ class SchemaNotReady(DatabaseError):
     """The database has not been migrated yet (run `pgallery migrate`)."""
 
 
+class MigrationBlocked(DatabaseError):
+    """A migration step would drop or change a routine or type of pgallery's that one of
+    the user's own objects depends on (a view, a function, a default): the step stopped
+    and its transaction was rolled back, so nothing changed."""
+
+
 class PermissionDenied(DatabaseError):
     """The database role may not do this (e.g. pgallery_reader running a write command)."""
 

@@ -1,21 +1,24 @@
 """Run Alembic from code, and the one step every migration takes (docs/migrations.md).
 
 The migrations in ``alembic/versions/`` are a few lines each: ``step(op, "NNNN")``. This
-module runs the revision's run-once SQL of ``sql/incremental/``, installs the replaceable
-layer (``sql/idempotent/``, or the frozen ``sql/releases/`` of an older revision), pins the
+module runs the revision's run-once SQL of ``sql/incremental/``, turns the replaceable layer
+it leaves into the one it arrives at (``sql/idempotent/``, or the frozen ``sql/releases/``
+of an older revision) in place where it can, so that what users built on it stays, pins the
 ``search_path`` the functions are created under, and checks the server's pgvector.
 """
 
 from __future__ import annotations
 
 import re
+import uuid
+from dataclasses import dataclass
 from importlib.resources import files
 from pathlib import Path
 
 import psycopg
 from psycopg import sql
 
-from pgallery.errors import DatabaseError, SchemaNotReady
+from pgallery.errors import DatabaseError, MigrationBlocked, SchemaNotReady
 
 
 def _sql_dir() -> Path:
@@ -93,9 +96,11 @@ def apply_sql_file(conn: psycopg.Connection, relative_path: str) -> None:
 #                                    `python -m pgallery.migrations freeze` when a later
 #                                    revision changed it
 #
-# Every step, up or down, ends by installing the layer of the revision it arrives at: the
-# routines and types of the layer it leaves are dropped and the new layer is created whole,
-# so what a revision holds never depends on the path that reached it.
+# Every step, up or down, ends holding exactly the layer of the revision it arrives at, but
+# it replaces in place what it can: a routine whose signature the arriving layer keeps is
+# replaced with CREATE OR REPLACE (its grants, comment and the user's views on it stay),
+# and only what was removed or changed is dropped (replace_layer). A step that would drop
+# something a user's object depends on stops with MigrationBlocked and rolls back.
 
 INCREMENTAL_DIR = SQL_DIR / "incremental"
 IDEMPOTENT_DIR = SQL_DIR / "idempotent"
@@ -176,9 +181,12 @@ def layer(revision: str | None) -> str:
 
 def layer_digest(revision: str) -> str:
     """sha256 of the layer a revision holds; each migration records its own as layer_sha256."""
+    return _digest(layer(revision))
+
+
+def _digest(text: str) -> str:
     import hashlib
 
-    text = layer(revision)
     body = text[text.find("-- ===="):]     # a frozen release's header is not the layer
     return hashlib.sha256(body.encode("utf-8")).hexdigest()
 
@@ -198,58 +206,395 @@ def layer_objects(text: str) -> tuple[set[str], set[str]]:
     return routines, types
 
 
+def _drop_triggers(conn: psycopg.Connection, *texts: str) -> None:
+    """A layer's triggers call its functions: they go first, and come back with the
+    arriving layer (nothing of a user's can hang on a trigger)."""
+    for text in texts:
+        for trigger, table in _TRIGGER.findall(text):
+            if conn.execute("SELECT to_regclass(%s) IS NOT NULL", (table,)).fetchone()[0]:
+                conn.execute(sql.SQL("DROP TRIGGER IF EXISTS {} ON {}").format(
+                    sql.Identifier(trigger.lower()), sql.Identifier(table.lower())))
+
+
 def drop_layer(conn: psycopg.Connection, *texts: str) -> None:
     """Drop every trigger, routine and type the given layers create, whatever their
-    arguments are now (each signature is read from the catalog), in one statement each so that routines
-    that depend on one another go together."""
+    arguments are now (each signature is read from the catalog), in one statement each so
+    that routines that depend on one another go together. Migrations use replace_layer,
+    which keeps what it can; this is the blunt tool for a scratch database."""
     routines, types = set(), set()
     for text in texts:
         r, t = layer_objects(text)
         routines |= r
         types |= t
-        for trigger, table in _TRIGGER.findall(text):
-            # a trigger calls a routine of the layer: it goes first, and comes back with it
-            if conn.execute("SELECT to_regclass(%s) IS NOT NULL", (table,)).fetchone()[0]:
-                conn.execute(sql.SQL("DROP TRIGGER IF EXISTS {} ON {}").format(
-                    sql.Identifier(trigger.lower()), sql.Identifier(table.lower())))
-    signatures = [row[0] for row in conn.execute(
-        "SELECT p.oid::regprocedure::text FROM pg_catalog.pg_proc p"
-        " WHERE p.pronamespace = current_schema()::regnamespace AND p.proname = ANY(%s)"
-        "   AND NOT EXISTS (SELECT FROM pg_catalog.pg_depend d"
-        "                   WHERE d.classid = 'pg_proc'::regclass AND d.objid = p.oid"
-        "                     AND d.deptype = 'e')", (sorted(routines),))]
+    _drop_triggers(conn, *texts)
+    schema = conn.execute("SELECT current_schema()").fetchone()[0]
+    signatures = [r.signature for r in _routines(conn, schema, routines)]
     if signatures:
-        # regprocedure's text is a quoted, schema-resolved signature from the catalog
         conn.execute(sql.SQL("DROP ROUTINE {}").format(
             sql.SQL(", ").join(sql.SQL(s) for s in signatures)))
-    existing = [row[0] for row in conn.execute(
-        "SELECT t.typname FROM pg_catalog.pg_type t"
-        " WHERE t.typnamespace = current_schema()::regnamespace AND t.typname = ANY(%s)",
-        (sorted(types),))]
+    existing = [t.name for t in _types(conn, schema, types)]
     if existing:
         conn.execute(sql.SQL("DROP TYPE {}").format(
             sql.SQL(", ").join(map(sql.Identifier, existing))))
+
+
+# -- Replacing one layer by another, keeping what users built on it -----------------------
+
+@dataclass(frozen=True)
+class _Routine:
+    """A routine as the catalog has it: what decides whether CREATE OR REPLACE may turn
+    one definition into another (PostgreSQL refuses a change of kind, result, parameter
+    names or modes, and fewer defaults; the identity arguments name the routine)."""
+
+    oid: int
+    name: str
+    kind: str
+    identity: str
+    result: str
+    names: str
+    modes: str
+    defaults: int
+    default_acl: bool     # proacl is NULL: PostgreSQL's default privileges
+    signature: str        # oid::regprocedure, quoted and resolved by the catalog
+    sql_body: bool        # a SQL-standard body (BEGIN ATOMIC, RETURN), which has dependencies
+
+    def replaceable_by(self, new: "_Routine") -> bool:
+        return (self.kind == new.kind and self.result == new.result
+                and self.names == new.names and self.modes == new.modes
+                and new.defaults >= self.defaults)
+
+    def short(self) -> str:
+        """search_by_image(text, integer, ...): the name and its first argument types."""
+        inside = self.signature[self.signature.index("(") + 1:-1]
+        arguments = inside.split(",") if inside else []
+        shown = arguments[:2] + (["..."] if len(arguments) > 2 else [])
+        return f"{self.name}({', '.join(shown)})"
+
+
+@dataclass(frozen=True)
+class _Type:
+    oid: int
+    name: str
+    kind: str
+    relation: int         # the composite's pg_class row (0 for other kinds)
+    array: int
+    fields: str
+
+    def parts(self) -> set[tuple[str, int]]:
+        """The type and what PostgreSQL made with it: its array type, a composite's row."""
+        parts = {("pg_type", self.oid), ("pg_class", self.relation), ("pg_type", self.array)}
+        return {(catalog, oid) for catalog, oid in parts if oid}
+
+
+_NOT_AN_EXTENSION_MEMBER = """NOT EXISTS (
+    SELECT FROM pg_catalog.pg_depend e WHERE e.classid = '{catalog}'::regclass
+      AND e.objid = {oid} AND e.deptype = 'e')"""
+
+
+def _routines(conn, schema: str, names) -> list[_Routine]:
+    rows = conn.execute(
+        "SELECT p.oid, p.proname, p.prokind::text,"
+        "       pg_catalog.pg_get_function_identity_arguments(p.oid),"
+        "       coalesce(pg_catalog.pg_get_function_result(p.oid), ''),"
+        "       coalesce(p.proargnames::text, ''), coalesce(p.proargmodes::text, ''),"
+        "       p.pronargdefaults, p.proacl IS NULL, p.oid::regprocedure::text,"
+        "       p.prosqlbody IS NOT NULL"
+        " FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace"
+        " WHERE n.nspname = %s AND p.proname = ANY(%s) AND "
+        + _NOT_AN_EXTENSION_MEMBER.format(catalog="pg_proc", oid="p.oid"),
+        (schema, sorted(names))).fetchall()
+    return [_Routine(*row) for row in rows]
+
+
+def _types(conn, schema: str, names) -> list[_Type]:
+    rows = conn.execute(
+        "SELECT t.oid, t.typname, t.typtype::text, t.typrelid, t.typarray,"
+        "       coalesce((SELECT string_agg(quote_ident(a.attname) || ' '"
+        "                    || format_type(a.atttypid, a.atttypmod), ', ' ORDER BY a.attnum)"
+        "                 FROM pg_catalog.pg_attribute a WHERE a.attrelid = t.typrelid"
+        "                   AND a.attnum > 0 AND NOT a.attisdropped), '')"
+        " FROM pg_catalog.pg_type t JOIN pg_catalog.pg_namespace n ON n.oid = t.typnamespace"
+        " WHERE n.nspname = %s AND t.typname = ANY(%s) AND "
+        + _NOT_AN_EXTENSION_MEMBER.format(catalog="pg_type", oid="t.oid"),
+        (schema, sorted(names))).fetchall()
+    return [_Type(*row) for row in rows]
+
+
+def _stub(conn, routine: _Routine) -> None:
+    """Give a routine with a SQL-standard body a body that depends on nothing, keeping its
+    oid, signature, grants and dependants: the run-once SQL may then drop or change a
+    table the old body read."""
+    arguments, qualified = conn.execute(
+        "SELECT pg_catalog.pg_get_function_arguments(p.oid),"
+        "       quote_ident(n.nspname) || '.' || quote_ident(p.proname)"
+        " FROM pg_catalog.pg_proc p JOIN pg_catalog.pg_namespace n ON n.oid = p.pronamespace"
+        " WHERE p.oid = %s", (routine.oid,)).fetchone()
+    # the signature's text comes from the catalog, which prints it as valid SQL
+    head = sql.SQL("CREATE OR REPLACE {} {}({})").format(
+        sql.SQL("PROCEDURE" if routine.kind == "p" else "FUNCTION"), sql.SQL(qualified),
+        sql.SQL(arguments))
+    if routine.kind == "p":
+        conn.execute(head + sql.SQL(" LANGUAGE plpgsql AS $stub$BEGIN END$stub$"))
+    else:
+        conn.execute(head + sql.SQL(
+            " RETURNS {} LANGUAGE plpgsql AS $stub$BEGIN RAISE EXCEPTION"
+            " 'being replaced by a migration'; END$stub$").format(sql.SQL(routine.result)))
+
+
+def _rehearse(conn, arriving: str, routine_names, type_names):
+    """Install the arriving layer into a scratch schema, read its routines and types the
+    way the catalog describes the installed ones, and undo it all (a savepoint): the
+    layer's own signatures, from PostgreSQL rather than from parsing its text."""
+    scratch = f"pgallery_arriving_{uuid.uuid4().hex[:8]}"
+    path = conn.execute("SHOW search_path").fetchone()[0]
+    conn.execute("SAVEPOINT pgallery_rehearsal")
+    try:
+        conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(scratch)))
+        # the scratch schema first: the layer's names resolve to its own new objects, and
+        # the catalog prints their types unqualified, as it prints the installed ones
+        conn.execute(sql.SQL("SET LOCAL search_path TO {}, {}").format(
+            sql.Identifier(scratch), sql.SQL(path)))
+        install_layer(conn, arriving)
+        routines = {(r.name, r.identity): r for r in _routines(conn, scratch, routine_names)}
+        types = {t.name: t for t in _types(conn, scratch, type_names)}
+    finally:
+        conn.execute("ROLLBACK TO SAVEPOINT pgallery_rehearsal")
+        conn.execute("RELEASE SAVEPOINT pgallery_rehearsal")
+    return routines, types
+
+
+def _dependants(conn, objects: set[tuple[str, int]]) -> list[tuple]:
+    """pg_depend's rows of the objects that depend on `objects` ((catalog, oid) pairs)."""
+    catalogs = [c for c, _ in objects]
+    oids = [o for _, o in objects]
+    return conn.execute(
+        "SELECT d.classid::regclass::text, d.objid, d.objsubid, d.deptype::text,"
+        "       d.refclassid::regclass::text, d.refobjid"
+        " FROM pg_catalog.pg_depend d"
+        " JOIN unnest(%s::text[], %s::oid[]) AS o(catalog, oid)"
+        "   ON d.refclassid = o.catalog::regclass AND d.refobjid = o.oid"
+        " WHERE d.deptype NOT IN ('e', 'x')", (catalogs, oids)).fetchall()
+
+
+def _describe(conn, catalog: str, oid: int, subid: int) -> str:
+    """'view public.my_top', 'function public.f(integer)', 'default value for public.t.a':
+    a view (or materialized view) is named, not the rule that holds its query."""
+    if catalog == "pg_rewrite":
+        relation, rule = conn.execute("SELECT ev_class, rulename FROM pg_catalog.pg_rewrite"
+                                      " WHERE oid = %s", (oid,)).fetchone()
+        if rule == "_RETURN":
+            catalog, oid, subid = "pg_class", relation, 0
+    kind, identity = conn.execute(
+        "SELECT type, identity FROM pg_catalog.pg_identify_object(%s::regclass, %s, %s)",
+        (catalog, oid, subid)).fetchone()
+    return f"{kind} {identity}"
+
+
+def _managed_roles(conn) -> list[str]:
+    """The roles whose privileges on the layer's routines each layer sets itself."""
+    return [row[0] for row in conn.execute(
+        "SELECT rolname FROM pg_catalog.pg_roles WHERE rolname LIKE 'pgallery\\_%'"
+        " ORDER BY 1")]
+
+
+def _foreign_grants(conn, routines: list[_Routine], managed: list[str]) -> list[tuple]:
+    """(routine name, role, grantable) for EXECUTE granted to roles of the user's own."""
+    if not routines:
+        return []
+    return conn.execute(
+        "SELECT p.proname, g.rolname, a.is_grantable"
+        " FROM pg_catalog.pg_proc p, aclexplode(p.proacl) a, pg_catalog.pg_roles g"
+        " WHERE p.oid = ANY(%s) AND a.privilege_type = 'EXECUTE' AND g.oid = a.grantee"
+        "   AND a.grantee <> p.proowner AND NOT g.rolname = ANY(%s)"
+        " ORDER BY 1, 2", ([r.oid for r in routines], managed)).fetchall()
+
+
+def replace_layer(conn: psycopg.Connection, leaving: str, arriving: str, *,
+                  between=None, moving: tuple[str, str] = ("upgrade", "head")) -> None:
+    """Turn the installed layer `leaving` into `arriving`, keeping what users built on it.
+
+    `between` runs after the old layer is out of the way and before the new one goes in
+    (a revision's run-once SQL). `moving` is ("upgrade" or "downgrade", target revision),
+    for the message. Afterwards the schema holds exactly `arriving`; in between:
+
+    - a routine whose signature `arriving` keeps (same kind, identity arguments, result,
+      parameter names; no default removed) is replaced with CREATE OR REPLACE, so its
+      oid, grants, comment and the user's objects that call it stay; a composite type
+      with the same fields is kept; everything else of `leaving` is dropped, together
+      with what of pgallery's depends on it;
+    - if a user's object (a view, a function, a default, ...) depends on something that is
+      dropped, MigrationBlocked names it before anything is dropped (the caller's
+      transaction then rolls back whatever ran before);
+    - a user's EXECUTE grant on a routine that is dropped goes to the routines of the same
+      name that replace it; pgallery's own roles get what the arriving layer grants.
+    """
+    schema = conn.execute("SELECT current_schema()").fetchone()[0]
+    leaving_routines, leaving_types = layer_objects(leaving)
+    arriving_routines, arriving_types = layer_objects(arriving)
+    routine_names = leaving_routines | arriving_routines
+    type_names = leaving_types | arriving_types
+    managed = _managed_roles(conn)
+
+    # first what the arriving layer does not name at all: it goes whatever its signature,
+    # before the run-once SQL, which may drop a table such a routine returns
+    old_routines = _routines(conn, schema, routine_names)
+    old_types = _types(conn, schema, type_names)
+    _drop_triggers(conn, leaving, arriving)
+    _drop(conn, old_routines, old_types, moving, managed,
+          keep={r.oid for r in old_routines if r.name in arriving_routines},
+          keep_types={t.oid for t in old_types if t.name in arriving_types})
+
+    old_routines = _routines(conn, schema, arriving_routines)
+    old_types = _types(conn, schema, arriving_types)
+    for routine in old_routines:
+        if routine.sql_body:
+            _stub(conn, routine)
+    if between is not None:
+        between()
+    new_routines, new_types = {}, {}
+    if old_routines or old_types:
+        new_routines, new_types = _rehearse(conn, arriving, routine_names, type_names)
+
+    kept = {r.oid for r in old_routines
+            if (r.name, r.identity) in new_routines
+            and r.replaceable_by(new_routines[r.name, r.identity])}
+    for routine in old_routines:
+        # the arriving layer leaves PUBLIC's default privileges (a NULL acl), which no
+        # GRANT restores: with nothing of the user's on the routine, it is recreated
+        if (routine.oid in kept and new_routines[routine.name, routine.identity].default_acl
+                and not routine.default_acl
+                and not _foreign_grants(conn, [routine], managed)
+                and not _dependants(conn, {("pg_proc", routine.oid)})):
+            kept.discard(routine.oid)
+    kept_types = {t.oid for t in old_types
+                  if t.name in new_types and t.kind == "c" == new_types[t.name].kind
+                  and t.fields == new_types[t.name].fields}
+    carried = _drop(conn, old_routines, old_types, moving, managed, kept, kept_types)
+    kept_routines = [r for r in _routines(conn, schema, arriving_routines) if r.oid in kept]
+
+    for routine in kept_routines:
+        # pgallery's roles get exactly what the arriving layer grants; others keep theirs
+        conn.execute(sql.SQL("REVOKE ALL ON ROUTINE {} FROM {}").format(
+            sql.SQL(routine.signature),
+            sql.SQL(", ").join([sql.SQL("PUBLIC"), *map(sql.Identifier, managed)])))
+    text = arriving
+    for t in _types(conn, schema, arriving_types):    # the kept ones
+        text = _type_statement(t.name).sub("", text, count=1)
+    if text:
+        install_layer(conn, text)
+    for routine in kept_routines:
+        if new_routines[routine.name, routine.identity].default_acl:
+            conn.execute(sql.SQL("GRANT EXECUTE ON ROUTINE {} TO PUBLIC").format(
+                sql.SQL(routine.signature)))
+    for name, role, grantable in carried:
+        for routine in _routines(conn, schema, {name}):
+            if routine.oid not in kept:
+                conn.execute(sql.SQL("GRANT EXECUTE ON ROUTINE {} TO {}{}").format(
+                    sql.SQL(routine.signature), sql.Identifier(role),
+                    sql.SQL(" WITH GRANT OPTION" if grantable else "")))
+
+
+def _drop(conn, routines: list[_Routine], types: list[_Type], moving: tuple[str, str],
+          managed: list[str], keep: set[int], keep_types: set[int]) -> list[tuple]:
+    """Drop the routines and types not kept, and what of the layer depends on them (found
+    through pg_depend: a routine taking a dropped type goes with it); raise MigrationBlocked
+    instead, dropping nothing, if anything else does (a user's view, function, default).
+    Returns the user's EXECUTE grants on the dropped routines, to carry over."""
+    routine_of = {r.oid: r for r in routines}
+    type_of = {part: t for t in types for part in t.parts()}
+    keep, keep_types = set(keep), set(keep_types)
+    origin: dict[tuple[str, int], str] = {}
+    frontier: set[tuple[str, int]] = set()
+
+    def going(key: tuple[str, int], name: str) -> None:
+        origin[key] = name
+        frontier.add(key)
+
+    def type_goes(t: _Type) -> None:
+        keep_types.discard(t.oid)
+        for part in t.parts():
+            going(part, f"type {t.name}")
+
+    for r in routines:
+        if r.oid not in keep:
+            going(("pg_proc", r.oid), r.short())
+    for t in types:
+        if t.oid not in keep_types:
+            type_goes(t)
+    blockers: dict[str, str] = {}
+    while frontier:
+        rows, frontier = _dependants(conn, frontier), set()
+        for catalog, oid, subid, deptype, ref_catalog, ref_oid in rows:
+            key = (catalog, oid)
+            if key in origin:
+                continue
+            if catalog == "pg_proc" and oid in routine_of:
+                keep.discard(oid)
+                going(key, routine_of[oid].short())
+            elif key in type_of:
+                type_goes(type_of[key])
+            elif deptype == "i":        # a part of what goes (an array type, a rule)
+                going(key, origin[ref_catalog, ref_oid])
+            else:
+                blockers.setdefault(_describe(conn, catalog, oid, subid),
+                                    origin[ref_catalog, ref_oid])
+    if blockers:
+        verb, target = moving
+        them = "it" if len(blockers) == 1 else "them"
+        raise MigrationBlocked(
+            "; ".join(f"{what} depends on {on}" for what, on in sorted(blockers.items()))
+            + f", which this {verb} to {target} changes: drop {them}, {verb}, and recreate "
+              f"{them} (nothing was changed)")
+
+    dropped = [r for r in routines if r.oid not in keep]
+    carried = _foreign_grants(conn, dropped, managed)
+    if dropped:
+        conn.execute(sql.SQL("DROP ROUTINE {}").format(
+            sql.SQL(", ").join(sql.SQL(r.signature) for r in dropped)))
+    gone_types = [t.name for t in types if t.oid not in keep_types]
+    if gone_types:
+        conn.execute(sql.SQL("DROP TYPE {}").format(
+            sql.SQL(", ").join(map(sql.Identifier, gone_types))))
+    return carried
+
+
+def _type_statement(name: str) -> re.Pattern:
+    """A layer's CREATE TYPE name AS (...); statement (a composite's fields hold no ';')."""
+    return re.compile(rf"^CREATE\s+TYPE\s+{re.escape(name)}\s+AS\s*\([^;]*\);[ \t]*\n?",
+                      re.IGNORECASE | re.MULTILINE)
 
 
 def step(op, revision: str, *, down: bool = False) -> None:
     """One migration step from Alembic: upgrade() calls step(op, "NNNN"); downgrade()
     calls step(op, "NNNN", down=True).
 
-    Up: drop the layer of the revision below, run sql/incremental/NNNN_*.sql, install
-    NNNN's layer. Down: drop NNNN's layer, run NNNN_*.down.sql, install the layer of the
-    revision below (none below the first)."""
+    Up: the layer of the revision below becomes NNNN's, with sql/incremental/NNNN_*.sql
+    run in between. Down: NNNN's layer becomes the one below (none below the first), with
+    NNNN_*.down.sql in between. replace_layer keeps what it can and stops, naming the
+    object, where a user's object depends on what must go."""
     conn = op.get_bind().connection.driver_connection
     order = revisions()
     below = order[order.index(revision) - 1] if order.index(revision) > 0 else None
     leaving, arriving = (layer(revision), layer(below)) if down else (layer(below),
                                                                       layer(revision))
+    moving = ("downgrade", below or "base") if down else ("upgrade", revision)
+
+    def run_once() -> None:
+        for path in sorted(INCREMENTAL_DIR.glob(f"{revision}_*.sql")):
+            if path.name.endswith(".down.sql") == down:
+                conn.execute(path.read_text(encoding="utf-8"))
+
     pin_search_path(conn)
-    drop_layer(conn, leaving, arriving)
-    for path in sorted(INCREMENTAL_DIR.glob(f"{revision}_*.sql")):
-        if path.name.endswith(".down.sql") == down:
-            conn.execute(path.read_text(encoding="utf-8"))
-    if arriving:
-        install_layer(conn, arriving)
+    try:
+        replace_layer(conn, leaving, arriving, between=run_once, moving=moving)
+    except psycopg.errors.DependentObjectsStillExist as exc:
+        # the run-once SQL dropping a table a user's view reads, say: the server's own
+        # words, on one line
+        details = (exc.diag.message_detail or "").splitlines()
+        them = "it" if len(details) == 1 else "them"
+        raise MigrationBlocked(
+            f"{exc.diag.message_primary} ({'; '.join(details)}): drop {them}, "
+            f"{moving[0]}, and recreate {them} (nothing was changed)") from None
 
 
 def install_layer(conn: psycopg.Connection, text: str) -> None:
@@ -261,16 +606,30 @@ def install_layer(conn: psycopg.Connection, text: str) -> None:
     conn.execute(text)
 
 
-def freeze(revision: str) -> Path:
+def release_header(revision: str) -> str:
+    """The lines `freeze` writes above the layer in sql/releases/<revision>.sql."""
+    return (f"-- The replaceable layer exactly as revision {revision} shipped it: sql/idempotent/"
+            f" at {revision},\n-- placeholders filled. Frozen by `python -m pgallery.migrations"
+            f" freeze`; never edit it.\n\n")
+
+
+def freeze(revision: str, directory: Path | None = None) -> Path:
     """Write sql/releases/<revision>.sql: the head layer as it is now, before a new
-    revision changes it. `python -m pgallery.migrations freeze` does it for the head."""
-    target = RELEASES_DIR / f"{revision}.sql"
+    revision changes it. `python -m pgallery.migrations freeze` does it for the head.
+
+    It refuses unless sql/idempotent/ still gives the layer whose sha256 the revision
+    records, so what is frozen is what that revision shipped, never an edited layer."""
+    target = (directory or RELEASES_DIR) / f"{revision}.sql"
     if target.exists():
         raise DatabaseError(f"{target} exists: a release is frozen once")
-    target.write_text(
-        f"-- The replaceable layer exactly as revision {revision} shipped it: sql/idempotent/"
-        f" at {revision},\n-- placeholders filled. Frozen by `python -m pgallery.migrations"
-        f" freeze`; never edit it.\n\n" + head_layer(), encoding="utf-8")
+    text = head_layer()
+    recorded = recorded_digest(revision)
+    if _digest(text) != recorded:
+        raise DatabaseError(
+            f"sql/idempotent/ is not the layer revision {revision} shipped (its layer_sha256 "
+            f"is {recorded}, sql/idempotent/ gives {_digest(text)}): freeze before editing it "
+            f"(git stash; python -m pgallery.migrations freeze; git stash pop)")
+    target.write_text(release_header(revision) + text, encoding="utf-8")
     return target
 
 
@@ -350,10 +709,19 @@ def require_current(url: str) -> None:
 def _main(argv: list[str]) -> int:
     """python -m pgallery.migrations freeze: before changing sql/idempotent/ for a new
     revision, keep the head revision's layer as it shipped."""
+    import sys
+
+    from pgallery.errors import PgalleryError
+
     if argv[:1] != ["freeze"] or len(argv) > 2:
-        print("usage: python -m pgallery.migrations freeze [REVISION]   (default: head)")
+        print("usage: python -m pgallery.migrations freeze [REVISION]   (default: head)",
+              file=sys.stderr)
         return 2
-    print(freeze(argv[1] if len(argv) == 2 else head_revision()))
+    try:
+        print(freeze(argv[1] if len(argv) == 2 else head_revision()))
+    except PgalleryError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
     return 0
 
 

@@ -1,9 +1,5 @@
--- The replaceable objects (functions, procedures) and their privileges exactly as revision
--- 0012 shipped them: the files of sql/functions/ at 0012, in name order, then the
--- SECURITY DEFINER and EXECUTE privileges that 0004_roles.sql, 0011 and 0012 gave them.
--- Frozen: generated once when revision 0013 changed the layer (docs/migrations.md); never
--- edit it. A fresh `alembic upgrade 0012` and a downgrade from head to 0012 both install
--- exactly this, so the schema at 0012 is the same whichever way a database got there.
+-- The replaceable layer exactly as revision 0012 shipped it: sql/idempotent/ at 0012,
+-- placeholders filled. Frozen by `python -m pgallery.migrations freeze`; never edit it.
 
 -- ==== functions/00_helpers.sql (as of 0012)
 

@@ -23,7 +23,8 @@ from rich.markup import escape
 
 def fail(error: PgalleryError) -> typer.Exit:
     """Print 'Error: message' on stderr; the Exit to raise carries the error's exit code."""
-    err_console.print(f"[bold red]Error:[/] {escape(str(error))}", highlight=False)
+    err_console.print(f"[bold red]Error:[/] {escape(str(error))}", highlight=False,
+                      soft_wrap=True)    # one line, however long: the terminal wraps it
     return typer.Exit(error.exit_code)
 
 
