@@ -33,6 +33,7 @@ class ProviderInfo:
     dimension: int | None = None              # None: the model the settings name decides
     model: str | None = None                  # the model tag, when it is fixed
     offline: bool = False                     # needs no network and no downloaded weights
+    credentials: bool = False                 # needs an account's key (no demo without)
 
 
 REGISTRY: dict[str, ProviderInfo] = {}
@@ -62,7 +63,7 @@ def _clip(settings: Settings, **options) -> EmbeddingProvider:
 
 
 register(ProviderInfo("azure", True, "Azure AI Vision multimodal embeddings (images and "
-                      "text), over HTTP", _azure, dimension=1024))
+                      "text), over HTTP", _azure, dimension=1024, credentials=True))
 register(ProviderInfo("local", False, "classical visual descriptors: offline, images only",
                       _local, dimension=1024, model="local-descriptors/v1", offline=True))
 register(ProviderInfo("clip", True, "a CLIP model on the CPU (images and text)", _clip))
