@@ -132,6 +132,7 @@ class Column:
     sql: str
     type: type
     api: str = ""
+    web: bool = True      # in the web API's result objects
 
     def __post_init__(self):
         if not self.api:
@@ -140,7 +141,7 @@ class Column:
 
 # The columns of SQL's search_result, in order (what every search_* function returns).
 RESULT_COLUMNS: tuple[Column, ...] = (
-    Column("painting_id", int), Column("image_file", str), Column("title", str),
+    Column("painting_id", int, web=False), Column("image_file", str), Column("title", str),
     Column("author", str), Column("technique", str), Column("painting_type", str, "type"),
     Column("school", str), Column("timeframe", str), Column("date", str),
     Column("distance", float), Column("similarity", float), Column("score", float),

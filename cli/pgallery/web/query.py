@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, replace
 from urllib.parse import urlencode
 
 from pgallery.errors import ArgError
-from pgallery.search import INT4_MAX, INT4_MIN, SearchFilters
+from pgallery.vocabulary import FILTERS, SearchFilters
 
 K_DEFAULT = 20
 K_MAX = 200
@@ -24,16 +24,9 @@ MAX_TEXT = 1000          # characters in any text parameter
 UPLOAD_HASH = re.compile(r"[0-9a-f]{64}")
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 
-# URL parameter -> SearchFilters field
-FILTER_FIELDS = {
-    "author": "author",
-    "technique": "technique",
-    "school": "school",
-    "type": "painting_type",
-    "timeframe": "timeframe",
-    "year_from": "year_from",
-    "year_to": "year_to",
-}
+# URL parameter -> SearchFilters field, for every filter of the vocabulary
+FILTER_FIELDS = {p.api: p.sql for p in FILTERS if p.web}
+_FILTERS = tuple(p for p in FILTERS if p.web)
 PARAMS = ("text", "similar", "upload", *FILTER_FIELDS, "k", "page")
 
 
@@ -89,11 +82,11 @@ class SearchRequest:
         if k * page > MAX_RANK:
             raise ArgError(f"k x page must be at most {MAX_RANK} (k={k}, page={page})")
         values = {}
-        for param, name in FILTER_FIELDS.items():
-            if name.startswith("year"):
-                values[name] = _integer(param, params.get(param), INT4_MIN, INT4_MAX)
+        for p in _FILTERS:
+            if p.type is int:
+                values[p.sql] = _integer(p.api, params.get(p.api), int(p.low), int(p.high))
             else:
-                values[name] = clean_text(param, params.get(param))
+                values[p.sql] = clean_text(p.api, params.get(p.api))
         if (values["year_from"] is not None and values["year_to"] is not None
                 and values["year_from"] > values["year_to"]):
             raise ArgError(f"year_from ({values['year_from']}) is after year_to "
