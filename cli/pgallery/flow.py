@@ -393,13 +393,13 @@ class SearchOutcome:
 
 
 def keywords_only(model: str) -> str:
-    return (f"ranked by keywords only: the active model ({model}) cannot read text, so these "
+    return (f"ranked by keywords only: the model {model} cannot read text, so these "
             "results are search_hybrid's keyword ranking of titles, authors and "
             "descriptions. Text search needs a model that reads text (Azure AI Vision or CLIP).")
 
 
 def prompt_left_out(model: str) -> str:
-    return (f"The active model ({model}) cannot read text, so the prompt was left out: these "
+    return (f"The model {model} cannot read text, so the prompt was left out: these "
             "results are for the image alone.")
 
 

@@ -55,6 +55,28 @@ def _integer(name: str, value: str | None, low: int, high: int) -> int | None:
     return number
 
 
+def _value(param, value: str | None):
+    """A filter's URL value as its vocabulary type, within its limits."""
+    if param.type is int:
+        return _integer(param.api, value, int(param.low), int(param.high))
+    value = clean_text(param.api, value)
+    if value is None or param.type is str:
+        return value
+    if param.type is bool:
+        if value.lower() not in ("true", "false", "1", "0", "yes", "no"):
+            raise ArgError(f"{param.api} must be true or false, got {value[:40]!r}")
+        return value.lower() in ("true", "1", "yes")
+    try:
+        number = float(value)
+    except ValueError:
+        raise ArgError(f"{param.api} must be a number, got {value[:40]!r}") from None
+    if number != number or (param.low is not None and number < param.low) or \
+            (param.high is not None and number > param.high):
+        raise ArgError(f"{param.api} must be between {param.low} and {param.high}, "
+                       f"got {value[:40]}")
+    return number
+
+
 @dataclass(frozen=True)
 class SearchRequest:
     """One search: what to look for (text, a painting, an upload, or nothing: browse),
@@ -83,10 +105,7 @@ class SearchRequest:
             raise ArgError(f"k x page must be at most {MAX_RANK} (k={k}, page={page})")
         values = {}
         for p in _FILTERS:
-            if p.type is int:
-                values[p.sql] = _integer(p.api, params.get(p.api), int(p.low), int(p.high))
-            else:
-                values[p.sql] = clean_text(p.api, params.get(p.api))
+            values[p.sql] = _value(p, params.get(p.api))
         if (values["year_from"] is not None and values["year_to"] is not None
                 and values["year_from"] > values["year_to"]):
             raise ArgError(f"year_from ({values['year_from']}) is after year_to "
