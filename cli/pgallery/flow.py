@@ -463,12 +463,13 @@ def _plan(mode: str, params: SearchParams, target: ModelInfo, state: SearchState
     if not text or not text.strip():
         raise ArgError("the prompt is empty")
     kind = "hybrid" if params.hybrid else "text"
-    if (yield from _prompt_cached(state, target, text)):
-        return kind, text
+    # A model whose provider reads no text has no prompt vectors at all: no need to ask.
     if (params.provider is None and target.info is not None and not target.supports_text
             and params.fallback):
         notices.append(keywords_only(target.name))
         return "hybrid", text
+    if (yield from _prompt_cached(state, target, text)):
+        return kind, text
     provider = yield Block(state.provider, (target, params.provider))
     if not provider.supports_text and params.fallback:
         notices.append(keywords_only(target.name))

@@ -22,11 +22,16 @@ from pgallery.vocabulary import (EF_SEARCH_FLOOR, INT4_MAX, INT4_MIN, ORDERS,  #
 RESULT_COLUMNS = tuple(column.sql for column in vocabulary.RESULT_COLUMNS)
 
 
+_FIELDS: dict[type, tuple[str, ...]] = {}
+
+
 def given(options) -> dict:
     """A dataclass's fields that are not None (its values as they are: dataclasses.asdict
     deep-copies every one, a cost the web server paid three times a request)."""
-    return {f.name: value for f in fields(options)
-            if (value := getattr(options, f.name)) is not None}
+    names = _FIELDS.get(type(options))
+    if names is None:
+        names = _FIELDS[type(options)] = tuple(f.name for f in fields(options))
+    return {name: value for name in names if (value := getattr(options, name)) is not None}
 
 
 @dataclass(frozen=True)
@@ -85,12 +90,19 @@ def search_statement(kind: str, query, *, k: int = 10, filters: SearchFilters | 
 def arguments(k: int | None = None, filters: SearchFilters | None = None,
               model: str | None = None, recall: RecallSettings | None = None,
               result: ResultOptions | None = None) -> dict:
-    """The arguments that are set, by SQL name, in the SQL's order (vocabulary.PARAMETERS):
-    what follows a search function's query argument."""
-    given_ = {"k": k, "model": model, **(filters or SearchFilters()).active(),
-              **given(recall or RecallSettings()), **given(result or ResultOptions())}
-    return {p.sql: given_[p.sql] for p in vocabulary.PARAMETERS
-            if given_.get(p.sql) is not None}
+    """The arguments that are set, by SQL name, in the SQL's order (vocabulary.PARAMETERS:
+    k, the filters, model, the recall knobs, the result options): what follows a search
+    function's query argument."""
+    args = {} if k is None else {"k": k}
+    if filters is not None:
+        args.update(filters.active())
+    if model is not None:
+        args["model"] = model
+    if recall is not None:
+        args.update(given(recall))
+    if result is not None:
+        args.update(given(result))
+    return args
 
 
 def _named(args: dict, casts: dict | None = None) -> str:
@@ -157,29 +169,6 @@ def cache_prompt(conn: psycopg.Connection, prompt: str, vector, model: str | Non
                          (prompt, np.asarray(vector, dtype=np.float32), model))
     except psycopg.Error as exc:
         raise from_database_error(exc) from None
-
-
-def prompt_is_cached(conn: psycopg.Connection, prompt: str, model: str) -> bool:
-    row = conn.execute("SELECT prompt_vector(%s, %s) IS NOT NULL", (prompt, model)).fetchone()
-    if not conn.autocommit:
-        conn.rollback()
-    return bool(row[0])
-
-
-def active_model(conn: psycopg.Connection) -> dict | None:
-    with conn.cursor(row_factory=dict_row) as cur:
-        row = cur.execute("SELECT * FROM embedding_model WHERE is_active").fetchone()
-    if not conn.autocommit:
-        conn.rollback()
-    return row
-
-
-def model_named(conn: psycopg.Connection, name: str) -> dict | None:
-    with conn.cursor(row_factory=dict_row) as cur:
-        row = cur.execute("SELECT * FROM embedding_model WHERE name = %s", (name,)).fetchone()
-    if not conn.autocommit:
-        conn.rollback()
-    return row
 
 
 def _vector_text(vector) -> str:
