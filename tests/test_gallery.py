@@ -148,6 +148,12 @@ def test_bad_input_raises_typed_errors_never_a_bare_exception(gallery):
         gallery.search(similar="a.jpg", vector=[1.0])
     with pytest.raises(ArgError, match="no such file"):
         gallery.search(image="/no/such/file.jpg")
+    with pytest.raises(ArgError, match="text must be text"):
+        gallery.search(text=42)
+    with pytest.raises(ArgError, match="the vector must be"):
+        gallery.search(vector="not a vector")
+    with pytest.raises(FilterError, match="author must be text"):
+        gallery.search(author=3)
     with pytest.raises(PaintingNotFound):
         gallery.painting("no-such-painting.jpg")
 
@@ -173,3 +179,51 @@ def test_painting_models_duplicates_and_the_index_status(gallery):
     with pytest.raises(PgalleryError):
         gallery.use_model("no/such-model")
     assert isinstance(gallery.index_status(), list)
+
+
+def test_a_search_is_exactly_one_call_of_a_sql_search_function(gallery):
+    """The flow decides; the SQL ranks, once. Driven here on the library's own connection,
+    every operation recorded (a prompt on an image-only model: model, then the fallback)."""
+    from pgallery import flow
+    from pgallery.flow import Fetch, SearchParams
+
+    conn = gallery.connection
+    for params in (SearchParams(similar=_files(gallery)[0], k=3),
+                   SearchParams(text="a harbour at dusk", k=3),
+                   SearchParams(query=f"@{_files(gallery)[1]}", k=3)):
+        steps, statements, answer = flow.search(params, gallery.state), [], None
+        try:
+            while True:
+                op = steps.send(answer)
+                assert type(op) is Fetch           # the local model: nothing to embed
+                statements.append(op.statement)
+                answer = flow.fetch(conn, op)
+        except StopIteration as stop:
+            outcome = stop.value
+        searches = [s for s in statements if s.startswith("SELECT * FROM search_")]
+        assert len(searches) == 1 and len(outcome.rows) == 3, statements
+
+
+def test_the_web_and_the_library_answer_a_search_alike(gallery, tmp_path):
+    """One flow, two drivers: /api/search (asyncio, on a pool) and Gallery.search (one
+    connection) give the same rows, notices and explanation."""
+    import requests
+
+    from pgallery.web import WebConfig
+    from web_server import running_server
+
+    query = _files(gallery)[2]
+    with running_server(gallery.url, WebConfig(home=tmp_path)) as (base, _):
+        def api(**params):
+            return requests.get(base + "/api/search", params=params, timeout=30).json()
+
+        web = api(similar=query, k=6, type="landscape")
+        assert [r["image_file"] for r in web["results"]] == \
+            [r.image_file for r in gallery.search(similar=query, k=6, type="landscape")]
+        web = api(text="stormy sea", k=4)
+        mine = gallery.search(text="stormy sea", k=4)
+        assert web["mode"] == mine.kind == "hybrid" and web["notices"] == mine.notices
+        assert [r["image_file"] for r in web["results"]] == [r.image_file for r in mine]
+        web = api(similar=query, school="Atlantis")
+        assert web["empty_because"] == gallery.search(similar=query,
+                                                      school="Atlantis").empty_because

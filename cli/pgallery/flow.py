@@ -47,7 +47,7 @@ from pgallery.errors import (ArgError, EmbeddingFailed, ModelMismatch, Permissio
                              ProviderError, UnknownModel, from_database_error)
 from pgallery.providers import ProviderInfo, build_provider, provider_info
 from pgallery.search import (RecallSettings, ResultOptions, SearchFilters, arguments,
-                             search_statement, _named)
+                             named_arguments, search_statement)
 from pgallery.vocabulary import FILTERS
 
 MODEL_TTL = 5.0
@@ -225,8 +225,9 @@ class SearchState:
                     raise ModelMismatch(
                         f"the active model is {model.name!r} but the {provider.name!r} "
                         f"provider embeds with {provider.model!r}; vectors of different "
-                        "models are never compared. Use --provider for the model's "
-                        f"provider, or `pgallery models use {provider.model}`")
+                        "models are never compared: embed with the model's own provider "
+                        f"(--provider), or make {provider.model!r} the active model "
+                        f"(`pgallery models use {provider.model}`)")
                 self._providers[key] = provider
             return provider
 
@@ -549,7 +550,7 @@ def _composed(params: SearchParams, target: ModelInfo, state: SearchState) -> Fl
                           params.result))
     casts = {"vectors": "::vector[]", "painting_weights": "::real[]",
              "prompt_weights": "::real[]", "vector_weights": "::real[]"}
-    return f"SELECT * FROM search_combined({_named(args, casts)})", args
+    return f"SELECT * FROM search_combined({named_arguments(args, casts)})", args
 
 
 # --- filters alone, and why a filtered search is empty ---------------------------------------

@@ -19,12 +19,11 @@ connection.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, make_dataclass, replace
+from collections.abc import Callable, Sequence
+from dataclasses import make_dataclass, replace
 from pathlib import Path
 
 import psycopg
-from psycopg.rows import dict_row
 
 import pgallery.flow as flow
 import pgallery.vocabulary as vocabulary
@@ -84,6 +83,12 @@ def search_params(**params) -> SearchParams:
     """SearchParams from the API's names (``type``, ``order``, ``year_from``, ...): unknown
     names and values out of their limits raise ArgError/FilterError."""
     unknown = set(params) - set(vocabulary.BY_API) - set(QUERY_NAMES) - set(EXTRA_NAMES)
+    for name in ("text", "similar", "query", "provider"):
+        if params.get(name) is not None and not isinstance(params[name], str):
+            raise ArgError(f"{name} must be text, got {type(params[name]).__name__}")
+    if params.get("image") is not None and not isinstance(
+            params["image"], (str, Path, bytes, bytearray, memoryview)):
+        raise ArgError("image must be a path, an http(s) URL or the image's bytes")
     if unknown:
         raise ArgError(f"unknown search parameter {sorted(unknown)[0]!r}; the parameters "
                        f"are {', '.join(QUERY_NAMES + tuple(vocabulary.BY_API))}")

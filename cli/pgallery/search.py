@@ -105,11 +105,14 @@ def arguments(k: int | None = None, filters: SearchFilters | None = None,
     return args
 
 
-def _named(args: dict, casts: dict | None = None) -> str:
+def named_arguments(args: dict, casts: dict | None = None) -> str:
     """``name => %(name)s[::cast], ...`` for a call with named arguments: the names are the
     code's own (never the user's); every value stays a bound parameter."""
     casts = casts or {}
     return ", ".join(f"{name} => %({name})s{casts.get(name, '')}" for name in args)
+
+
+_named = named_arguments
 
 
 def run_search(conn: psycopg.Connection, kind: str, query, **options) -> list[dict]:
