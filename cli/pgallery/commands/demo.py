@@ -63,7 +63,7 @@ def demo(
         "--provider", help="Embed with `local` (offline, images only) or `clip` (images and "
                            "text: adds a text search; the model is PGALLERY_CLIP_MODEL or "
                            "CLIP ViT-B/32, fetched once into the Hugging Face cache).")
-    ] = "local",
+    ] = next(p.name for p in REGISTRY.values() if p.offline),
     open_page: Annotated[bool, typer.Option("--open", help="Open the results page.")] = False,
 ):
     """Set everything up and show what pgallery does, on a generated sample gallery.
