@@ -7,7 +7,7 @@ import pytest
 
 from pgallery.config import Settings
 from pgallery.errors import ConfigError
-from pgallery.flow import ModelInfo
+from pgallery.search_state import ModelInfo
 from pgallery.providers import PROVIDERS, REGISTRY, get_provider, provider_info
 
 
