@@ -227,3 +227,18 @@ def test_the_web_and_the_library_answer_a_search_alike(gallery, tmp_path):
         web = api(similar=query, school="Atlantis")
         assert web["empty_because"] == gallery.search(similar=query,
                                                       school="Atlantis").empty_because
+
+
+def test_a_filter_that_only_the_query_painting_passes_is_explained_as_such(gallery):
+    query = _files(gallery)[0]
+    author = gallery.painting(query)["author"]
+    others = gallery.connection.execute("SELECT count(*) FROM painting WHERE author = %s",
+                                        (author,)).fetchone()[0]
+    gallery.connection.rollback()
+    if others != 1:
+        pytest.skip("the sample's first painter has more than one painting")
+    results = gallery.search(similar=query, author=author)
+    assert len(results) == 0
+    assert results.empty_because == (
+        f"author contains {author!r} matches 1 painting of {MODEL}, but none of them "
+        "is among the results (a search leaves its query painting out)")

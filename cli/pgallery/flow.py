@@ -216,8 +216,11 @@ class EmptyReason:
             return (f"{' and '.join(empty)} {'matches' if len(empty) == 1 else 'match'} "
                     f"no {of}" + (f" (on its own {', '.join(others)})" if others else ""))
         if len(self.counts) == 1:
-            return (f"{others[0]} {of}s match it on its own, but none of them is among the "
-                    "results (the query painting itself is never one)")
+            only = self.counts[0]
+            paintings = f"{only.count} painting{'s' if only.count != 1 else ''}" + (
+                f" of {self.model}" if self.model else "")
+            return (f"{name(only.param, only.value)} matches {paintings}, but none of them "
+                    "is among the results (a search leaves its query painting out)")
         return (f"each filter matches paintings on its own ({', '.join(others)}), but no "
                 f"{of} passes them all together")
 
