@@ -164,3 +164,28 @@ def search_options(command):
     wrapper.__annotations__ = {p.name: p.annotation for p in parameters}
     del wrapper.__wrapped__  # typer must read the wrapper's signature, not the command's
     return wrapper
+
+
+def filter_options(command):
+    """Give a command every filter of the vocabulary, in place of its ``filters``
+    parameter; it receives them as one ``filters: SearchFilters``.
+
+        @filter_options
+        def duplicates(ctx: typer.Context, ..., filters: SearchFilters): ...
+    """
+    own = list(inspect.signature(command, eval_str=True).parameters.values())
+    at = [p.name for p in own].index("filters")
+    names = [p.name for p in FILTER_OPTIONS]
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        filters = SearchFilters(**{name: kwargs.pop(name, None) for name in names})
+        return command(*args, filters=filters, **kwargs)
+
+    # the filters where the command has its ``filters`` parameter, keyword-only from there
+    parameters = own[:at] + FILTER_OPTIONS + [p.replace(kind=inspect.Parameter.KEYWORD_ONLY)
+                                              for p in own[at + 1:]]
+    wrapper.__signature__ = inspect.Signature(parameters)
+    wrapper.__annotations__ = {p.name: p.annotation for p in parameters}
+    del wrapper.__wrapped__
+    return wrapper

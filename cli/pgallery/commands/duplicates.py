@@ -9,8 +9,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from pgallery.commands.common import (Author, Json, Model, PaintingType, School, Technique,
-                                      Timeframe, YearFrom, YearTo, gallery, make_filters)
+from pgallery.commands.common import Json, Model, filter_options, gallery
+from pgallery.search import SearchFilters
 from pgallery.rendering.tables import console, err_console, print_json, rows_table
 
 MinSimilarity = Annotated[Optional[float], typer.Option(
@@ -19,12 +19,12 @@ MinSimilarity = Annotated[Optional[float], typer.Option(
          "threshold, duplicate_threshold() in SQL]")]
 
 
+@filter_options
 def duplicates(
     ctx: typer.Context,
     min_similarity: MinSimilarity = None,
-    author: Author = None, technique: Technique = None, school: School = None,
-    painting_type: PaintingType = None, timeframe: Timeframe = None,
-    year_from: YearFrom = None, year_to: YearTo = None, model: Model = None,
+    filters: SearchFilters = SearchFilters(),
+    model: Model = None,
     json: Json = False,
     html: Annotated[Optional[Path], typer.Option(
         "--html", dir_okay=False, help="Also write an HTML page: each group side by "
@@ -36,8 +36,6 @@ def duplicates(
     Each group's most central member comes first, with similarity 1; the others show their
     similarity to it. Example: `pgallery duplicates --html dupes.html`
     """
-    filters = make_filters(author, technique, school, painting_type, timeframe, year_from,
-                           year_to)
     with gallery(ctx) as core:
         rows = [dataclasses.asdict(d) for d in core.duplicates(
             min_similarity, model=model, **filters.by_api())]
