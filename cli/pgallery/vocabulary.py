@@ -20,7 +20,7 @@ add a filter.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields, make_dataclass
+from dataclasses import dataclass, field, make_dataclass
 
 from pgallery.errors import FilterError
 
@@ -172,6 +172,7 @@ SearchFilters = make_dataclass(
     frozen=True,
     namespace={"__post_init__": _filters_post_init, "active": _active, "by_api": _by_api,
                "__doc__": "Metadata filters; None means no filter (the SQL's NULL)."})
+SearchFilters.__module__ = __name__
 
 
 def filters_from_api(values: dict) -> "SearchFilters":
@@ -182,8 +183,3 @@ def filters_from_api(values: dict) -> "SearchFilters":
                           + ", ".join(p.api for p in FILTERS))
     by_api = {p.api: p.sql for p in FILTERS}
     return SearchFilters(**{by_api[name]: value for name, value in values.items()})
-
-
-def filter_fields() -> list[str]:
-    return [f.name for f in fields(SearchFilters)]
-SearchFilters.__module__ = __name__
