@@ -20,6 +20,7 @@ connection.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from contextlib import contextmanager
 from dataclasses import make_dataclass, replace
 from pathlib import Path
 
@@ -50,6 +51,7 @@ Duplicate.__doc__ = "One painting of a near-duplicate group (SQL near_duplicates
 # The names search() takes besides the vocabulary's: what to search by.
 QUERY_NAMES = ("text", "similar", "image", "vector", "query")
 EXTRA_NAMES = ("hybrid", "provider")
+EMBEDDINGS_BATCH = 2000     # rows per transaction of an embeddings file
 
 
 class Results(Sequence):
@@ -267,42 +269,62 @@ class Gallery:
 
     def load_semart(self, csv: str | Path, images: str | Path | None = None, *,
                     provider: str | None = None, progress=None, batch_size: int | None = None):
-        """Load a SemArt CSV and its images (default: Images/ next to the CSV), embedding
-        new or changed images with ``provider``: an ImageLoadSummary. ``progress`` is
-        called as progress(done, total)."""
+        """Load a SemArt CSV and its images (default: the Images/ directory next to the
+        CSV), embedding new or changed images with ``provider``: an ImageLoadSummary.
+        ``progress`` is called as progress(done, total), or is a loading Progress."""
         from pgallery.loading.semart import read_semart_csv
 
         csv = Path(csv)
-        images = Path(images) if images is not None else csv.parent / "Images"
+        if images is None:
+            images = next((csv.parent / name for name in ("Images", "images")
+                           if (csv.parent / name).is_dir()), None)
+            if images is None:
+                raise ArgError(f"say where the images of {csv} are (an Images/ directory "
+                               "next to it, or --images DIR)")
+        images = Path(images)
         if not images.is_dir():
             raise ArgError(f"{images}: no such directory")
-        return self._load_images(read_semart_csv(csv, images), provider, progress,
-                                 batch_size)
+        listing = read_semart_csv(csv, images)
+        return self._load_images(lambda conn, p: listing, provider, progress, batch_size)
 
     def load_folder(self, folder: str | Path, *, provider: str | None = None, progress=None,
                     batch_size: int | None = None):
         """Load a folder of images (recursive): an ImageLoadSummary."""
         from pgallery.loading.folder import read_folder
 
-        return self._load_images(read_folder(Path(folder)), provider, progress, batch_size)
+        listing = read_folder(Path(folder))
+        return self._load_images(lambda conn, p: listing, provider, progress, batch_size)
+
+    def retry_failed(self, *, provider: str | None = None, progress=None,
+                     batch_size: int | None = None):
+        """Embed again the images that failed before, for ``provider``'s model."""
+        from pgallery.loading.pipeline import failed_images
+
+        return self._load_images(lambda conn, p: failed_images(conn, p.model), provider,
+                                 progress, batch_size)
 
     def load_embeddings(self, path: str | Path, *, model: str, progress=None,
-                        batch_size: int = 2000):
+                        batch_size: int | None = None):
         """Load a file of precomputed embeddings (tab-separated or Parquet): a LoadSummary."""
         from pgallery.loading.embeddings_file import load_embeddings_file
 
-        return load_embeddings_file(self.connection, Path(path), model=model,
-                                    batch_size=batch_size,
-                                    progress=_progress(progress))
+        conn = self.connection          # the schema is checked before the bar shows
+        with _progress(progress) as shown:
+            summary = load_embeddings_file(conn, Path(path), model=model,
+                                           batch_size=batch_size or EMBEDDINGS_BATCH,
+                                           progress=shown)
+        self.state.forget_models()
+        return summary
 
-    def _load_images(self, listing, provider_name, progress, batch_size):
+    def _load_images(self, listing_of, provider_name, progress, batch_size):
         from pgallery.loading.pipeline import DEFAULT_BATCH_SIZE, load_images
         from pgallery.providers import get_provider
 
         with get_provider(provider_name, self.settings) as provider:
-            summary = load_images(self.connection, provider, listing,
-                                  progress=_progress(progress),
-                                  batch_size=batch_size or DEFAULT_BATCH_SIZE)
+            listing = listing_of(self.connection, provider)
+            with _progress(progress) as shown:
+                summary = load_images(self.connection, provider, listing, progress=shown,
+                                      batch_size=batch_size or DEFAULT_BATCH_SIZE)
         self.state.forget_models()
         return summary
 
@@ -329,10 +351,17 @@ def _fetch(statement: str, args=None, one: bool = False):
     return (yield flow.Fetch(statement, args, one=one))
 
 
-def _progress(callback):
-    if callback is None or hasattr(callback, "advance"):
-        return callback
-    return _Progress(callback)
+@contextmanager
+def _progress(progress):
+    """A loading Progress for ``progress``: None, a callback(done, total), or a Progress
+    (entered around the load when it is a context manager, as the CLI's bar is)."""
+    if progress is None or not hasattr(progress, "advance"):
+        yield _Progress(progress) if progress is not None else None
+    elif hasattr(progress, "__enter__"):
+        with progress as entered:
+            yield entered
+    else:
+        yield progress
 
 
 __all__ = ["Gallery", "Result", "Results", "Duplicate", "search_params"]
