@@ -66,6 +66,8 @@ class SearchState:
 
     def remember_model(self, name, found) -> None:
         with self._lock:
+            if len(self._models) > 64:     # named models: a few, but never unbounded
+                self._models.clear()
             self._models[name] = (time.monotonic(), found)
 
     def forget_models(self) -> None:
