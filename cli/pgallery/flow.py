@@ -41,6 +41,7 @@ from pgallery.errors import (ArgError, EmbeddingFailed, ModelMismatch, Permissio
                              ProviderError, UnknownModel, from_database_error)
 from pgallery.search import (RecallSettings, ResultOptions, SearchFilters, arguments,
                              named_arguments, search_statement)
+from pgallery.providers import build_provider
 from pgallery.search_state import (MODEL_TTL, AddressPolicy, ModelInfo,  # noqa: F401
                                    SearchState, as_vector, combine, embed_new_image)
 from pgallery.vocabulary import FILTERS
@@ -261,7 +262,13 @@ def search(params: SearchParams, state: SearchState) -> Flow:
         outcome = SearchOutcome(rows[:params.k], "browse", target.name if target else None,
                                 notices, more=more)
     else:
-        target = yield from require_model(state, params.model)
+        target = yield from model(state, params.model)
+        if target is None and params.provider is not None and mode in ("text", "image",
+                                                                         "query"):
+            # a provider that cannot be built says so first (what to install, configure)
+            yield Block(_build_and_close, (state, params.provider))
+        if target is None:
+            target = yield from require_model(state, params.model)
         if mode == "query":
             statement, args = yield from _composed(params, target, state)
             kind = "combined"
@@ -276,6 +283,10 @@ def search(params: SearchParams, state: SearchState) -> Flow:
         outcome.empty = yield from why_empty(params.filters,
                                              None if mode == "browse" else outcome.model)
     return outcome
+
+
+def _build_and_close(state: SearchState, name: str) -> None:
+    build_provider(name, state.settings).close()
 
 
 def _plan(mode: str, params: SearchParams, target: ModelInfo, state: SearchState,
