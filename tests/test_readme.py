@@ -9,6 +9,9 @@ the embedded PostgreSQL (no DATABASE_URL), exactly as `make demo` leaves it:
   the default model (openai/clip-vit-base-patch32) and the Hub's address on a closed port.
 - ``run serve`` blocks run while `pgallery serve` runs in the workspace (on a free port,
   which replaces the README's 127.0.0.1:8000), and must answer JSON results.
+- ```python blocks preceded by ``<!-- readme-test: python -->`` run with the venv's Python
+  in the workspace, and print what their comments say: a ``print(...)  # text`` line's
+  text (with ``...`` standing for anything) must be in the output.
 - ```sql blocks preceded by ``<!-- readme-test: sql -->`` run through `pgallery db psql` with
   ON_ERROR_STOP, and every query must return rows.
 - Every other code block must be one this file explains (installing, Docker, the benchmarks),
@@ -235,6 +238,14 @@ def test_readme_block(block, workspace, azure, request):
         env.update(azure.env())
     if "clip" in marker:
         env.update(request.getfixturevalue("clip_cache"))
+    if marker.startswith("python"):
+        result, output = _run([sys.executable, "-c", code], workspace["root"], env)
+        assert result.returncode == 0, f"README block failed:\n{code}\n{output}"
+        promised = re.findall(r"^\s*print\(.*\)\s+# (.+)$", code, re.M)
+        assert promised, "a python block shows what it prints"
+        for promise in promised:
+            assert _matches(promise, output), (promise, output)
+        return
     if marker.startswith("sql"):
         result, output = _psql(workspace, code)
         assert result.returncode == 0, output

@@ -121,10 +121,14 @@ def test_a_filter_that_matches_nothing_is_named(server):
     assert "School contains &#39;Atlantis&#39;" in page.text or "Atlantis" in page.text
     both = get(server, "/api/search", type="landscape", author="BRUEGHEL").json()
     if not both["results"]:
-        assert "together" in both["empty_because"] or "no painting matches" in \
+        assert "together" in both["empty_because"] or "matches no painting" in \
             both["empty_because"]
     alone = get(server, "/api/search", year_from=3000).json()
     assert alone["results"] == [] and "painted in or after '3000'" in alone["empty_because"]
+    # browsing (no query) counts the whole collection, a search the model's paintings
+    assert alone["empty_because"] == "painted in or after '3000' matches no painting"
+    assert body["empty_because"].startswith("school contains 'Atlantis' matches no painting "
+                                            "of local-descriptors/v1")
 
 
 def test_pages_of_k_follow_each_other(server):

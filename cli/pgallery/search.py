@@ -14,50 +14,24 @@ import numpy as np
 import psycopg
 from psycopg.rows import dict_row
 
+import pgallery.vocabulary as vocabulary
 from pgallery.errors import FilterError, from_database_error
+from pgallery.vocabulary import (EF_SEARCH_FLOOR, INT4_MAX, INT4_MIN, ORDERS,  # noqa: F401
+                                 SearchFilters)
 
-RESULT_COLUMNS = ("painting_id", "image_file", "title", "author", "technique",
-                  "painting_type", "school", "timeframe", "date", "distance", "similarity",
-                  "score")
-INT4_MIN, INT4_MAX = -2**31, 2**31 - 1  # PostgreSQL's integer
+RESULT_COLUMNS = tuple(column.sql for column in vocabulary.RESULT_COLUMNS)
+
+
+_FIELDS: dict[type, tuple[str, ...]] = {}
 
 
 def given(options) -> dict:
     """A dataclass's fields that are not None (its values as they are: dataclasses.asdict
     deep-copies every one, a cost the web server paid three times a request)."""
-    return {f.name: value for f in fields(options)
-            if (value := getattr(options, f.name)) is not None}
-
-
-@dataclass(frozen=True)
-class SearchFilters:
-    """Metadata filters; None means "no filter" (the SQL functions' NULL)."""
-
-    author: str | None = None         # case-insensitive substring
-    technique: str | None = None      # case-insensitive substring
-    school: str | None = None         # case-insensitive substring
-    painting_type: str | None = None  # case-insensitive exact
-    timeframe: str | None = None      # case-insensitive exact
-    year_from: int | None = None      # parsed year range overlaps [year_from, year_to]
-    year_to: int | None = None
-
-    def __post_init__(self):
-        # The SQL functions take integer years; a bigger number would be bound as bigint and
-        # match no function signature at all, so say what is wrong here instead.
-        for name in ("year_from", "year_to"):
-            year = getattr(self, name)
-            if year is not None and not INT4_MIN <= year <= INT4_MAX:
-                raise FilterError(f"{name} must be between {INT4_MIN} and {INT4_MAX}, "
-                                  f"got {year}")
-
-    def active(self) -> dict:
-        return given(self)
-
-
-# The database default hnsw.ef_search never goes below this: migration 0002's default, and
-# the floor of recommended_ef_search() that loads tune it with. The SQL keeps its own copies
-# (see tests/test_search_defaults.py, which checks the database agrees with this one).
-EF_SEARCH_FLOOR = 100
+    names = _FIELDS.get(type(options))
+    if names is None:
+        names = _FIELDS[type(options)] = tuple(f.name for f in fields(options))
+    return {name: value for name in names if (value := getattr(options, name)) is not None}
 
 
 @dataclass(frozen=True)
@@ -67,9 +41,6 @@ class RecallSettings:
     ef_search: int | None = None
     probes: int | None = None
     exact: bool | None = None
-
-
-ORDERS = ("similarity", "date", "date_desc")
 
 
 @dataclass(frozen=True)
@@ -109,22 +80,39 @@ def search_statement(kind: str, query, *, k: int = 10, filters: SearchFilters | 
     dataclasses above, never from the user); every value is a bound parameter.
     """
     function, first = FUNCTIONS[kind]
-    args = {first: query, "k": k, **(filters or SearchFilters()).active()}
-    if model is not None:
-        args["model"] = model
-    args.update(given(recall or RecallSettings()))
-    args.update(given(result or ResultOptions()))
+    args = {first: query, **arguments(k, filters, model, recall, result)}
     named = _named(args)
     if isinstance(query, np.ndarray):
         args[first] = query.astype(np.float32)
     return f"SELECT * FROM {function}({named})", args
 
 
-def _named(args: dict, casts: dict | None = None) -> str:
+def arguments(k: int | None = None, filters: SearchFilters | None = None,
+              model: str | None = None, recall: RecallSettings | None = None,
+              result: ResultOptions | None = None) -> dict:
+    """The arguments that are set, by SQL name, in the SQL's order (vocabulary.PARAMETERS:
+    k, the filters, model, the recall knobs, the result options): what follows a search
+    function's query argument."""
+    args = {} if k is None else {"k": k}
+    if filters is not None:
+        args.update(filters.active())
+    if model is not None:
+        args["model"] = model
+    if recall is not None:
+        args.update(given(recall))
+    if result is not None:
+        args.update(given(result))
+    return args
+
+
+def named_arguments(args: dict, casts: dict | None = None) -> str:
     """``name => %(name)s[::cast], ...`` for a call with named arguments: the names are the
     code's own (never the user's); every value stays a bound parameter."""
     casts = casts or {}
     return ", ".join(f"{name} => %({name})s{casts.get(name, '')}" for name in args)
+
+
+_named = named_arguments
 
 
 def run_search(conn: psycopg.Connection, kind: str, query, **options) -> list[dict]:
@@ -186,29 +174,6 @@ def cache_prompt(conn: psycopg.Connection, prompt: str, vector, model: str | Non
         raise from_database_error(exc) from None
 
 
-def prompt_is_cached(conn: psycopg.Connection, prompt: str, model: str) -> bool:
-    row = conn.execute("SELECT prompt_vector(%s, %s) IS NOT NULL", (prompt, model)).fetchone()
-    if not conn.autocommit:
-        conn.rollback()
-    return bool(row[0])
-
-
-def active_model(conn: psycopg.Connection) -> dict | None:
-    with conn.cursor(row_factory=dict_row) as cur:
-        row = cur.execute("SELECT * FROM embedding_model WHERE is_active").fetchone()
-    if not conn.autocommit:
-        conn.rollback()
-    return row
-
-
-def model_named(conn: psycopg.Connection, name: str) -> dict | None:
-    with conn.cursor(row_factory=dict_row) as cur:
-        row = cur.execute("SELECT * FROM embedding_model WHERE name = %s", (name,)).fetchone()
-    if not conn.autocommit:
-        conn.rollback()
-    return row
-
-
 def _vector_text(vector) -> str:
     """A vector as pgvector's text form (vector[] parameters are sent as text[] and cast)."""
     return "[" + ",".join(repr(float(x)) for x in np.asarray(vector, dtype=np.float32)) + "]"
@@ -230,12 +195,7 @@ def search_combined(conn: psycopg.Connection, *, paintings=(), painting_weights=
     if len(vectors):
         args["vectors"] = [_vector_text(v) for v in vectors]
         args["vector_weights"] = [float(w) for w in vector_weights]
-    args["k"] = k
-    args.update((filters or SearchFilters()).active())
-    if model is not None:
-        args["model"] = model
-    args.update(given(recall or RecallSettings()))
-    args.update(given(result or ResultOptions()))
+    args.update(arguments(k, filters, model, recall, result))
     casts = {"vectors": "::vector[]", "painting_weights": "::real[]",
              "prompt_weights": "::real[]", "vector_weights": "::real[]"}
     return _fetch_rows(conn, f"SELECT * FROM search_combined({_named(args, casts)})", args)

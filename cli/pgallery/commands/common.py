@@ -13,16 +13,26 @@ from typing import Annotated, Optional
 
 import typer
 
+import pgallery.vocabulary as vocabulary
 from pgallery import migrations
 from pgallery.config import Settings
 from pgallery.database import connect, resolve_url
 from pgallery.errors import ArgError
-from pgallery.search import EF_SEARCH_FLOOR, RecallSettings, ResultOptions, SearchFilters
+from pgallery.search import RecallSettings, ResultOptions, SearchFilters
 
 
 def settings(ctx: typer.Context) -> Settings:
     root = ctx.find_root()
     return root.obj if isinstance(root.obj, Settings) else Settings.load()
+
+
+@contextmanager
+def gallery(ctx: typer.Context):
+    """The core (pgallery.Gallery) over the configured database, migrated to head."""
+    from pgallery.gallery import Gallery
+
+    with Gallery(settings=settings(ctx)) as core:
+        yield core
 
 
 @contextmanager
@@ -38,36 +48,31 @@ def database(ctx: typer.Context, *, migrated: bool = True, autocommit: bool = Fa
         conn.close()
 
 
-K = Annotated[int, typer.Option("--k", "-k", min=1, max=10000, help="How many results.")]
-Author = Annotated[Optional[str], typer.Option(
-    help="Author contains this (case-insensitive): 'gogh' matches 'GOGH, Vincent van'.")]
-Technique = Annotated[Optional[str], typer.Option(help="Technique contains this.")]
-School = Annotated[Optional[str], typer.Option(help="School contains this ('dutch').")]
-PaintingType = Annotated[Optional[str], typer.Option(
-    "--type", help="Type is exactly this, any case ('portrait', 'landscape').")]
-Timeframe = Annotated[Optional[str], typer.Option(
-    help="Timeframe is exactly this ('1601-1650').")]
-YearFrom = Annotated[Optional[int], typer.Option(
-    help="Painted in or after this year (on the parsed date range).")]
-YearTo = Annotated[Optional[int], typer.Option(help="Painted in or before this year.")]
-Model = Annotated[Optional[str], typer.Option(
-    help="Search this model's vectors. [default: the active model]")]
-EfSearch = Annotated[Optional[int], typer.Option(
-    "--ef-search", min=1, max=1000,
-    help="HNSW candidate list size (recall vs speed). [default: the database's "
-         f"hnsw.ef_search, sized to the collection: {EF_SEARCH_FLOOR}, 150 at 1M]")]
-Probes = Annotated[Optional[int], typer.Option(
-    min=1, help="IVFFlat lists to visit, when an IVFFlat index is used.")]
-Exact = Annotated[bool, typer.Option("--exact", help="Exact search, no ANN index.")]
-MinSimilarity = Annotated[Optional[float], typer.Option(
-    "--min-similarity", min=-1.0, max=1.0, metavar="S",
-    help="Only results with a similarity of at least S (still best first, at most --k).")]
-Order = Annotated[Optional[str], typer.Option(
-    "--order", metavar="ORDER",
-    help="similarity (default), date or date_desc: the same k best results by the first "
-         "year of their date, unknown years last.")]
-Page = Annotated[Optional[int], typer.Option(
-    "--page", min=1, help="Page n of the ranking: results (n-1)*k+1 .. n*k.")]
+def cli_option(param: vocabulary.Param):
+    """The Typer option of a vocabulary entry: its flag, type, help and limits. A filter's
+    limits are SearchFilters' to check, so that every front end says the same thing."""
+    decls = [param.flag] + (["-k"] if param.sql == "k" else [])
+    limits = {}
+    if param not in vocabulary.FILTERS and param.type in (int, float):
+        limits = {"min": param.low, "max": param.high}
+        if param.type is int:
+            limits = {k: int(v) for k, v in limits.items() if v is not None}
+    if param.type is bool:
+        return Annotated[bool, typer.Option(*decls, help=param.help)]
+    kind = param.type if param.cli_default is not None else Optional[param.type]
+    return Annotated[kind, typer.Option(*decls, help=param.help, metavar=param.metavar,
+                                        **limits)]
+
+
+def _python_name(param: vocabulary.Param) -> str:
+    return "order" if param.sql == "order_by" else param.sql
+
+
+# One annotation per vocabulary entry, by its Python name (Author, PaintingType, ...).
+OPTION_TYPES = {_python_name(p): cli_option(p) for p in vocabulary.PARAMETERS}
+Author, Technique, School = (OPTION_TYPES[n] for n in ("author", "technique", "school"))
+PaintingType, Timeframe = OPTION_TYPES["painting_type"], OPTION_TYPES["timeframe"]
+YearFrom, YearTo, Model = OPTION_TYPES["year_from"], OPTION_TYPES["year_to"], OPTION_TYPES["model"]
 Json = Annotated[bool, typer.Option("--json", help="Print JSON (for scripts).")]
 Html = Annotated[Optional[Path], typer.Option(
     "--html", dir_okay=False, metavar="FILE",
@@ -105,10 +110,8 @@ class SearchOptions:
     open_page: bool = False
 
 
-def make_filters(author=None, technique=None, school=None, painting_type=None,
-                 timeframe=None, year_from=None, year_to=None) -> SearchFilters:
-    return SearchFilters(author, technique, school, painting_type, timeframe, year_from,
-                         year_to)
+def make_filters(*values, **named) -> SearchFilters:
+    return SearchFilters(*values, **named)
 
 
 def make_recall(ef_search, probes, exact) -> RecallSettings:
@@ -120,20 +123,12 @@ def _option(name, annotation, default):
                              annotation=annotation)
 
 
-# The seven filters: one entry per SearchFilters field, the one place a CLI filter is
-# declared (a new filter is a field there and a line here).
-FILTER_OPTIONS = [
-    _option("author", Author, None), _option("technique", Technique, None),
-    _option("school", School, None), _option("painting_type", PaintingType, None),
-    _option("timeframe", Timeframe, None), _option("year_from", YearFrom, None),
-    _option("year_to", YearTo, None),
-]
+# The filters and the search options, from the vocabulary (a new filter is an entry there).
+FILTER_OPTIONS = [_option(p.sql, OPTION_TYPES[p.sql], None) for p in vocabulary.FILTERS]
 SEARCH_OPTIONS = [
-    _option("k", K, 10), *FILTER_OPTIONS, _option("model", Model, None),
-    _option("ef_search", EfSearch, None), _option("probes", Probes, None),
-    _option("exact", Exact, False), _option("min_similarity", MinSimilarity, None),
-    _option("order", Order, None), _option("page", Page, None), _option("json", Json, False),
-    _option("html", Html, None), _option("open_page", Open, False),
+    *(_option(_python_name(p), OPTION_TYPES[_python_name(p)], p.cli_default)
+      for p in (vocabulary.K, *vocabulary.FILTERS, *vocabulary.OPTIONS[1:])),
+    _option("json", Json, False), _option("html", Html, None), _option("open_page", Open, False),
 ]
 
 
@@ -152,7 +147,7 @@ def search_options(command):
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
         given = {name: kwargs.pop(name) for name in names if name in kwargs}
-        filters = make_filters(**{p.name: given.get(p.name) for p in FILTER_OPTIONS})
+        filters = SearchFilters(**{p.name: given.get(p.name) for p in FILTER_OPTIONS})
         options = SearchOptions(
             k=given.get("k", 10), filters=filters, model=given.get("model"),
             recall=make_recall(given.get("ef_search"), given.get("probes"),
@@ -168,4 +163,29 @@ def search_options(command):
     wrapper.__signature__ = inspect.Signature(parameters)
     wrapper.__annotations__ = {p.name: p.annotation for p in parameters}
     del wrapper.__wrapped__  # typer must read the wrapper's signature, not the command's
+    return wrapper
+
+
+def filter_options(command):
+    """Give a command every filter of the vocabulary, in place of its ``filters``
+    parameter; it receives them as one ``filters: SearchFilters``.
+
+        @filter_options
+        def duplicates(ctx: typer.Context, ..., filters: SearchFilters): ...
+    """
+    own = list(inspect.signature(command, eval_str=True).parameters.values())
+    at = [p.name for p in own].index("filters")
+    names = [p.name for p in FILTER_OPTIONS]
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        filters = SearchFilters(**{name: kwargs.pop(name, None) for name in names})
+        return command(*args, filters=filters, **kwargs)
+
+    # the filters where the command has its ``filters`` parameter, keyword-only from there
+    parameters = own[:at] + FILTER_OPTIONS + [p.replace(kind=inspect.Parameter.KEYWORD_ONLY)
+                                              for p in own[at + 1:]]
+    wrapper.__signature__ = inspect.Signature(parameters)
+    wrapper.__annotations__ = {p.name: p.annotation for p in parameters}
+    del wrapper.__wrapped__
     return wrapper

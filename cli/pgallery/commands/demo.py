@@ -17,14 +17,16 @@ from rich.markup import escape
 from pgallery import migrations
 from pgallery import search as core
 from pgallery.commands.common import settings
+from pgallery.flow import SearchParams
+from pgallery.gallery import Gallery
 from pgallery.database import connect, resolve_url
 from pgallery.database.connection import redact
 from pgallery.loading.after_load import after_load
 from pgallery.loading.pipeline import load_images
 from pgallery.loading.semart import read_semart_csv
-from pgallery.providers import get_provider
+from pgallery.providers import REGISTRY, get_provider, provider_info
 from pgallery.errors import ArgError
-from pgallery.rendering.output import describe_search, image_locations
+from pgallery.rendering.output import describe_search
 from pgallery.rendering.progress import LoadProgress
 from pgallery.rendering.tables import console, results_table
 from pgallery.search import SearchFilters
@@ -61,7 +63,7 @@ def demo(
         "--provider", help="Embed with `local` (offline, images only) or `clip` (images and "
                            "text: adds a text search; the model is PGALLERY_CLIP_MODEL or "
                            "CLIP ViT-B/32, fetched once into the Hugging Face cache).")
-    ] = "local",
+    ] = next(p.name for p in REGISTRY.values() if p.offline),
     open_page: Annotated[bool, typer.Option("--open", help="Open the results page.")] = False,
 ):
     """Set everything up and show what pgallery does, on a generated sample gallery.
@@ -73,8 +75,11 @@ def demo(
     from pgallery.demo import generate
     from pgallery.rendering.html import write_results_page
 
-    if provider_name not in ("local", "clip"):
-        raise ArgError(f"the demo embeds with `local` or `clip`, not {provider_name!r}")
+    info = provider_info(provider_name)
+    if info is None or info.credentials:
+        usable = [p.name for p in REGISTRY.values() if not p.credentials]
+        raise ArgError(f"the demo embeds with {' or '.join(f'`{n}`' for n in usable)}, "
+                       f"not {provider_name!r}")
     started = time.monotonic()
     s = settings(ctx)
     out = (out or s.home / "demo").absolute()
@@ -94,7 +99,7 @@ def demo(
 
     provider = get_provider(provider_name, s)
     try:
-        _step(3, f"embedding with the {'offline ' if provider_name == 'local' else ''}"
+        _step(3, f"embedding with the {'offline ' if info.offline else ''}"
                  f"`{provider_name}` provider")
         with connect(url) as conn:
             listing = read_semart_csv(csv, gallery / "images")
@@ -121,7 +126,9 @@ def demo(
             query_file = _pick_query_painting(conn, model)
             title = conn.execute("SELECT title FROM painting WHERE image_file = %s",
                                  (query_file,)).fetchone()[0]
-            model_arg = "" if provider_name == "local" else f", model => '{model}'"
+            core_gallery = Gallery(url, settings=s, check_schema=False)
+            active = core_gallery.model()
+            model_arg = "" if active and active.name == model else f", model => '{model}'"
             searches = [
                 ("more-like-this", "painting", query_file, SearchFilters(),
                  f"SELECT * FROM search_by_image('{query_file}', k => 8{model_arg});"),
@@ -139,22 +146,26 @@ def demo(
                              f"SELECT * FROM search_hybrid('{HYBRID_PROMPT}', k => 8"
                              f"{model_arg});"))
             notices: list[str] = []
-            conn.add_notice_handler(lambda d: notices.append(d.message_primary))
             pages = []
             for name, kind, query, filters, sql in searches:
-                rows = core.run_search(conn, "image" if kind == "painting" else kind, query,
-                                       k=8, filters=filters, model=model)
+                by = ({"similar": query} if kind == "painting" else
+                      {"text": query, "hybrid": kind == "hybrid"})
+                outcome = core_gallery.run(SearchParams(k=8, filters=filters, model=model,
+                                                        **by))
+                rows, notices = outcome.rows, notices + outcome.notices
                 q = {"mode": kind, "k": 8, "filters": filters.active(), "model": model}
                 q.update({"image_file": query} if kind == "painting" else {"prompt": query})
                 heading = describe_search(q, title)
                 console.print(results_table(rows, title=heading))
                 console.print(f"[dim]psql: {sql}[/]", highlight=False)
-                locations = image_locations(conn, [r["image_file"] for r in rows] + [query_file])
+                locations = core_gallery.image_locations([r["image_file"] for r in rows]
+                                                         + [query_file])
                 page = write_results_page(out / f"{name}.html", rows, query=q,
                                           title=f"pgallery demo: {heading}",
                                           image_resolver=locations.get)
                 pages.append(page)
-            if any("keyword ranking only" in n for n in notices):
+            core_gallery.close()
+            if notices:
                 console.print(f"[dim]The `{provider_name}` provider embeds images only, so the "
                               "hybrid search ranked by keywords alone.[/]")
     finally:

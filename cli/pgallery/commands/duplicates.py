@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 import webbrowser
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
-from pgallery import search as core
-from pgallery.commands.common import (Author, Json, Model, PaintingType, School, Technique,
-                                      Timeframe, YearFrom, YearTo, database, make_filters)
-from pgallery.rendering.output import image_locations
+from pgallery.commands.common import Json, Model, filter_options, gallery
+from pgallery.search import SearchFilters
 from pgallery.rendering.tables import console, err_console, print_json, rows_table
 
 MinSimilarity = Annotated[Optional[float], typer.Option(
@@ -20,12 +19,12 @@ MinSimilarity = Annotated[Optional[float], typer.Option(
          "threshold, duplicate_threshold() in SQL]")]
 
 
+@filter_options
 def duplicates(
     ctx: typer.Context,
     min_similarity: MinSimilarity = None,
-    author: Author = None, technique: Technique = None, school: School = None,
-    painting_type: PaintingType = None, timeframe: Timeframe = None,
-    year_from: YearFrom = None, year_to: YearTo = None, model: Model = None,
+    filters: SearchFilters = SearchFilters(),
+    model: Model = None,
     json: Json = False,
     html: Annotated[Optional[Path], typer.Option(
         "--html", dir_okay=False, help="Also write an HTML page: each group side by "
@@ -37,26 +36,24 @@ def duplicates(
     Each group's most central member comes first, with similarity 1; the others show their
     similarity to it. Example: `pgallery duplicates --html dupes.html`
     """
-    filters = make_filters(author, technique, school, painting_type, timeframe, year_from,
-                           year_to)
-    with database(ctx) as conn:
-        rows = core.near_duplicates(conn, min_similarity=min_similarity, filters=filters,
-                                    model=model)
-        if json:
-            print_json(rows)
-        else:
-            groups = len({r["group_id"] for r in rows})
-            console.print(rows_table(rows, ("group_id", "similarity", "title", "author",
-                                            "image_file"),
-                                     title=f"near duplicates: {groups} group(s), "
-                                           f"{len(rows)} painting(s)"))
-        if html is not None:
-            from pgallery.rendering.duplicates_html import write_duplicates_page
+    with gallery(ctx) as core:
+        rows = [dataclasses.asdict(d) for d in core.duplicates(
+            min_similarity, model=model, **filters.by_api())]
+        locations = core.image_locations([r["image_file"] for r in rows]) if html else {}
+    if json:
+        print_json(rows)
+    else:
+        groups = len({r["group_id"] for r in rows})
+        console.print(rows_table(rows, ("group_id", "similarity", "title", "author",
+                                        "image_file"),
+                                 title=f"near duplicates: {groups} group(s), "
+                                       f"{len(rows)} painting(s)"))
+    if html is not None:
+        from pgallery.rendering.duplicates_html import write_duplicates_page
 
-            locations = image_locations(conn, [r["image_file"] for r in rows])
-            write_duplicates_page(html, rows, image_resolver=locations.get,
-                                  min_similarity=min_similarity,
-                                  filters=filters.active())
-            err_console.print(f"wrote {html}")
-            if open_page and not webbrowser.open(Path(html).absolute().as_uri()):
-                err_console.print("no browser found; open the file yourself")
+        write_duplicates_page(html, rows, image_resolver=locations.get,
+                              min_similarity=min_similarity,
+                              filters=filters.active())
+        err_console.print(f"wrote {html}")
+        if open_page and not webbrowser.open(Path(html).absolute().as_uri()):
+            err_console.print("no browser found; open the file yourself")

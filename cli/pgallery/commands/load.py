@@ -14,20 +14,15 @@ from typing import Annotated, Optional
 import typer
 from rich.markup import escape
 
-from pgallery.commands.common import database, settings
+from pgallery.commands.common import gallery
 from pgallery.errors import ArgError
-from pgallery.loading.embeddings_file import load_embeddings_file
-from pgallery.loading.folder import read_folder
-from pgallery.loading.pipeline import (DEFAULT_BATCH_SIZE, ImageLoadSummary, failed_images,
-                                       load_images)
-from pgallery.loading.semart import read_semart_csv
-from pgallery.loading.sources import SourceListing
-from pgallery.providers import PROVIDERS, get_provider
+from pgallery.gallery import EMBEDDINGS_BATCH as DEFAULT_EMBEDDINGS_BATCH
+from pgallery.loading.pipeline import DEFAULT_BATCH_SIZE, ImageLoadSummary
+from pgallery.providers import PROVIDERS
 from pgallery.rendering.progress import LoadProgress
 from pgallery.rendering.tables import console, err_console, print_load_summary
 
 DEFAULT_EMBEDDINGS_MODEL = "azure-vision/2023-04-15"
-DEFAULT_EMBEDDINGS_BATCH = 2000
 WARNINGS_SHOWN = 20
 
 ProviderName = Annotated[Optional[str], typer.Option(
@@ -67,15 +62,11 @@ def print_image_summary(summary: ImageLoadSummary) -> None:
                           "`pgallery load --retry-failed`", highlight=False)
 
 
-def run_image_load(ctx: typer.Context, provider_name: str | None, batch_size: int | None,
-                   listing_of, description: str) -> ImageLoadSummary:
-    """Open the provider and the database, list the images, embed and load them."""
-    with get_provider(provider_name, settings(ctx)) as provider:
-        with database(ctx) as conn:
-            listing: SourceListing = listing_of(conn, provider)
-            with LoadProgress(description) as progress:
-                return load_images(conn, provider, listing, progress=progress,
-                                   batch_size=batch_size or DEFAULT_BATCH_SIZE)
+def run_image_load(ctx: typer.Context, description: str, load) -> ImageLoadSummary:
+    """Run ``load(core, progress)``: the core opens the provider and the database, lists
+    the images, embeds and loads them under this progress bar."""
+    with gallery(ctx) as core:
+        return load(core, LoadProgress(description))
 
 
 def load(
@@ -125,11 +116,10 @@ def load(
         if provider is not None:
             raise ArgError("--provider is for images; --embeddings are already vectors "
                            "(name their model with --model)")
-        with database(ctx) as conn:
-            with LoadProgress("loading embeddings") as progress:
-                summary = load_embeddings_file(
-                    conn, embeddings, model=model or DEFAULT_EMBEDDINGS_MODEL,
-                    batch_size=batch_size or DEFAULT_EMBEDDINGS_BATCH, progress=progress)
+        with gallery(ctx) as core:
+            summary = core.load_embeddings(embeddings, model=model or DEFAULT_EMBEDDINGS_MODEL,
+                                           batch_size=batch_size or DEFAULT_EMBEDDINGS_BATCH,
+                                           progress=LoadProgress("loading embeddings"))
         print_load_summary(summary)
         note_if_empty(summary, embeddings)
         if summary.rejected and not summary.loaded:
@@ -143,17 +133,18 @@ def load(
         images_dir = images if images is not None else default_images_dir(csv)
         if not images_dir.is_dir():
             raise ArgError(f"{images_dir}: no such directory")
-        listing = read_semart_csv(csv, images_dir)
-        summary = run_image_load(ctx, provider, batch_size, lambda conn, p: listing,
-                                 f"embedding {csv.name}")
+        summary = run_image_load(ctx, f"embedding {csv.name}", lambda core, progress:
+                                 core.load_semart(csv, images_dir, provider=provider,
+                                                  progress=progress, batch_size=batch_size))
     elif folder is not None:
-        listing = read_folder(folder)
-        summary = run_image_load(ctx, provider, batch_size, lambda conn, p: listing,
-                                 f"embedding {folder.name or folder}")
+        summary = run_image_load(ctx, f"embedding {folder.name or folder}",
+                                 lambda core, progress: core.load_folder(
+                                     folder, provider=provider, progress=progress,
+                                     batch_size=batch_size))
     else:
-        summary = run_image_load(ctx, provider, batch_size,
-                                 lambda conn, p: failed_images(conn, p.model),
-                                 "retrying failed images")
+        summary = run_image_load(ctx, "retrying failed images", lambda core, progress:
+                                 core.retry_failed(provider=provider, progress=progress,
+                                                   batch_size=batch_size))
         if not summary.seen:
             console.print(f"no failed images to retry for {summary.model}", highlight=False)
             return

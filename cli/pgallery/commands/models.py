@@ -5,19 +5,11 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from psycopg.rows import dict_row
 
-from pgallery.commands.common import Json, database
+from pgallery.commands.common import Json, gallery
 from pgallery.rendering.tables import console, print_json, rows_table
 
 app = typer.Typer(help="List embedding models and switch the active one.", no_args_is_help=True)
-
-MODELS_SQL = """
-SELECT m.name, m.dimension, m.provider, m.is_active AS active,
-       (SELECT count(*) FROM painting_embedding e WHERE e.model = m.name) AS vectors
-FROM embedding_model m ORDER BY m.created_at, m.name
-"""
-
 
 @app.command("list")
 def list_models(ctx: typer.Context, json: Json = False):
@@ -25,8 +17,8 @@ def list_models(ctx: typer.Context, json: Json = False):
 
     Example: `pgallery models list`
     """
-    with database(ctx, autocommit=True) as conn:
-        rows = conn.cursor(row_factory=dict_row).execute(MODELS_SQL).fetchall()
+    with gallery(ctx) as core:
+        rows = core.models()
     if json:
         print_json(rows)
     else:
@@ -40,7 +32,6 @@ def use(ctx: typer.Context,
 
     Example: `pgallery models use local-descriptors/v1`
     """
-    with database(ctx) as conn:
-        with conn.transaction():
-            conn.execute("SELECT use_model(%s)", (name,))
+    with gallery(ctx) as core:
+        core.use_model(name)
     console.print(f"active model: {name}")

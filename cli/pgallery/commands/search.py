@@ -1,4 +1,8 @@
-"""`pgallery search ...`: each command gathers its query, calls one SQL function, prints."""
+"""`pgallery search ...`: each command parses its query, calls the core, prints.
+
+The search itself (the model's provider, the prompt cache, the fallbacks, the one SQL call,
+why an empty result is empty) is pgallery.flow's, the same for the web and for Python.
+"""
 
 from __future__ import annotations
 
@@ -12,10 +16,10 @@ from typing import Annotated, Optional
 import numpy as np
 import typer
 
-from pgallery import search as core
-from pgallery.commands.common import SearchOptions, database, search_options, settings
-from pgallery.errors import ArgError, ModelMismatch
-from pgallery.providers import PROVIDERS, get_provider
+from pgallery.commands.common import SearchOptions, gallery, search_options
+from pgallery.errors import ArgError
+from pgallery.flow import SearchParams, combine  # noqa: F401 (combine: its old home)
+from pgallery.providers import PROVIDERS
 from pgallery.rendering.output import emit_results
 
 app = typer.Typer(help="Search the collection: by one of its paintings, by text, by a new "
@@ -27,8 +31,31 @@ Provider = Annotated[Optional[str], typer.Option(
          "VISION_ENDPOINT/VISION_KEY are set, else local]")]
 
 # Old command names, kept working for scripts but no longer shown: `similar` searched by a
-# painting (search_by_image) and `image` by a new image, which misled (issue 12).
+# painting (search_by_image) and `image` by a new image, which misled.
 OLD_NAMES = {"similar": "painting", "image": "new-image"}
+
+
+def _params(search: SearchOptions, **query) -> SearchParams:
+    return SearchParams(filters=search.filters, k=search.k, model=search.model,
+                        recall=search.recall, result=search.result, **query)
+
+
+def _search(ctx: typer.Context, params: SearchParams, query: dict,
+            search: SearchOptions) -> None:
+    """Run one search through the core and print it (table or JSON, and --html)."""
+    with gallery(ctx) as core:
+        outcome = core.run(params)
+        query = {**query, "model": query.get("model") or outcome.model}
+        title = core.painting_title(query["image_file"]) if query.get("image_file") else None
+        locations = {}
+        if search.html is not None:
+            locations = core.image_locations(
+                [r["image_file"] for r in outcome.rows]
+                + ([query["image_file"]] if query.get("image_file") else []))
+    if outcome.notices:
+        query["keyword_only"] = " ".join(outcome.notices)
+    emit_results(outcome.rows, query=query, options=search, painting_title=title,
+                 locations=locations, empty=outcome.empty)
 
 
 @search_options
@@ -42,12 +69,8 @@ def painting(
 
     Example: `pgallery search painting 00015-shipwreck-on-a-rocky-coast.jpg --k 5 --type landscape`
     """
-    with database(ctx) as conn:
-        rows = core.search_by_image(conn, image_file, k=search.k, filters=search.filters,
-                                    model=search.model, recall=search.recall,
-                                    result=search.result)
-        emit_results(conn, rows, query={"mode": "painting", "image_file": image_file},
-                     options=search)
+    _search(ctx, _params(search, similar=image_file),
+            {"mode": "painting", "image_file": image_file}, search)
 
 
 def _read_vector(spec: str) -> np.ndarray:
@@ -85,31 +108,8 @@ def vector(
 
     Example: `pgallery search vector query.json --k 5 --school dutch`
     """
-    query = _read_vector(vector_spec)
-    with database(ctx) as conn:
-        rows = core.search_by_vector(conn, query, k=search.k, filters=search.filters,
-                                     model=search.model, recall=search.recall,
-                                    result=search.result)
-        emit_results(conn, rows, query={"mode": "vector"}, options=search)
-
-
-def _provider_for_active_model(ctx, conn, provider_name, model):
-    """The provider whose model the search will use; refuses to compare across models.
-
-    Without --provider, the provider that made the target model's vectors (recorded when
-    they were loaded) is used, so `search new-image` works whichever model is active."""
-    target_model = (core.model_named(conn, model) if model else core.active_model(conn)) or {}
-    target = model or target_model.get("name")
-    if provider_name is None and target_model.get("provider") in PROVIDERS:
-        provider_name = target_model["provider"]
-    provider = get_provider(provider_name, settings(ctx))
-    if target and target != provider.model:
-        provider.close()
-        raise ModelMismatch(
-            f"the active model is {target!r} but the {provider.name!r} provider embeds with "
-            f"{provider.model!r}; vectors of different models are never compared. Use "
-            f"--provider for the model's provider, or `pgallery models use {provider.model}`")
-    return provider
+    _search(ctx, _params(search, vector=_read_vector(vector_spec)), {"mode": "vector"},
+            search)
 
 
 @search_options
@@ -129,30 +129,10 @@ def text(
     """
     if not prompt.strip():
         raise ArgError("the prompt is empty")
-    with database(ctx) as conn:
-        target = search.model or (core.active_model(conn) or {}).get("name")
-        keyword_only = None
-        if target is None or not core.prompt_is_cached(conn, prompt, target):
-            embedder = None
-            try:
-                embedder = _provider_for_active_model(ctx, conn, provider, search.model)
-                if embedder.supports_text or not hybrid:
-                    core.cache_prompt(conn, prompt, embedder.embed_text(prompt), search.model)
-                else:
-                    keyword_only = embedder
-            finally:
-                if embedder is not None:
-                    embedder.close()
-        kind = "hybrid" if hybrid else "text"
-        rows = core.run_search(conn, kind, prompt, k=search.k, filters=search.filters,
-                               model=search.model, recall=search.recall,
-                               result=search.result)
-        query = {"mode": kind, "prompt": prompt, "model": target}
-        if keyword_only is not None:
-            query["keyword_only"] = (f"ranked by keywords only: the {keyword_only.name!r} "
-                                     f"provider ({target}) embeds images only, so the prompt "
-                                     "has no vector to compare")
-        emit_results(conn, rows, query=query, options=search)
+    # Without --hybrid, a model that reads no text is an error that says what to do (the
+    # keyword ranking is what --hybrid asks for, and says so).
+    params = _params(search, text=prompt, hybrid=hybrid, fallback=hybrid, provider=provider)
+    _search(ctx, params, {"mode": "hybrid" if hybrid else "text", "prompt": prompt}, search)
 
 
 @search_options
@@ -176,31 +156,9 @@ def new_image(
                            "http(s) URL)")
         if not os.path.isfile(source):
             raise ArgError(f"{source:.200}: no such file (give a path or an http(s) URL)")
-    with database(ctx) as conn:
-        embedder = _provider_for_active_model(ctx, conn, provider, search.model)
-        try:
-            query = embedder.embed_image(source)
-            if with_text:
-                query = combine(query, embedder.embed_text(with_text))
-        finally:
-            embedder.close()
-        rows = core.search_by_vector(conn, query, k=search.k, filters=search.filters,
-                                     model=search.model or embedder.model,
-                                     recall=search.recall, result=search.result)
-        emit_results(conn, rows, query={"mode": "new-image", "image_path": source,
-                                        "prompt": with_text,
-                                        "model": search.model or embedder.model},
-                     options=search)
-
-
-def combine(image_vector: np.ndarray, text_vector: np.ndarray) -> np.ndarray:
-    """The normalised average of two normalised vectors (a text-steered image query)."""
-    a = np.asarray(image_vector, dtype=np.float32)
-    b = np.asarray(text_vector, dtype=np.float32)
-    a = a / (np.linalg.norm(a) or 1.0)
-    b = b / (np.linalg.norm(b) or 1.0)
-    mean = (a + b) / 2
-    return mean / (np.linalg.norm(mean) or 1.0)
+    params = _params(search, image=source, text=with_text, fallback=False, provider=provider)
+    _search(ctx, params, {"mode": "new-image", "image_path": source, "prompt": with_text},
+            search)
 
 
 @app.command("query")
@@ -220,54 +178,8 @@ def composed_query(
 
     Example: `pgallery search query '2:"stormy sea" + @00015-shipwreck.jpg - "people"'`
     """
-    from pgallery.errors import EmbeddingFailed, ProviderError
-    from pgallery.query_syntax import parse_query, pointed
-
-    terms = parse_query(expression)
-    for term in terms:
-        if (term.kind == "image" and not term.value.startswith(("http://", "https://"))
-                and not os.path.isfile(term.value)):
-            raise ArgError(pointed(f"{term.value:.200}: no such file (a new image is a path "
-                                   "or an http(s) URL; a stored painting is @image_file)",
-                                   expression, term.start))
-    model = search.model
-    with database(ctx) as conn:
-        target = model or (core.active_model(conn) or {}).get("name")
-        prompts = [t for t in terms if t.kind == "prompt"]
-        images = [t for t in terms if t.kind == "image"]
-        missing = [t for t in prompts
-                   if target is None or not core.prompt_is_cached(conn, t.value, target)]
-        image_vectors = []
-        if missing or images:
-            embedder = _provider_for_active_model(ctx, conn, provider, model)
-            try:
-                for term in missing:
-                    try:
-                        core.cache_prompt(conn, term.value, embedder.embed_text(term.value),
-                                          model)
-                    except ProviderError as exc:
-                        raise type(exc)(pointed(str(exc), expression, term.start)) from None
-                for term in images:
-                    try:
-                        image_vectors.append(embedder.embed_image(term.value))
-                    except EmbeddingFailed as exc:
-                        raise EmbeddingFailed(pointed(str(exc), expression, term.start),
-                                              exc.code) from None
-            finally:
-                embedder.close()
-        vectors = iter(image_vectors)
-        vector_terms = [(next(vectors) if t.kind == "image" else np.asarray(t.value), t.weight)
-                        for t in terms if t.kind in ("image", "vector")]
-        paintings = [t for t in terms if t.kind == "painting"]
-        rows = core.search_combined(
-            conn,
-            paintings=[t.value for t in paintings], painting_weights=[t.weight for t in paintings],
-            prompts=[t.value for t in prompts], prompt_weights=[t.weight for t in prompts],
-            vectors=[v for v, _ in vector_terms], vector_weights=[w for _, w in vector_terms],
-            k=search.k, filters=search.filters, model=model, recall=search.recall,
-            result=search.result)
-        emit_results(conn, rows, query={"mode": "composed query", "prompt": expression},
-                     options=search)
+    params = _params(search, query=expression, provider=provider)
+    _search(ctx, params, {"mode": "composed query", "prompt": expression}, search)
 
 
 app.command("painting")(painting)

@@ -6,21 +6,9 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from psycopg.rows import dict_row
 
-from pgallery.commands.common import Json, database, writable_file
-from pgallery.errors import PaintingNotFound
+from pgallery.commands.common import Json, gallery, writable_file
 from pgallery.rendering.tables import console, err_console, key_value_table, print_json
-
-PAINTING_SQL = """
-SELECT p.painting_id, p.image_file, p.title, p.author, p.technique, p.date,
-       lower(p.years) AS year_from, upper(p.years) - 1 AS year_to,
-       p.painting_type, p.school, p.timeframe, p.description, p.image_uri,
-       (SELECT array_agg(e.model ORDER BY e.model) FROM painting_embedding e
-        WHERE e.painting_id = p.painting_id) AS embedded_with
-FROM painting p WHERE p.image_file = %s
-"""
-
 
 def show(
     ctx: typer.Context,
@@ -36,11 +24,8 @@ def show(
     Example: `pgallery show 00015-shipwreck-on-a-rocky-coast.jpg --html painting.html`
     """
     html = writable_file(html)
-    with database(ctx) as conn:
-        painting = conn.cursor(row_factory=dict_row).execute(PAINTING_SQL,
-                                                             (image_file,)).fetchone()
-    if painting is None:
-        raise PaintingNotFound(f"no painting with image_file {image_file!r}")
+    with gallery(ctx) as core:
+        painting = core.painting(image_file)
     if json:
         print_json(painting)
     else:

@@ -51,6 +51,7 @@ from pgallery.web.query import FILTER_FIELDS, UPLOAD_HASH, SearchRequest, clean_
 from pgallery.web.remote_image import fetch_image
 from pgallery.web.security import SecurityHeaders
 from pgallery.web.service import SUGGEST_FIELDS, SearchService
+from pgallery.vocabulary import FILTERS, RESULT_COLUMNS
 from pgallery.web.thumbnail_cache import LARGE_SIDE, THUMB_SIDE, ThumbnailCache
 from pgallery.web.uploads import UploadStore
 
@@ -61,6 +62,8 @@ FORM_OVERHEAD = 256 * 1024        # multipart headers and the text fields around
 MODE_LABELS = {"image": "More like this", "text": "Text search", "hybrid": "Keyword ranking",
                "upload": "Similar to your image", "browse": "The collection"}
 IMAGE_CACHE = "public, max-age=86400"
+FORM_FIELDS = frozenset((*FILTER_FIELDS, "text", "similar", "upload", "k", "page",
+                         "image_url"))
 
 
 class JSONResponse(StarletteJSONResponse):
@@ -75,6 +78,11 @@ def path_of(image_file: str) -> str:
     return quote(image_file, safe="")
 
 
+# (SQL column, JSON key) of each result column the API shows, from the vocabulary
+JSON_COLUMNS = tuple((c.sql, c.api) for c in RESULT_COLUMNS if c.web)
+API_NAMES = {c.sql: c.api for c in RESULT_COLUMNS}
+
+
 def results_json(rows: list[dict], request: SearchRequest, first: int = 1) -> list[dict]:
     """The API's result objects, ranked from ``first``; painting links keep the filters
     (the query string is built once per answer, not per row: this is the hot path)."""
@@ -84,13 +92,12 @@ def results_json(rows: list[dict], request: SearchRequest, first: int = 1) -> li
     for rank, row in enumerate(rows, first):
         f = row["image_file"]
         path = quote(f, safe="")
-        out.append({
-            "rank": rank, "image_file": f, "title": row["title"], "author": row["author"],
-            "technique": row["technique"], "type": row["painting_type"],
-            "school": row["school"], "timeframe": row["timeframe"], "date": row["date"],
-            "similarity": row["similarity"], "score": row["score"],
-            "thumbnail_url": f"/thumbnails/{path}", "image_url": f"/images/{path}",
-            "painting_url": f"/paintings/{path}{suffix}", "api_url": f"/api/paintings/{path}"})
+        item = {"rank": rank}
+        item.update({key: row[column] for column, key in JSON_COLUMNS})
+        item.update(thumbnail_url=f"/thumbnails/{path}", image_url=f"/images/{path}",
+                    painting_url=f"/paintings/{path}{suffix}",
+                    api_url=f"/api/paintings/{path}")
+        out.append(item)
     return out
 
 
@@ -120,7 +127,8 @@ def _page_context(request: Request, **extra) -> dict:
         req = SearchRequest()
     context = {"req": req, "version": __version__, "choices": {"type": [], "timeframe": []},
                "max_upload_mb": app.config.max_upload_bytes // (1024 * 1024),
-               "path_of": path_of, "model": None}
+               "path_of": path_of, "model": None,
+               "filter_fields": [p for p in FILTERS if p.web]}
     context.update(extra)
     return context
 
@@ -224,7 +232,7 @@ async def api_painting(request: Request) -> Response:
     service: SearchService = request.app.state.service
     image_file = _path_param(request)
     painting = await service.painting(image_file)
-    painting = {("type" if k == "painting_type" else k): v for k, v in painting.items()}
+    painting = {API_NAMES.get(k, k): v for k, v in painting.items()}
     painting.update(thumbnail_url=f"/thumbnails/{path_of(image_file)}",
                     image_url=f"/images/{path_of(image_file)}",
                     painting_url=f"/paintings/{path_of(image_file)}",
@@ -328,8 +336,7 @@ async def _read_form(request: Request):
                 content = await value.read(config.max_upload_bytes + 1)
                 if content or value.filename:
                     data, name = content, value.filename or "image"
-            elif key in (*FILTER_FIELDS, "text", "similar", "upload", "k", "page",
-                         "image_url"):
+            elif key in FORM_FIELDS:
                 params[key] = value
     image_url = clean_text("image_url", params.pop("image_url", None))
     if data is not None and image_url:

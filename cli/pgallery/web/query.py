@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, replace
 from urllib.parse import urlencode
 
 from pgallery.errors import ArgError
-from pgallery.search import INT4_MAX, INT4_MIN, SearchFilters
+from pgallery.vocabulary import FILTERS, SearchFilters
 
 K_DEFAULT = 20
 K_MAX = 200
@@ -24,16 +24,9 @@ MAX_TEXT = 1000          # characters in any text parameter
 UPLOAD_HASH = re.compile(r"[0-9a-f]{64}")
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 
-# URL parameter -> SearchFilters field
-FILTER_FIELDS = {
-    "author": "author",
-    "technique": "technique",
-    "school": "school",
-    "type": "painting_type",
-    "timeframe": "timeframe",
-    "year_from": "year_from",
-    "year_to": "year_to",
-}
+# URL parameter -> SearchFilters field, for every filter of the vocabulary
+FILTER_FIELDS = {p.api: p.sql for p in FILTERS if p.web}
+_FILTERS = tuple(p for p in FILTERS if p.web)
 PARAMS = ("text", "similar", "upload", *FILTER_FIELDS, "k", "page")
 
 
@@ -59,6 +52,28 @@ def _integer(name: str, value: str | None, low: int, high: int) -> int | None:
     number = int(value)
     if not low <= number <= high:
         raise ArgError(f"{name} must be between {low} and {high}, got {number}")
+    return number
+
+
+def _value(param, value: str | None):
+    """A filter's URL value as its vocabulary type, within its limits."""
+    if param.type is int:
+        return _integer(param.api, value, int(param.low), int(param.high))
+    value = clean_text(param.api, value)
+    if value is None or param.type is str:
+        return value
+    if param.type is bool:
+        if value.lower() not in ("true", "false", "1", "0", "yes", "no"):
+            raise ArgError(f"{param.api} must be true or false, got {value[:40]!r}")
+        return value.lower() in ("true", "1", "yes")
+    try:
+        number = float(value)
+    except ValueError:
+        raise ArgError(f"{param.api} must be a number, got {value[:40]!r}") from None
+    if number != number or (param.low is not None and number < param.low) or \
+            (param.high is not None and number > param.high):
+        raise ArgError(f"{param.api} must be between {param.low} and {param.high}, "
+                       f"got {value[:40]}")
     return number
 
 
@@ -89,11 +104,8 @@ class SearchRequest:
         if k * page > MAX_RANK:
             raise ArgError(f"k x page must be at most {MAX_RANK} (k={k}, page={page})")
         values = {}
-        for param, name in FILTER_FIELDS.items():
-            if name.startswith("year"):
-                values[name] = _integer(param, params.get(param), INT4_MIN, INT4_MAX)
-            else:
-                values[name] = clean_text(param, params.get(param))
+        for p in _FILTERS:
+            values[p.sql] = _value(p, params.get(p.api))
         if (values["year_from"] is not None and values["year_to"] is not None
                 and values["year_from"] > values["year_to"]):
             raise ArgError(f"year_from ({values['year_from']}) is after year_to "
