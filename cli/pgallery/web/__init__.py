@@ -4,8 +4,9 @@
     app = create_app(database_url, WebConfig())        # an ASGI app; uvicorn serves it
 
 The web layer is as thin as the CLI: a request is parsed into a SearchRequest (query.py),
-answered by one call of a SQL search function (service.py), and shown as a page (templates/)
-or as JSON, from the same route code (app.py). Uploads (uploads.py), remote images
+answered by one call of a SQL search function (service.py), and shown as a page (the
+templates in pgallery/templates/, shared with rendering/html.py's static pages) or as JSON,
+from the same route code (app.py). Uploads (uploads.py), remote images
 (remote_image.py) and thumbnails (thumbnail_cache.py) each have their own module.
 """
 

@@ -56,7 +56,7 @@ from pgallery.web.uploads import UploadStore
 
 log = logging.getLogger("pgallery.web")
 HERE = Path(__file__).parent
-templates = Jinja2Templates(directory=HERE / "templates")
+templates = Jinja2Templates(directory=HERE.parent / "templates")   # shared with rendering/
 FORM_OVERHEAD = 256 * 1024        # multipart headers and the text fields around a file
 MODE_LABELS = {"image": "More like this", "text": "Text search", "hybrid": "Keyword ranking",
                "upload": "Similar to your image", "browse": "The collection"}
