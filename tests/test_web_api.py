@@ -249,8 +249,10 @@ def test_an_upload_finds_its_original_and_keeps_a_permalink(server, gallery):
     # filters apply to an upload's query too
     filtered = get(server, "/api/search", upload=digest, type="portrait").json()
     assert all(item["type"] == "portrait" for item in filtered["results"])
-    # nothing is left in the upload area
-    assert list(server[1].state.uploads.area.iterdir()) == []
+    # what is kept: the client's name and the checked size (embedded from memory)
+    kept = server[1].state.uploads.get(digest)
+    with Image.open(io.BytesIO(data)) as original:
+        assert (kept.name, (kept.width, kept.height)) == ("mine.jpg", original.size)
 
 
 def test_an_upload_with_text_under_the_local_model_says_the_text_was_left_out(server, gallery):
@@ -319,7 +321,9 @@ def test_uploads_over_the_limits_are_refused(server):
     assert len(bomb) < 100_000
     assert_error(requests.post(server[0] + "/api/search", files={"image": ("p.png", bomb)},
                                timeout=30), 413, "pixels")
-    assert list(server[1].state.uploads.area.iterdir()) == []
+    refused = (big, bomb)
+    assert [server[1].state.uploads.peek(hashlib.sha256(p).hexdigest()) for p in refused] \
+        == [None, None]
 
 
 def test_post_without_an_image_and_other_form_mistakes(server, gallery):
