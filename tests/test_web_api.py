@@ -491,14 +491,21 @@ def test_a_painting_without_a_vector_still_has_its_page(server, gallery):
             conn.execute("DELETE FROM painting WHERE image_file = 'no-vector.jpg'")
 
 
-def test_the_upload_area_is_removed_when_the_server_stops(gallery, tmp_path):
-    with running_server(gallery[0], WebConfig(home=tmp_path)) as (base, app):
-        area = app.state.uploads.area
+def test_an_upload_is_embedded_from_memory_and_no_file_is_written(gallery, tmp_path,
+                                                                   monkeypatch):
+    """The checked image goes to the provider as bytes: no temporary file, not even one
+    that is deleted afterwards (the server's temporary directory stays empty)."""
+    import tempfile
+
+    spool = tmp_path / "tmp"
+    spool.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(spool))
+    with running_server(gallery[0], WebConfig(home=tmp_path / "home")) as (base, app):
         r = requests.post(base + "/api/search", timeout=60,
                           files={"image": ("a.jpg", jpeg_of(gallery, SHIP))})
-        assert r.status_code == 200 and area.is_dir()
-        assert oct(area.stat().st_mode & 0o777) == "0o700"
-    assert not area.exists()
+        assert r.status_code == 200 and r.json()["results"][0]["image_file"] == SHIP
+        assert list(spool.iterdir()) == []
+    assert list(spool.iterdir()) == []
 
 
 def test_a_quiet_server_keeps_to_its_most_recent_connection(server):
