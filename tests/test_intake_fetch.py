@@ -215,3 +215,14 @@ def test_https_names_the_host_for_sni_and_the_certificate(local_server, tmp_path
     with pytest.raises(BadImageUrl, match="certificate"):
         fetch(f"https://images.test:{port}/a.jpg", Rebinding(["127.0.0.1"], []),
               allow_private=True, tls=trust_other)
+
+
+def test_spaces_non_ascii_and_control_characters_in_the_path_are_percent_encoded(
+        local_server):
+    port = local_server.server_address[1]
+    local = Rebinding(["127.0.0.1"], ["127.0.0.1"])
+    for path in ("/a b.jpg", "/caf\u00e9.jpg?q=1", "/a.jpg\r\nX-Injected: 1", "/a%20b.jpg"):
+        assert fetch(f"http://images.example:{port}{path}", local, allow_private=True) == BODY
+    assert [s["path"] for s in local_server.seen] == [
+        "/a%20b.jpg", "/caf%C3%A9.jpg?q=1", "/a.jpgX-Injected:%201", "/a%20b.jpg"]
+    # (CR and LF are dropped from a URL, as the WHATWG URL rules say: no header injection)

@@ -31,13 +31,14 @@ import socket
 import ssl
 import time
 from collections.abc import Callable
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import quote, urljoin, urlsplit
 
 from pgallery.errors import BadImageUrl, ImageDownloadFailed, ImageTooLarge
 
 Resolver = Callable[[str, int], list[str]]
 MAX_REDIRECTS = 5
 LABEL_CHARS = 200                # of a URL, in messages
+URL_SAFE = "!#$%&'()*+,/:;=?@[]~"  # kept as they are in a request's path (as requests does)
 
 
 class AddressPolicy(enum.Enum):
@@ -164,7 +165,8 @@ def _fetch_once(url: str, label: str, policy: AddressPolicy, max_bytes: int,
         raise BadImageUrl(f"{label}: the image URL has a bad port") from None
     host = parts.hostname
     addresses = checked_addresses(label, host, port, policy, resolver)
-    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    path = quote((parts.path or "/") + (f"?{parts.query}" if parts.query else ""),
+                 safe=URL_SAFE)          # spaces, non-ASCII and control characters encoded
     timeout = max(0.1, deadline - time.monotonic())
     last_error = "no address answered"
     for address in addresses:
@@ -187,6 +189,7 @@ def _fetch_once(url: str, label: str, policy: AddressPolicy, max_bytes: int,
         except (OSError, http.client.HTTPException) as exc:
             raise ImageDownloadFailed(f"{label}: download failed ({type(exc).__name__})",
                                       retryable=True) from None
+
         finally:
             conn.close()
     raise ImageDownloadFailed(f"{label}: download failed ({last_error})", retryable=True)
