@@ -97,7 +97,8 @@ def test_any_reads_from_a_server_on_this_machine(tmp_path, served):
     (tmp_path / "a.jpg").write_bytes(_jpeg())
     base, asked = served
     assert read_image(f"{base}/a.jpg", policy=AddressPolicy.ANY).size == (120, 90)
-    assert asked == ["/a.jpg"]
+    assert read_image(f"HTTP{base[4:]}/a.jpg").size == (120, 90)     # the scheme in capitals
+    assert asked == ["/a.jpg", "/a.jpg"]
 
 
 @pytest.mark.parametrize("host", ["127.0.0.1", "localhost", "[::1]", "10.0.0.1",

@@ -57,7 +57,7 @@ class AddressPolicy(enum.Enum):
 
 def is_url(source: object) -> bool:
     """An http(s) URL (fetched by the intake, or forwarded by a provider that can)."""
-    return isinstance(source, str) and source.startswith(("http://", "https://"))
+    return isinstance(source, str) and source[:8].lower().startswith(("http://", "https://"))
 
 
 def label_of(url: str) -> str:
