@@ -283,6 +283,38 @@ def test_similarity_is_shown_with_three_decimals_and_hybrid_score_separately(gal
     assert "0.873" in plain.text and "score" not in plain.text
 
 
+def test_the_web_and_the_static_page_draw_a_result_with_one_card(gallery):
+    """Both front ends draw a result with the card of pgallery/templates/_macros.html: the
+    same elements, classes and words, only the links differ (a data: thumbnail and the
+    file here, the server's thumbnail and painting page there)."""
+    from pgallery.rendering.templating import environment
+
+    images, results = gallery
+    static = Page(render_results_page(results[:1], image_resolver=resolver_for(images)))
+    web_row = {"rank": 1, "image_file": "wide.jpg", "title": "A Wide Landscape",
+               "author": "Painter 1", "date": "1851", "type": "landscape", "school": "French",
+               "similarity": results[0]["similarity"], "score": results[0]["score"],
+               "thumbnail_url": "/thumbnails/wide.jpg", "painting_url": "/paintings/wide.jpg"}
+    web = Page(environment().get_template("_card.html").render(r=web_row))
+    parts = ("card", "frame", "pic", "rank", "caption", "title", "author", "meta", "sim", "bar",
+             "num")
+
+    def drawn(page: Page) -> list[str]:
+        return [c for _, attrs in page.tags for c in (attrs.get("class") or "").split()
+                if c in parts or c.startswith("w")]
+
+    def words(page: Page) -> list[str]:
+        return [t for t in page.text if t in ("A Wide Landscape", "Painter 1", "0.919",
+                                              "1851 · landscape · French", "1")]
+
+    assert drawn(web) == drawn(static)[-len(drawn(web)):]          # after the query header
+    assert drawn(web)[:3] == ["card", "frame", "pic"] and "w18" in drawn(web)
+    assert words(web) == words(static)[-len(words(web)):] == [
+        "1", "A Wide Landscape", "Painter 1", "1851 · landscape · French", "0.919"]
+    assert [a["href"] for a in web.all("a", "frame")] == ["/paintings/wide.jpg"]
+    assert [i["src"] for i in web.all("img")] == ["/thumbnails/wide.jpg"]
+
+
 def test_number_formats():
     assert format_similarity(0.87312) == "0.873"
     assert format_similarity(None) == ""

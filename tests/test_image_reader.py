@@ -12,7 +12,7 @@ from PIL import Image
 from pgallery import errors
 from pgallery.database import connect
 from pgallery.errors import EmbeddingFailed
-from pgallery.image_reader import content_hash, read_image_bytes
+from pgallery.intake import content_hash, read_image
 from pgallery.images import prepare_image
 from pgallery.loading.pipeline import load_images
 from pgallery.loading.records import PaintingRecord
@@ -111,5 +111,5 @@ def test_the_loader_records_the_providers_errors(bad_files, make_database):
 def test_hashing_and_reading_fail_alike(bad_files):
     for name in ("missing.jpg", "folder.jpg"):
         a = _error(lambda: content_hash(bad_files[name]))
-        b = _error(lambda: read_image_bytes(bad_files[name]))
+        b = _error(lambda: read_image(bad_files[name]))
         assert (type(a), str(a)) == (type(b), str(b))

@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from pgallery.errors import EmbeddingFailed
-from pgallery.image_reader import content_hash
+from pgallery.intake import content_hash
 from pgallery.images import MAX_BYTES, MAX_SIDE, prepare_image
 
 

@@ -253,8 +253,10 @@ def test_an_upload_finds_its_original_and_keeps_a_permalink(server, gallery):
     # filters apply to an upload's query too
     filtered = get(server, "/api/search", upload=digest, type="portrait").json()
     assert all(item["type"] == "portrait" for item in filtered["results"])
-    # nothing is left in the upload area
-    assert list(server[1].state.uploads.area.iterdir()) == []
+    # what is kept: the client's name and the checked size (embedded from memory)
+    kept = server[1].state.uploads.get(digest)
+    with Image.open(io.BytesIO(data)) as original:
+        assert (kept.name, (kept.width, kept.height)) == ("mine.jpg", original.size)
 
 
 def test_an_upload_with_text_under_the_local_model_says_the_text_was_left_out(server, gallery):
@@ -323,7 +325,9 @@ def test_uploads_over_the_limits_are_refused(server):
     assert len(bomb) < 100_000
     assert_error(requests.post(server[0] + "/api/search", files={"image": ("p.png", bomb)},
                                timeout=30), 413, "pixels")
-    assert list(server[1].state.uploads.area.iterdir()) == []
+    refused = (big, bomb)
+    assert [server[1].state.uploads.peek(hashlib.sha256(p).hexdigest()) for p in refused] \
+        == [None, None]
 
 
 def test_post_without_an_image_and_other_form_mistakes(server, gallery):
@@ -491,14 +495,21 @@ def test_a_painting_without_a_vector_still_has_its_page(server, gallery):
             conn.execute("DELETE FROM painting WHERE image_file = 'no-vector.jpg'")
 
 
-def test_the_upload_area_is_removed_when_the_server_stops(gallery, tmp_path):
-    with running_server(gallery[0], WebConfig(home=tmp_path)) as (base, app):
-        area = app.state.uploads.area
+def test_an_upload_is_embedded_from_memory_and_no_file_is_written(gallery, tmp_path,
+                                                                   monkeypatch):
+    """The checked image goes to the provider as bytes: no temporary file, not even one
+    that is deleted afterwards (the server's temporary directory stays empty)."""
+    import tempfile
+
+    spool = tmp_path / "tmp"
+    spool.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(spool))
+    with running_server(gallery[0], WebConfig(home=tmp_path / "home")) as (base, app):
         r = requests.post(base + "/api/search", timeout=60,
                           files={"image": ("a.jpg", jpeg_of(gallery, SHIP))})
-        assert r.status_code == 200 and area.is_dir()
-        assert oct(area.stat().st_mode & 0o777) == "0o700"
-    assert not area.exists()
+        assert r.status_code == 200 and r.json()["results"][0]["image_file"] == SHIP
+        assert list(spool.iterdir()) == []
+    assert list(spool.iterdir()) == []
 
 
 def test_a_quiet_server_keeps_to_its_most_recent_connection(server):

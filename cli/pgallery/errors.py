@@ -109,8 +109,8 @@ class EmbeddingFailed(ProviderError):
 
 
 class ImageError(EmbeddingFailed):
-    """An image that cannot be read or decoded: the same error, with its class name as
-    ``code``, whichever provider or loader step reads the file (image_reader.py)."""
+    """An image that cannot be read, fetched or decoded: the same error, with its class name
+    as ``code``, wherever the image comes from (pgallery/intake/ reads every one)."""
 
     def __init__(self, message: str, retryable: bool = False):
         super().__init__(message, code=type(self).__name__, retryable=retryable)
@@ -120,22 +120,27 @@ class ImageNotFound(ImageError):
     """The file does not exist."""
 
 
-class EmptyImage(ImageError):
-    """The file (or the downloaded body) has zero bytes."""
+class NotAnImage(ImageError):
+    """The bytes are no usable image: empty, not an image (or a format that is not read or
+    not accepted), or damaged."""
 
 
-class UnreadableImage(ImageError):
-    """Not an image (or a format Pillow cannot read), a directory, or a file that cannot
-    be opened (permissions, a device error)."""
+class EmptyImage(NotAnImage):
+    """The file (or the downloaded body, or the upload) has zero bytes."""
 
 
-class TruncatedImage(ImageError):
+class UnreadableImage(NotAnImage):
+    """Not an image (or a format Pillow cannot read, or one the caller does not accept), a
+    directory, or a file that cannot be opened (permissions, a device error)."""
+
+
+class TruncatedImage(NotAnImage):
     """The header is readable but the pixel data is cut short or corrupt."""
 
 
 class ImageTooLarge(ImageError):
-    """Too many pixels to decode safely (Pillow's decompression-bomb limit, about 179
-    megapixels), or a download over the reader's byte limit."""
+    """Over the reader's byte or pixel limit, or Pillow's decompression-bomb limit (about
+    179 megapixels)."""
 
 
 class ImageTooSmall(ImageError):
@@ -145,6 +150,12 @@ class ImageTooSmall(ImageError):
 class ImageDownloadFailed(ImageError):
     """An http(s) image could not be fetched (``retryable`` for 429, 5xx and network
     errors)."""
+
+
+class BadImageUrl(ImageDownloadFailed):
+    """An image URL that may not be fetched: not http(s), an address the address policy
+    refuses (this machine or the LAN, for what strangers send), a redirect where redirects
+    are refused, or a certificate that does not match the host."""
 
 
 # SQLSTATEs raised by the functions in sql/ (ERRCODE 'PGA..'); the SQL side lists them in the

@@ -5,8 +5,8 @@ Azure AI Vision accepts an image of more than 0 and at most 20,971,520 bytes, la
 returns the bytes to send:
 
 * an acceptable file (JPEG, PNG, GIF, BMP, WEBP or TIFF in an ordinary mode, within the
-  limits) is sent unchanged: it is decoded once to catch truncated files (JPEGs at 1/8
-  scale, which is cheap) and never re-encoded;
+  limits) is sent unchanged: the intake decoded it once to catch truncated files (JPEGs at
+  1/8 scale, which is cheap), and it is never re-encoded;
 * a file over a limit (bytes or pixels) is downscaled so its longest side is at most
   ``DOWNSCALE_SIDE`` px (smaller still if the bytes do not fit) and re-encoded;
 * odd modes (CMYK, palette or grey with alpha, 16-bit and float) and other formats (ICO,
@@ -14,8 +14,8 @@ returns the bytes to send:
   EXIF orientation is applied whenever an image is re-encoded.
 
 Files that cannot be sent raise a typed :class:`~pgallery.errors.ImageError` (codes in
-image_reader.py, which reads the file: ImageNotFound, EmptyImage, UnreadableImage,
-TruncatedImage, ImageTooLarge), or ImageTooSmall for a side of 10 px or less (also: too
+pgallery/intake/, which reads and checks the image: ImageNotFound, EmptyImage,
+UnreadableImage, TruncatedImage, ImageTooLarge), or ImageTooSmall for a side of 10 px or less (also: too
 thin to downscale), so loaders record the reason per image and carry on.
 """
 
@@ -29,7 +29,7 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from pgallery.errors import ImageTooSmall
-from pgallery.image_reader import decoding, open_image, read_image_bytes
+from pgallery.intake import CheckedImage, decoding, read_image
 
 MAX_BYTES = 20_971_520        # at most this many bytes
 MIN_SIDE = 10                 # each side must be greater than this
@@ -54,14 +54,15 @@ class PreparedImage:
         return bool(self.changes)
 
 
-def prepare_image(source: str | Path | bytes, name: str | None = None) -> PreparedImage:
-    """The bytes to send for one image (a file path, or the file's bytes).
+def prepare_image(source: str | Path | bytes | CheckedImage,
+                  name: str | None = None) -> PreparedImage:
+    """The bytes to send for one image (a file path, the file's bytes, or a CheckedImage).
 
     Raises an ImageError (see the module docstring) when the image cannot be sent.
     """
-    label = name or (f"{len(source)}-byte image" if isinstance(source, bytes) else str(source))
-    data = source if isinstance(source, bytes) else read_image_bytes(Path(source))
-    image = open_image(data, label)
+    checked = read_image(source, name=name)
+    data, label = checked.data, checked.name
+    image = checked.open()
     width, height = image.size
     if width <= MIN_SIDE or height <= MIN_SIDE:
         raise ImageTooSmall(
@@ -70,10 +71,7 @@ def prepare_image(source: str | Path | bytes, name: str | None = None) -> Prepar
     fmt = image.format or "unknown"
     too_big = width >= MAX_SIDE or height >= MAX_SIDE or len(data) > MAX_BYTES
     odd = fmt not in SENDABLE_FORMATS or not _ordinary_mode(image)
-    if not too_big and not odd:
-        if fmt == "JPEG":  # decode at 1/8 scale: every byte is still read and checked
-            image.draft(image.mode, (max(1, width // 8), max(1, height // 8)))
-        _load(image, label)
+    if not too_big and not odd:  # the intake has decoded it: sent as it is
         return PreparedImage(data, fmt, (width, height))
     longest = max(width, height)
     if too_big and fmt == "JPEG" and image.mode in ("L", "RGB") and longest > DOWNSCALE_SIDE:

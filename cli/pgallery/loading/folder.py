@@ -17,9 +17,8 @@ import os
 import re
 from pathlib import Path
 
-from PIL import Image
-
 from pgallery.errors import ArgError
+from pgallery.intake import read_image
 from pgallery.loading.records import PaintingRecord, RejectedRow, clean
 from pgallery.loading.sources import ImageItem, SourceListing
 
@@ -84,7 +83,7 @@ def exif_metadata(path: Path) -> dict[str, str | None]:
     """author, date and description from the file's EXIF; empty if it has none (or the
     file cannot be read: the pipeline reports unreadable images, not this function)."""
     try:
-        with Image.open(path) as image:
+        with read_image(path, decode=False).open() as image:   # the header: no pixels
             exif = image.getexif()
             artist = exif.get(TAG_ARTIST)
             description = exif.get(TAG_IMAGE_DESCRIPTION)

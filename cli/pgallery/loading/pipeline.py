@@ -39,7 +39,7 @@ import psycopg
 from psycopg.rows import dict_row
 
 from pgallery.errors import EmbeddingFailed
-from pgallery.image_reader import content_hash, is_url
+from pgallery.intake import content_hash, is_url
 from pgallery.loading.records import METADATA_FIELDS, PaintingRecord, RejectedRow
 from pgallery.loading.sources import ImageItem, SourceListing
 from pgallery.loading.summary import LoadSummary, Progress

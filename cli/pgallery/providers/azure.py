@@ -8,7 +8,8 @@ How a run behaves:
 * one ``requests.Session`` (keep-alive; its pool sized to ``concurrency``) shared by a
   bounded thread pool; a :class:`~pgallery.providers.ratelimit.RateLimiter` shared by all
   threads spaces requests at ``rate_limit`` per second (default 10);
-* local files are checked and fixed by :func:`pgallery.images.prepare_image` and sent as
+* local files and checked images (:class:`~pgallery.intake.CheckedImage`, e.g. a web
+  upload) are checked and fixed by :func:`pgallery.images.prepare_image` and sent as
   ``application/octet-stream``; ``http(s)://`` sources are sent as ``{"url": ...}``;
 * 429, 5xx, connection errors, timeouts and unparseable 200 bodies (a cut-off response is
   a transport glitch) are retried up to ``max_retries`` times with exponential backoff and
@@ -45,8 +46,8 @@ from requests.adapters import HTTPAdapter
 from pgallery.config import DEFAULT_API_VERSION, DEFAULT_MODEL_VERSION, DEFAULT_RATE_LIMIT
 from pgallery.errors import (ArgError, ConfigError, EmbeddingFailed, ModelMismatch,
                              PgalleryError, ProviderError, UnreadableImage)
-from pgallery.image_reader import is_url
 from pgallery.images import prepare_image
+from pgallery.intake import is_url
 from pgallery.providers.base import EmbeddingProvider, ImageResult, ImageSource
 from pgallery.providers.ratelimit import RateLimiter
 

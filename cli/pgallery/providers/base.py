@@ -15,11 +15,13 @@ from pathlib import Path
 import numpy as np
 
 from pgallery.errors import EmbeddingFailed, TextNotSupported
+from pgallery.intake import CheckedImage
 
 COLUMN_DIMENSION = 1024  # painting_embedding.embedding is vector(1024)
 
-# An image to embed: a local file, or an http(s) URL the provider fetches (or forwards).
-ImageSource = str | Path
+# An image to embed: a local file, an http(s) URL the provider fetches (or forwards), or an
+# image the intake has read and checked already (pgallery.intake.CheckedImage).
+ImageSource = str | Path | CheckedImage
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from pgallery.errors import ArgError, ConfigError, EmbeddingFailed
-from pgallery.image_reader import decoding, open_image, read_image_bytes
+from pgallery.intake import decoding, read_image
 from pgallery.providers.base import (COLUMN_DIMENSION, EmbeddingProvider, ImageResult,
                                      ImageSource)
 
@@ -79,10 +79,10 @@ def model_tag(spec: str) -> str:
 
 
 def load_image(source: ImageSource):
-    """A decoded RGB PIL image from a file or URL. Raises the reader's typed errors
-    (pgallery.image_reader), as every provider does."""
-    label = str(source)
-    with open_image(read_image_bytes(source), label) as image, decoding(label):
+    """A decoded RGB PIL image from a file, a URL or a CheckedImage. Raises the intake's
+    typed errors (pgallery.intake), as every provider does."""
+    checked = read_image(source, decode=False)   # decoded here, once
+    with checked.open() as image, decoding(checked.name):
         return image.convert("RGB")
 
 

@@ -27,8 +27,9 @@ Measured on the 634 real images (bench/local_quality.py): a 50 % resized, 90 % c
 crop, JPEG q50 or brightness+hue shifted copy finds its original at rank 1 in >= 97 %;
 detail crops are much harder (about a third at rank 1, three quarters in the top 10).
 
-Sources are local files (``str`` or ``Path``) or http(s) URLs, fetched with requests
-(``timeout`` seconds, at most 50 MiB), read by :mod:`pgallery.image_reader`: a bad image
+Sources are local files (``str`` or ``Path``), http(s) URLs (fetched within ``timeout``
+seconds, from any address: the CLI's policy) or images the intake has checked already
+(:class:`~pgallery.intake.CheckedImage`), all read by :mod:`pgallery.intake`: a bad image
 fails with its typed error (ImageNotFound, EmptyImage, UnreadableImage, TruncatedImage,
 ImageTooLarge, ImageDownloadFailed), as with every provider.
 """
@@ -38,7 +39,7 @@ from __future__ import annotations
 import numpy as np
 
 from pgallery.errors import ConfigError
-from pgallery.image_reader import DOWNLOAD_TIMEOUT, decoding, open_image, read_image_bytes
+from pgallery.intake import DOWNLOAD_TIMEOUT, CheckedImage, decoding, read_image
 from pgallery.providers.base import EmbeddingProvider, ImageSource
 
 DIMENSION = 1024
@@ -56,11 +57,12 @@ WEIGHTS = {
 
 # -- reading --------------------------------------------------------------------------------
 
-def decode(data: bytes, name: str = "image"):
+def decode(data: bytes | CheckedImage, name: str = "image"):
     """The image in ``data`` as an RGB PIL image resampled to SIDE x SIDE."""
     from PIL import Image, ImageOps
 
-    with open_image(data, name) as image, decoding(name):
+    checked = read_image(data, name=name, decode=False)   # decoded here, once
+    with checked.open() as image, decoding(checked.name):
         image.draft("RGB", (2 * SIDE, 2 * SIDE))  # JPEG: decode at 1/2..1/8 scale
         image = ImageOps.exif_transpose(image)
         if image.mode in ("RGBA", "LA", "PA") or (
@@ -329,8 +331,7 @@ class LocalDescriptorProvider(EmbeddingProvider):
             raise ConfigError(f"timeout must be positive, not {timeout!r}")
 
     def embed_image(self, source: ImageSource) -> np.ndarray:
-        data = read_image_bytes(source, self.timeout)
-        return self.embed_bytes(data, name=str(source))
+        return combine(blocks(decode(read_image(source, timeout=self.timeout, decode=False))))
 
     def embed_bytes(self, data: bytes, name: str = "image") -> np.ndarray:
         """The vector of an encoded image held in memory."""

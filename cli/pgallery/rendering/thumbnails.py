@@ -3,6 +3,8 @@
     from pgallery.rendering.thumbnails import thumbnail_data_uri
     uri = thumbnail_data_uri("images/p-foo.jpg")          # "data:image/jpeg;base64,..." or None
 
+The picture is read through the image intake (pgallery.intake), as every image is.
+
 A thumbnail is the picture turned upright (EXIF orientation), flattened to RGB (transparency
 on a neutral grey) and scaled so its longest side is at most ``max_side`` pixels; it is never
 enlarged. Results are kept in a small in-memory LRU cache keyed by the file's resolved path,
@@ -16,13 +18,13 @@ from __future__ import annotations
 import base64
 import io
 import threading
-import warnings
 from collections import OrderedDict
 from pathlib import Path
 
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageOps
 
-from pgallery.errors import ArgError
+from pgallery.errors import ArgError, ImageError
+from pgallery.intake import CheckedImage, decoding, read_image
 
 DEFAULT_MAX_SIDE = 256
 DEFAULT_QUALITY = 82
@@ -46,21 +48,19 @@ def _key(path: Path, max_side: int, quality: int) -> tuple | None:
     return (str(resolved), stat.st_mtime_ns, stat.st_size, max_side, quality)
 
 
-def _make_jpeg(path: Path, max_side: int, quality: int) -> bytes | None:
+def _make_jpeg(source: Path | CheckedImage, max_side: int, quality: int) -> bytes | None:
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(path) as image:
-                # Let the JPEG decoder scale down while decoding: much faster for big files.
-                image.draft("RGB", (max_side * 2, max_side * 2))
-                image = ImageOps.exif_transpose(image)
-                image.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
-                image = _to_rgb(image)
-                out = io.BytesIO()
-                image.save(out, "JPEG", quality=quality, optimize=True, progressive=True)
-                return out.getvalue()
-    except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError,
-            SyntaxError):
+        checked = read_image(source, decode=False)   # decoded here, once
+        with checked.open() as image, decoding(checked.name):
+            # Let the JPEG decoder scale down while decoding: much faster for big files.
+            image.draft("RGB", (max_side * 2, max_side * 2))
+            image = ImageOps.exif_transpose(image)
+            image.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
+            image = _to_rgb(image)
+            out = io.BytesIO()
+            image.save(out, "JPEG", quality=quality, optimize=True, progressive=True)
+            return out.getvalue()
+    except ImageError:
         return None
 
 
@@ -75,13 +75,17 @@ def _to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
-def thumbnail_jpeg(path: str | Path, max_side: int = DEFAULT_MAX_SIDE,
+def thumbnail_jpeg(path: str | Path | CheckedImage, max_side: int = DEFAULT_MAX_SIDE,
                    quality: int = DEFAULT_QUALITY, *, cache: bool = True) -> bytes | None:
-    """The JPEG bytes of ``path``'s thumbnail, or None if the file is missing or unreadable.
+    """The JPEG bytes of ``path``'s thumbnail (a file, or an image the intake has checked),
+    or None if the file is missing or unreadable.
 
-    ``cache=False`` skips the in-memory cache (for callers that keep their own, on disk)."""
+    ``cache=False`` skips the in-memory cache (for callers that keep their own, on disk);
+    a CheckedImage is never cached (it has no file to key on)."""
     if max_side < 1:
         raise ArgError(f"thumbnail size must be at least 1 pixel, got {max_side}")
+    if isinstance(path, CheckedImage):
+        return _make_jpeg(path, max_side, quality)
     path = Path(path)
     if not cache:
         return _make_jpeg(path, max_side, quality) if _key(path, max_side, quality) else None

@@ -4,9 +4,11 @@
     app = create_app(database_url, WebConfig())        # an ASGI app; uvicorn serves it
 
 The web layer is as thin as the CLI: a request is parsed into a SearchRequest (query.py),
-answered by one call of a SQL search function (service.py), and shown as a page (templates/)
-or as JSON, from the same route code (app.py). Uploads (uploads.py), remote images
-(remote_image.py) and thumbnails (thumbnail_cache.py) each have their own module.
+answered by one call of a SQL search function (service.py), and shown as a page (the
+templates in pgallery/templates/, shared with rendering/html.py's static pages) or as JSON,
+from the same route code (app.py). Uploads and image URLs (uploads.py, read
+through pgallery.intake with the public-only address policy) and thumbnails
+(thumbnail_cache.py) each have their own module.
 """
 
 from pgallery.web.app import create_app

@@ -48,7 +48,6 @@ from pgallery.web.config import WebConfig
 from pgallery.web.database import Database
 from pgallery.web.errors import UploadTooLarge, one_line, status_for
 from pgallery.web.query import FILTER_FIELDS, UPLOAD_HASH, SearchRequest, clean_text
-from pgallery.web.remote_image import fetch_image
 from pgallery.web.security import SecurityHeaders
 from pgallery.web.service import SUGGEST_FIELDS, SearchService
 from pgallery.vocabulary import FILTERS, RESULT_COLUMNS
@@ -57,7 +56,7 @@ from pgallery.web.uploads import UploadStore
 
 log = logging.getLogger("pgallery.web")
 HERE = Path(__file__).parent
-templates = Jinja2Templates(directory=HERE / "templates")
+templates = Jinja2Templates(directory=HERE.parent / "templates")   # shared with rendering/
 FORM_OVERHEAD = 256 * 1024        # multipart headers and the text fields around a file
 MODE_LABELS = {"image": "More like this", "text": "Text search", "hybrid": "Keyword ranking",
                "upload": "Similar to your image", "browse": "The collection"}
@@ -346,19 +345,16 @@ async def _read_form(request: Request):
 
 async def _add_upload(request: Request, data: bytes | None, name: str,
                       image_url: str | None) -> str:
-    """Fetch (an image URL), check and embed an upload in a worker thread: its digest."""
+    """Fetch (an image URL), check and embed an upload in a worker thread: its digest (the
+    upload store reads it through the image intake, with the web's address policy)."""
     state = request.app.state
-    config: WebConfig = state.config
     model = await state.service.require_model()
+    source = image_url or data
+    if image_url:
+        name = image_url.rsplit("/", 1)[-1] or "image"
 
     def add() -> str:
-        nonlocal data, name
-        if image_url:
-            data = fetch_image(image_url, max_bytes=config.max_upload_bytes,
-                               timeout=config.url_timeout,
-                               allow_private=config.allow_private_urls)
-            name = image_url.rsplit("/", 1)[-1] or "image"
-        upload = state.uploads.add(data, name=name, model=model.name,
+        upload = state.uploads.add(source, name=name, model=model.name,
                                    embed=state.service.embed_image(model))
         return upload.digest
     return await run_in_threadpool(add)

@@ -1,4 +1,5 @@
-"""The errors only the web layer raises, and the HTTP status of every pgallery error.
+"""The errors only the web layer raises, and the HTTP status of every pgallery error (the
+image intake's NotAnImage and BadImageUrl are re-exported here for the web's callers).
 
 A request that goes wrong answers ``{"error": "one line"}`` (or the page with that line)
 with the status :func:`status_for` gives; nothing a client sends makes a 500.
@@ -6,31 +7,25 @@ with the status :func:`status_for` gives; nothing a client sends makes a 500.
 
 from __future__ import annotations
 
-from pgallery.errors import (ArgError, DatabaseError, EmbeddingFailed, ModelMismatch,
-                             PaintingNotFound, PgalleryError, PermissionDenied,
-                             PromptNotEmbedded, ProviderError, TextNotSupported, UnknownModel,
-                             ConfigError)
+from pgallery.errors import (ArgError, BadImageUrl, DatabaseError, EmbeddingFailed,
+                             ImageTooLarge, ModelMismatch, NotAnImage, PaintingNotFound,
+                             PgalleryError, PermissionDenied, PromptNotEmbedded, ProviderError,
+                             TextNotSupported, UnknownModel, ConfigError)
 
 
 class UploadTooLarge(ArgError):
-    """An uploaded or fetched image is over the byte or pixel limit."""
-
-
-class NotAnImage(ArgError):
-    """The bytes sent are not an image Pillow can read in an accepted format."""
+    """A request body over the upload limit (the image in it is checked by the intake,
+    which says ImageTooLarge)."""
 
 
 class UnknownUpload(PgalleryError):
     """An upload hash this server has not seen (or no longer remembers)."""
 
 
-class BadImageUrl(ArgError):
-    """An image URL that may not or cannot be fetched."""
-
-
 # Most specific first: the first class an error is an instance of gives its status.
 STATUS = (
     (UploadTooLarge, 413),
+    (ImageTooLarge, 413),
     (NotAnImage, 415),
     (BadImageUrl, 422),
     (UnknownUpload, 404),
@@ -46,6 +41,10 @@ STATUS = (
     (PermissionDenied, 503),
     (DatabaseError, 503),
 )
+
+
+__all__ = ["BadImageUrl", "NotAnImage", "UnknownUpload", "UploadTooLarge", "one_line",
+           "status_for"]
 
 
 def status_for(error: PgalleryError) -> int:

@@ -2,16 +2,17 @@
 
     store = UploadStore(config)
     upload = store.add(data, name="photo.jpg", embed=provider.embed_image, model=model)
+    upload = store.add("https://example.org/a.jpg", name="a.jpg", ...)    # an image URL
     store.get(upload.digest)        # the same query while the server runs (its permalink)
 
-The bytes are sniffed with Pillow (the file name and the client's content type are never
-trusted): only JPEG, PNG, GIF, BMP, WebP and TIFF are accepted, within the byte limit, and
-the pixel count is checked from the header before anything is decoded, so a
-decompression bomb is refused without being expanded. For the provider the image is
-written to a private temporary directory (mode 0700, made when the server starts, removed
-when it stops) under a name the server makes (the hash), and deleted as soon as it is
-embedded. What is kept is the vector and a small JPEG preview, in memory, for the last
-``max_uploads_kept`` uploads.
+The bytes (or the URL) go through the image intake (pgallery.intake) with the web's rules:
+an image URL only to a public address (AddressPolicy.PUBLIC_ONLY, unless the server
+allows private URLs), never a local file; the format sniffed by Pillow (the file name and
+the client's content type are never trusted) and only JPEG, PNG, GIF, BMP, WebP and TIFF
+accepted, within the byte limit; the pixel count checked from the header before anything
+is decoded, so a decompression bomb is refused without being expanded. The provider
+embeds the checked image from memory: nothing is written to disk. What is kept is the
+vector and a small JPEG preview, in memory, for the last ``max_uploads_kept`` uploads.
 
 With several worker processes (`pgallery serve --workers N`) a permalink may reach
 another worker than the one the image was uploaded to, so each upload is also written to
@@ -22,30 +23,26 @@ reads it from there. The directory keeps the newest ``max_uploads_kept`` too.
 
 from __future__ import annotations
 
-import hashlib
-import io
 import json
 import os
-import shutil
 import tempfile
 import threading
-import warnings
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
 
+from pgallery.intake import AddressPolicy, CheckedImage, read_image
 from pgallery.rendering.thumbnails import thumbnail_jpeg
 from pgallery.web.config import WebConfig
-from pgallery.web.errors import NotAnImage, UnknownUpload, UploadTooLarge
+from pgallery.web.errors import UnknownUpload
 from pgallery.web.query import UPLOAD_HASH
 
-ACCEPTED_FORMATS = {"JPEG": "jpg", "PNG": "png", "GIF": "gif", "BMP": "bmp", "WEBP": "webp",
-                    "TIFF": "tif", "MPO": "jpg"}
+ACCEPTED_FORMATS = ("JPEG", "PNG", "GIF", "BMP", "WEBP", "TIFF", "MPO")  # MPO: a JPEG
 PREVIEW_SIDE = 320
+NAME_CHARS = 200                      # of the client's file name, kept for display
 
 
 @dataclass(frozen=True)
@@ -59,33 +56,18 @@ class Upload:
     height: int
 
 
-def check_image(data: bytes, max_bytes: int, max_pixels: int) -> tuple[str, int, int]:
-    """(format, width, height) of an acceptable image; raises UploadTooLarge / NotAnImage."""
-    if len(data) > max_bytes:
-        raise UploadTooLarge(f"the image is {len(data) / 1048576:.1f} MB; the limit is "
-                             f"{max_bytes / 1048576:.0f} MB")
-    if not data:
-        raise NotAnImage("the upload is empty")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(data)) as image:
-                fmt, (width, height) = image.format, image.size
-                if width * height > max_pixels:
-                    raise UploadTooLarge(f"the image is {width} x {height} pixels; the limit "
-                                         f"is {max_pixels / 1e6:.0f} megapixels")
-                if fmt not in ACCEPTED_FORMATS:
-                    raise NotAnImage(f"{fmt} images are not accepted; send JPEG, PNG, GIF, "
-                                     "BMP, WebP or TIFF")
-                image.load()  # a truncated or corrupt file fails here, not in the provider
-    except (UploadTooLarge, NotAnImage):
-        raise
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise UploadTooLarge("the image has too many pixels") from None
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError):
-        raise NotAnImage("the upload is not an image (or is damaged); send JPEG, PNG, GIF, "
-                         "BMP, WebP or TIFF") from None
-    return fmt, width, height
+def web_policy(config: WebConfig) -> AddressPolicy:
+    """The address policy for image URLs that clients send."""
+    return AddressPolicy.ANY if config.allow_private_urls else AddressPolicy.PUBLIC_ONLY
+
+
+def read_upload(source: bytes | str, name: str, config: WebConfig) -> CheckedImage:
+    """An uploaded image (bytes) or an image URL, checked with the web's rules (see the
+    module's doc). Raises the intake's typed errors."""
+    return read_image(source, policy=web_policy(config), max_bytes=config.max_upload_bytes,
+                      max_pixels=config.max_pixels, formats=ACCEPTED_FORMATS,
+                      timeout=config.url_timeout, name=name[:NAME_CHARS] or "image",
+                      allow_paths=False)
 
 
 class UploadStore:
@@ -93,29 +75,22 @@ class UploadStore:
 
     def __init__(self, config: WebConfig):
         self.config = config
-        self.area = Path(tempfile.mkdtemp(prefix="pgallery-uploads-"))
-        os.chmod(self.area, 0o700)
         self._uploads: OrderedDict[str, Upload] = OrderedDict()
         self._lock = threading.Lock()
 
-    def add(self, data: bytes, *, name: str, model: str,
-            embed: Callable[[Path], np.ndarray]) -> Upload:
-        fmt, width, height = check_image(data, self.config.max_upload_bytes,
-                                         self.config.max_pixels)
-        digest = hashlib.sha256(data).hexdigest()
+    def add(self, source: bytes | str, *, name: str, model: str,
+            embed: Callable[[CheckedImage], np.ndarray]) -> Upload:
+        """Check ``source`` (an upload's bytes or an image URL; see read_upload), embed it
+        with ``embed`` unless this image is known for ``model``, and remember it."""
+        image = read_upload(source, name, self.config)
+        digest = image.sha256
         known = self.peek(digest)
         if known is not None and known.model == model:
             return self.get(digest)
-        path = self.area / f"{digest}.{ACCEPTED_FORMATS[fmt]}"
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
-            with os.fdopen(fd, "wb") as out:
-                out.write(data)
-            vector = np.asarray(embed(path), dtype=np.float32)
-            preview = thumbnail_jpeg(path, PREVIEW_SIDE, cache=False)
-        finally:
-            path.unlink(missing_ok=True)
-        upload = Upload(digest, name[:200], model, vector, preview, width, height)
+        vector = np.asarray(embed(image), dtype=np.float32)
+        preview = thumbnail_jpeg(image, PREVIEW_SIDE, cache=False)
+        upload = Upload(digest, image.name, model, vector, preview, image.width,
+                        image.height)
         if self.config.shared_uploads is not None:
             self._share(upload)
         with self._lock:
@@ -185,7 +160,8 @@ class UploadStore:
         return upload
 
     def close(self) -> None:
-        shutil.rmtree(self.area, ignore_errors=True)
+        """Nothing to release: uploads live in memory (and in the shared directory, which
+        the parent process removes)."""
 
 
 def _mtime(path: Path) -> float:

@@ -1,6 +1,7 @@
-"""An image URL is fetched from the address that was checked, not from a second lookup:
-real HTTP and HTTPS servers on 127.0.0.1, a resolver seam that changes its answer (DNS
-rebinding), and the address policy on real addresses."""
+"""The intake's one URL fetcher: an image URL is fetched from the address that was checked,
+not from a second lookup, under the caller's address policy. Real HTTP and HTTPS servers
+on 127.0.0.1, a resolver seam that changes its answer (DNS rebinding), and the policy on
+real addresses."""
 
 from __future__ import annotations
 
@@ -12,8 +13,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from pgallery.web.errors import BadImageUrl, UploadTooLarge
-from pgallery.web.remote_image import fetch_image, is_public
+from pgallery.errors import BadImageUrl, ImageDownloadFailed, ImageTooLarge
+from pgallery.intake.fetch import AddressPolicy, fetch as fetch_image, is_public, resolve
 
 BODY = b"\xff\xd8 not really a jpeg, but bytes to fetch"
 PUBLIC = "93.184.216.34"          # a global address (the check lets it through)
@@ -24,9 +25,19 @@ class Recorder(BaseHTTPRequestHandler):
 
     def do_GET(self):
         self.server.seen.append({"host": self.headers.get("Host"), "path": self.path})
-        if self.path == "/redirect":
+        if self.path == "/missing":
+            self.send_error(404)
+            return
+        if self.path == "/loop":
             self.send_response(302)
-            self.send_header("Location", "http://127.0.0.1/elsewhere")
+            self.send_header("Location", "/loop")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        if self.path.startswith("/redirect"):
+            self.send_response(302)
+            self.send_header("Location", self.path.partition("?to=")[2]
+                             or "http://127.0.0.1/elsewhere")
             self.send_header("Content-Length", "0")
             self.end_headers()
             return
@@ -71,8 +82,9 @@ class Rebinding:
 
 
 def fetch(url, resolver, allow_private, **kw):
+    policy = AddressPolicy.ANY if allow_private else AddressPolicy.PUBLIC_ONLY
     return fetch_image(url, max_bytes=kw.pop("max_bytes", 1 << 20), timeout=2,
-                       allow_private=allow_private, resolver=resolver, **kw)
+                       policy=policy, resolver=resolver, **kw)
 
 
 def test_the_checked_address_is_connected_with_the_urls_host_header(local_server):
@@ -89,7 +101,7 @@ def test_a_rebinding_answer_never_reaches_this_machine(local_server):
     (which fails here) and this machine's server never sees a connection."""
     port = local_server.server_address[1]
     resolver = Rebinding([PUBLIC], ["127.0.0.1"])
-    with pytest.raises(BadImageUrl, match="cannot fetch the image URL"):
+    with pytest.raises(ImageDownloadFailed, match="download failed"):
         fetch(f"http://rebind.example:{port}/a.jpg", resolver, allow_private=False)
     assert resolver.calls == ["rebind.example"]
     assert local_server.connections == 0
@@ -119,15 +131,52 @@ def test_public_addresses_pass(address):
     assert is_public(address)
 
 
-def test_redirects_and_oversized_answers_are_refused(local_server):
+def test_public_only_refuses_redirects_and_every_policy_oversized_answers(local_server):
+    """Under PUBLIC_ONLY a redirect is refused, not followed (checked with a policy that
+    lets the first hop through: the seam's one way to reach 127.0.0.1 as 'public')."""
     port = local_server.server_address[1]
     local = Rebinding(["127.0.0.1"], ["127.0.0.1"])
+    public_looking = _PublicHere()
     with pytest.raises(BadImageUrl, match="redirects"):
-        fetch(f"http://images.example:{port}/redirect", local, allow_private=True)
-    with pytest.raises(UploadTooLarge):
+        fetch_image(f"http://images.example:{port}/redirect", policy=public_looking,
+                    max_bytes=1 << 20, timeout=2, resolver=local)
+    with pytest.raises(ImageTooLarge, match="limit"):
         fetch(f"http://images.example:{port}/big", local, allow_private=True,
               max_bytes=len(BODY) * 10)
     assert [s["path"] for s in local_server.seen] == ["/redirect", "/big"]  # not followed
+
+
+class _PublicHere:
+    """PUBLIC_ONLY's rules, except that 127.0.0.1 counts as public (for the redirect test)."""
+
+    follows_redirects = AddressPolicy.PUBLIC_ONLY.follows_redirects
+
+    def allows(self, address):
+        return address == "127.0.0.1" or AddressPolicy.PUBLIC_ONLY.allows(address)
+
+
+def test_any_follows_redirects_each_hop_resolved_once_and_a_loop_ends(local_server):
+    port = local_server.server_address[1]
+    resolver = Rebinding(["127.0.0.1"], ["127.0.0.1"])
+    target = f"http://images.example:{port}/a.jpg"
+    assert fetch(f"http://start.example:{port}/redirect?to={target}", resolver,
+                 allow_private=True) == BODY
+    assert resolver.calls == ["start.example", "images.example"]
+    assert [s["host"] for s in local_server.seen] == [f"start.example:{port}",
+                                                      f"images.example:{port}"]
+    with pytest.raises(ImageDownloadFailed, match="more than 5 redirects"):
+        fetch(f"http://images.example:{port}/loop", resolver, allow_private=True)
+    assert [s["path"] for s in local_server.seen[2:]] == ["/loop"] * 6
+
+
+def test_http_errors_and_unknown_hosts_are_download_failures(local_server):
+    port = local_server.server_address[1]
+    with pytest.raises(ImageDownloadFailed, match="HTTP 404") as missing:
+        fetch(f"http://127.0.0.1:{port}/missing", resolve, allow_private=True)
+    assert not missing.value.retryable and missing.value.code == "ImageDownloadFailed"
+    with pytest.raises(ImageDownloadFailed, match="cannot resolve") as unknown:
+        fetch("http://nowhere.invalid/a.jpg", lambda host, port: [], allow_private=True)
+    assert unknown.value.retryable
 
 
 def _certificate(directory, name: str):
@@ -166,3 +215,14 @@ def test_https_names_the_host_for_sni_and_the_certificate(local_server, tmp_path
     with pytest.raises(BadImageUrl, match="certificate"):
         fetch(f"https://images.test:{port}/a.jpg", Rebinding(["127.0.0.1"], []),
               allow_private=True, tls=trust_other)
+
+
+def test_spaces_non_ascii_and_control_characters_in_the_path_are_percent_encoded(
+        local_server):
+    port = local_server.server_address[1]
+    local = Rebinding(["127.0.0.1"], ["127.0.0.1"])
+    for path in ("/a b.jpg", "/caf\u00e9.jpg?q=1", "/a.jpg\r\nX-Injected: 1", "/a%20b.jpg"):
+        assert fetch(f"http://images.example:{port}{path}", local, allow_private=True) == BODY
+    assert [s["path"] for s in local_server.seen] == [
+        "/a%20b.jpg", "/caf%C3%A9.jpg?q=1", "/a.jpgX-Injected:%201", "/a%20b.jpg"]
+    # (CR and LF are dropped from a URL, as the WHATWG URL rules say: no header injection)
