@@ -11,13 +11,12 @@ import threading
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
-from enum import Enum
-from pathlib import Path
 
 import numpy as np
 
 from pgallery.config import Settings
 from pgallery.errors import ArgError, ModelMismatch
+from pgallery.intake import AddressPolicy, CheckedImage, is_url, read_image
 from pgallery.providers import ProviderInfo, build_provider, provider_info
 
 MODEL_TTL = 5.0
@@ -125,26 +124,18 @@ class SearchState:
             self._providers.clear()
 
 
-class AddressPolicy(Enum):
-    """Which addresses a new image's URL may point at: any (the CLI, Python) or only
-    public ones (the web server, which must not fetch from its own network)."""
-
-    ANY = "any"
-    PUBLIC_ONLY = "public"
-
-
 def embed_new_image(provider, source, policy: AddressPolicy = AddressPolicy.ANY) -> np.ndarray:
-    """The one place a new image (a path, an http(s) URL or bytes) is embedded for a
-    search. Bytes go through a temporary file the provider reads."""
-    if isinstance(source, (bytes, bytearray, memoryview)):
-        import tempfile
-
-        with tempfile.TemporaryDirectory(prefix="pgallery-image-") as where:
-            path = Path(where) / "image"
-            path.write_bytes(bytes(source))
-            return provider.embed_image(str(path))
+    """The one place a new image (a path, an http(s) URL, bytes or a CheckedImage) is
+    embedded for a search. Under ``policy`` PUBLIC_ONLY (the web) and for bytes the image
+    is read through the intake here, so the address rule holds whatever the provider does;
+    a path or a URL under ANY goes to the provider as it is, which reads it through the
+    same intake (or, for Azure, forwards the URL)."""
+    if isinstance(source, (bytes, bytearray, memoryview, CheckedImage)) \
+            or policy is not AddressPolicy.ANY:
+        return provider.embed_image(read_image(source, policy=policy,
+                                               allow_paths=policy is AddressPolicy.ANY))
     text = str(source)
-    if not text.startswith(("http://", "https://")):
+    if not is_url(text):
         if os.path.isdir(text):
             raise ArgError(f"{text:.200}: is a directory; give one image file (or an "
                            "http(s) URL)")
