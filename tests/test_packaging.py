@@ -92,7 +92,7 @@ def test_pgallery_alembic_runs_alembic_on_the_packaged_migrations(make_database,
     pgallery_alembic = [sys.executable, "-m", "pgallery", "alembic"]
     upgrade = _run([*pgallery_alembic, "upgrade", "head"], env=env, cwd=tmp_path)  # no ini here
     assert upgrade.returncode == 0, upgrade.stderr
-    assert f"Running upgrade 0012 -> {migrations.head_revision()}" in upgrade.stderr
+    assert f" -> {migrations.head_revision()}, " in upgrade.stderr   # Alembic's step log
     current = _run([*pgallery_alembic, "current"], env=env, cwd=tmp_path)
     assert current.stdout.strip() == f"{migrations.head_revision()} (head)"
     with psycopg.connect(url) as conn:
