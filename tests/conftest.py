@@ -78,6 +78,16 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.database)
         elif is_unit(item):
             item.add_marker(pytest.mark.unit)
+    # The longest modules first (those with a slow, then a browser, then a database test),
+    # so that under pytest-xdist (-n 2, one module per worker at a time) no long module
+    # starts last and runs alone; a module's tests keep their order.
+    weight: dict[str, int] = {}
+    for item in items:
+        rank = (4 if item.get_closest_marker("slow") else 2 if item.get_closest_marker("browser")
+                else 1 if item.get_closest_marker("database") else 0)
+        weight[item.nodeid.split("::")[0]] = max(rank, weight.get(item.nodeid.split("::")[0], 0))
+    order = {id(item): n for n, item in enumerate(items)}
+    items.sort(key=lambda item: (-weight[item.nodeid.split("::")[0]], order[id(item)]))
 
 
 class UnitTierReachedDatabase(AssertionError):
