@@ -39,6 +39,12 @@ from pgallery import migrations
 from pgallery.database import connect
 from pgallery.database.embedded import EmbeddedServer
 
+# A pytest-xdist worker starts with COLUMNS=80 in its environment; pgallery's tables take a set
+# COLUMNS as the terminal's width (else 160 when piped), so under -n every table would wrap
+# at 80 where a serial run gives 160. The workers run as a serial run does.
+if os.environ.get("PYTEST_XDIST_WORKER") and os.environ.get("COLUMNS") == "80":
+    del os.environ["COLUMNS"]
+
 pytest_plugins = ["pytester"]  # tests/test_test_databases.py runs pytest on a sample file
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
