@@ -1,6 +1,6 @@
 # Two commands do all the set-up on a fresh machine (see README.md):
 #   make demo   install, start the embedded PostgreSQL, load a sample gallery, search it
-#   make test   install (with test extras), then run the whole test suite
+#   make test   install (with test extras), then run the whole test suite on two workers
 # Everything installs into ./.venv; nothing needs root except Chromium for the browser tests.
 
 VENV   ?= .venv
@@ -29,9 +29,11 @@ install-test: $(VENV)/.installed-test
 demo: install
 	$(VENV)/bin/pgallery demo
 
+# two pytest-xdist workers, each with its own embedded server and template database: the
+# tests wait on PostgreSQL and on subprocesses often enough that two keep both cores busy
 test: install-test
 	-bash .ci/install-chromium.sh
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 2
 
 clean:
 	-$(VENV)/bin/pgallery db stop

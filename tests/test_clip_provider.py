@@ -10,6 +10,7 @@ Skipped when torch or transformers is not installed
 from __future__ import annotations
 
 import http.server
+import importlib.util
 import json
 import math
 import os
@@ -24,12 +25,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-try:
-    import torch  # noqa: F401  (the skip below names what is missing)
-    import transformers  # noqa: F401
-except ImportError as exc:  # the extra is optional: say exactly what is missing
-    pytest.skip(f"the clip extra is not installed ({exc.name} missing): "
-                "pip install torch==2.13.0 && pip install -e .[clip]", allow_module_level=True)
+# the extra is optional: say exactly what is missing. Looked up, not imported: importing
+# torch takes seconds, and collecting the tests (pytest -m unit too) must not pay them.
+for _name in ("torch", "transformers"):
+    if importlib.util.find_spec(_name) is None:
+        pytest.skip(f"the clip extra is not installed ({_name} missing): "
+                    "pip install torch==2.13.0 && pip install -e .[clip]", allow_module_level=True)
 
 from PIL import Image
 

@@ -31,6 +31,8 @@ from gallery_files import embedded_files, make_image, make_semart, scalar, semar
 from pgallery import migrations
 from pgallery.database.embedded import EmbeddedServer
 
+pytestmark = pytest.mark.database  # some tests start a server of their own
+
 AZURE_MODEL = "azure-vision/2023-04-15"
 
 

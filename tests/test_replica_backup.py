@@ -30,6 +30,8 @@ from pgallery.search import EF_SEARCH_FLOOR
 from pg_roles import login_member, with_credentials
 from synthetic import load_collection, make_collection, queries_near
 
+pytestmark = pytest.mark.database  # servers of their own
+
 MODEL = "test/replica"
 PROMPT = "a stormy sea"
 

@@ -318,6 +318,7 @@ def own_server():
     shutil.rmtree(home, ignore_errors=True)
 
 
+@pytest.mark.database  # a server of its own
 def test_downgrade_keeps_roles_another_database_uses_and_drops_them_with_the_last(own_server):
     def roles(url):
         with psycopg.connect(url) as conn:

@@ -10,9 +10,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import torch
-import transformers
-
 PROJECTION_DIM = 64
 
 
@@ -36,6 +33,9 @@ def _byte_level_vocab() -> tuple[dict[str, int], list[str]]:
 def build_tiny_clip(target: Path) -> Path:
     """Save a tiny CLIP checkpoint (config, weights, preprocessor, tokenizer) to ``target``;
     its directory name becomes the model name: ``clip/<name>``."""
+    import torch  # here, not at import: collecting the tests must not load torch
+    import transformers
+
     vocab, merges = _byte_level_vocab()
     tokenizer_src = target.parent / (target.name + "-tokenizer-src")
     tokenizer_src.mkdir(parents=True)
