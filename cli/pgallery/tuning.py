@@ -1,34 +1,45 @@
-"""Measure recall on the user's own collection and choose the ANN setting that meets a target.
+"""Measure recall on the user's own collection and choose the ANN setting that meets a target
+for every kind of query it serves.
 
     from pgallery.tuning import tune_recall
     result = tune_recall(conn)                 # conn: a psycopg connection to the database
     result.chosen, result.mean, result.p5, result.share_below_half, result.seconds
+    result.kinds["vector"].at(result.chosen)   # what new vectors get at the choice
 
-What it does (issue 15, "Recall you can trust on any collection"):
+What it does:
 
-1. Draws ``sample`` stored paintings at random (seeded) as queries. Each one leaves
-   itself out, exactly as ``search_by_image`` does.
-2. Computes their exact top-k in numpy in one streaming pass over the collection's
-   compact copy (painting_embedding_half: binary COPY parsed with numpy a block at a
-   time, so memory stays bounded and one read serves every query; an exact SQL scan per
-   query would read the table ``sample`` times), re-ranking each query's candidates on
-   the full vectors so the answer is the full-precision one (``_exact``).
-3. Runs every sample query through ``search_by_image(..., ef_search => v)`` (or
-   ``probes => v`` for IVFFlat), the function users call, over increasing settings, and
-   stops at the first setting that meets the rule (or at the last one, or when the time
-   budget is spent).
+1. Draws ``sample`` stored paintings at random (seeded). Three kinds of query come from
+   them and the prompt cache (``KINDS``):
+   - ``stored``: the paintings themselves, each leaving itself out, as search_by_image
+     does ("more like this");
+   - ``vector``: new image vectors, not in the index (search_by_vector, uploads, composed
+     queries): each sampled vector moved in a random direction by its own distance to its
+     nearest neighbour, so its answer is a neighbourhood of the collection rather than one
+     stored point (bench/recall-by-query-kind.md compares this with vectors kept out of
+     the graph and with the noisy copies a re-photographed painting gives);
+   - ``text``: up to ``sample`` cached prompts of the model (search_by_text), when the
+     cache holds at least MIN_PROMPTS.
+2. Computes their exact top-k in numpy in streaming passes over the collection's compact
+   copy (painting_embedding_half: binary COPY parsed with numpy a block at a time, so
+   memory stays bounded and one read serves every query of a pass), re-ranking each
+   query's candidates on the full vectors so the answer is the full-precision one.
+3. Runs every sample query through the function that serves its kind, at increasing
+   settings (``ef_search => v``, or ``probes => v`` for IVFFlat), with the lost-query
+   guard off so that the graph itself is measured; what the guard would catch is
+   computed from each page's k-th distance and the kind's own threshold (GUARD_FACTOR
+   times the 99th percentile of the kind's exact k-th distances).
 4. The rule: the mean recall@k is at least ``target_mean`` AND at least ``tail_share`` of
-   the sample queries have recall@k >= ``tail_recall`` (default: mean >= 0.98 and 95 % of
-   queries >= 0.8). The tail condition guards against recall spread thinly over many
-   queries; the 1-3 % of queries a graph can lose outright (recall 0, all ten results from
-   the wrong region) pass both conditions and are reported as ``share_below_half`` and
-   ``zero``: raising ef_search rarely buys them back, a rebuild or the lost-query guard
-   does (bench/README.md, "Recall you can trust on other data"). ``kth_distance`` is the
-   guard's threshold material.
+   the queries have recall@k >= ``tail_recall`` (default: mean >= 0.98 and 95 % >= 0.8).
+   Stored paintings are held to it on the graph's own answers, as they always were. New
+   vectors and prompts are held to it on what they are served (a query the guard sends
+   to exact search counts as exact), with no query under 0.5 and the guard firing on at
+   most GUARD_MAX_RATE of them. The choice is the smallest setting serving every kind at
+   once; ``kinds`` has each kind's table and its own smallest setting.
 
-``tune_recall`` writes nothing: ``record`` stores a result (table index_tuning) and makes
-its choice the database default, with the guard's threshold; ``after_load`` measures again
-by itself when a load changed the collection substantially (``needs_tuning``). The function only reads, and runs its
+``tune_recall`` writes nothing: ``record`` stores a result (table index_tuning, with the
+kinds' figures in its ``kinds`` column) and makes its choice the database default, with
+each kind's guard threshold; ``after_load`` measures again by itself when a load changed
+the collection substantially (``needs_tuning``). The function only reads, and runs its
 searches inside one transaction that it rolls back, so session settings are not changed.
 """
 
