@@ -267,13 +267,63 @@ def run(dist: str, n: int, libs: bool, log=print) -> dict:
     return result
 
 
+def markdown(payload: dict) -> str:
+    """The report's tables from a result file: per distribution and size, each setting's
+    figures per query set (mean / p5 / share under 0.5 / p50 ms / guard firing rate)."""
+    out = []
+    for r in payload["runs"]:
+        out.append(f"**{r['dist']}, {r['rows']:,} rows** (+{r['held_out']} held out; "
+                   f"load {r['load_s']:.0f} s)\n")
+        names = list(r["measured"][0]["sets"])
+        out.append("| setting | ef_search | " + " | ".join(names) + " |")
+        out.append("|---|---|" + "---|" * len(names))
+        for m in r["measured"]:
+            cells = [f"{s['mean']:.3f} / {s['p5']:.2f} / {s['under_half']:.1%} / "
+                     f"{s['p50_ms']:.1f} / {s['guard_rate']:.1%}"
+                     for s in m["sets"].values()]
+            out.append(f"| {m['label']} | {m['ef_search']} | " + " | ".join(cells) + " |")
+        libs = r.get("libs", {})
+        if libs:
+            out.append("\nhnswlib and FAISS on the same rows (M 16, ef_construction 64, one "
+                       "thread; build " + ", ".join(f"{n} {t:.1f} s" for n, t in
+                                                    libs["build_s"].items()) + "):\n")
+            sets = ("held-out", "perturbed", "noisy")
+            out.append("| library | ef | " + " | ".join(sets) + " |")
+            out.append("|---|---|" + "---|" * len(sets))
+            keys = sorted({tuple(k.split(" ")[:2]) for k in libs if k != "build_s"},
+                          key=lambda t: (t[0], int(t[1][3:])))
+            for lib, ef in keys:
+                cells = []
+                for name in sets:
+                    x = libs[f"{lib} {ef} {name}"]
+                    cells.append(f"{x['mean']:.3f} / {x['p5']:.2f} / {x['under_half']:.1%}"
+                                 f" / {x['p50_ms']:.2f}")
+                out.append(f"| {lib} | {ef[3:]} | " + " | ".join(cells) + " |")
+        tuned = r["choices"]
+        out.append("")
+        for label, c in tuned.items():
+            kinds = ", ".join(f"{k} needs {v['chosen']} (guard {v['guard_distance']:.3f})"
+                              if v["guard_distance"] is not None else f"{k} needs {v['chosen']}"
+                              for k, v in c["kinds"].items())
+            out.append(f"- {label}: ef_search {c['chosen']} in {c['seconds']:.1f} s; {kinds}")
+        out.append("")
+    return "\n".join(out)
+
+
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--dist", default="clustered,clustered-sorted,real")
     ap.add_argument("--size", default="3000,20000")
     ap.add_argument("--libs", action="store_true")
     ap.add_argument("--out", default="recall_by_query_kind")
+    ap.add_argument("--report", metavar="JSON", help="print the report's tables from a "
+                    "result file and stop")
     args = ap.parse_args(argv)
+    if args.report:
+        import json
+        payload = json.loads(Path(args.report).read_text())
+        print(markdown(payload))
+        return payload
     started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     runs = []
     payload = {"started": started, "machine": machine(), "versions": versions(),
