@@ -238,3 +238,26 @@ def test_a_setting_serves_a_kind_only_with_the_guard_accounted_for():
     assert m.guard_rate == 0 and m.served_share_below_half == 0.05 and not m.meets
     m = tuning._measure(10, [1.0] * 19 + [0.6], [0.001] * 20, [0.1] * 20, 0.5, **rule)
     assert m.meets
+
+
+def test_tune_says_when_no_setting_serves_a_kind_and_offers_the_rebuild(make_database,
+                                                                       monkeypatch):
+    from test_tuning import hard_vectors
+
+    url = make_database()
+    load(url, hard_vectors(1000, seed=12), "strict")
+    monkeypatch.setenv("DATABASE_URL", url)
+    # a mean of 1.0 on isotropic 1024-d vectors, sweeping only the two smallest values:
+    # neither gets every query exact
+    monkeypatch.setattr(tuning, "HNSW_VALUES", (10, 20))
+    result = CliRunner().invoke(app, ["index", "tune", "--sample", "20", "--target-recall",
+                                      "1.0", "--tail-recall", "1.0", "--dry-run"])
+    assert result.exit_code == 0, result.output
+    assert "met the target for" in result.output
+    assert "ef_construction = 128" in result.output
+    assert "CREATE INDEX CONCURRENTLY" in result.output
+    # a sweep cut short by --budget proves nothing about the graph: no advice then
+    with connect(url) as conn:
+        cut = tuning.tune_recall(conn, sample=20, target_mean=1.0, tail_recall=1.0,
+                                 budget_seconds=0.0)
+    assert cut.stopped_by_budget and cut.unmet and tuning.rebuild_advice(cut) is None

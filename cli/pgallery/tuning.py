@@ -731,8 +731,8 @@ def rebuild_advice(result: TuningResult) -> str | None:
     the same clusters in random order 0.990 against 0.980. Its build took 15-17 s against
     10-22 s for the default build (builds vary run to run)."""
     unmet = list(result.unmet)
-    if result.index != "hnsw" or not unmet:
-        return None
+    if result.index != "hnsw" or not unmet or result.stopped_by_budget:
+        return None             # (a sweep cut short says nothing about the graph)
     names = ", ".join(KIND_LABELS.get(n, n) for n in unmet)
     last = result.table[-1].value if result.table else None
     return (f"no hnsw.ef_search up to {last} met the target for {names}.\n"
