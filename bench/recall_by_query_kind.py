@@ -45,6 +45,12 @@ import numpy as np
 import hard_data
 from common import connect, fresh_database, print_table, server_facts, write_result
 
+# the real gallery beside the repository's parent, or the shared copy (a worktree's parent
+# is not the checkout's)
+if not hard_data.GALLERY.is_dir():
+    hard_data.GALLERY = Path(os.environ.get("PGALLERY_REAL_GALLERY",
+                                            "/work/shared/data/real-gallery"))
+
 K = 10
 HOLD_OUT = 200
 QUERIES = 200

@@ -207,8 +207,9 @@ def test_the_guard_covers_vectors_composed_text_and_filtered_queries(hard):
         assert page(by_text, _vector="0") == page(by_text)
         assert page(by_text, _text="0") == page(
             "SELECT image_file, distance FROM search_by_text('a far prompt', exact => true)")
-        # filtered, on the graph (prefilter_limit 0): a page beyond the threshold walks
-        # the graph again with 4x the candidates and keeps the nearer page
+        # filtered, on the graph (prefilter_limit 1): with more than 20 * prefilter_limit
+        # paintings matching, a page beyond the threshold walks the graph again with 4x
+        # the candidates and keeps the nearer page
         conn.execute("SET pgallery.prefilter_limit = 1")
         filtered = ("SELECT image_file, distance FROM search_by_vector(%s, ef_search => {},"
                     " painting_type => 'portrait')")
@@ -216,6 +217,12 @@ def test_the_guard_covers_vectors_composed_text_and_filtered_queries(hard):
         second = page(filtered.format(10), q, _vector="0")
         wider = page(filtered.format(40), q)
         assert second == (wider if wider[-1][1] <= first[-1][1] else first)
+        # ... and when fewer than 20 * prefilter_limit paintings match, exactly
+        conn.execute("SET pgallery.prefilter_limit = 1000")
+        conn.execute("ANALYZE painting")
+        exact_filtered = page("SELECT image_file, distance FROM search_by_vector(%s,"
+                              " exact => true, painting_type => 'portrait')", q)
+        assert page(filtered.format(10), q, _vector="0") == exact_filtered
         conn.execute("RESET pgallery.prefilter_limit")
 
 

