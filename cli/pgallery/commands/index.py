@@ -158,7 +158,9 @@ def status(ctx: typer.Context):
         defaults = conn.execute(
             "SELECT current_setting('hnsw.ef_search', true),"
             " current_setting('ivfflat.probes', true),"
-            " current_setting('pgallery.lost_query_distance', true)").fetchone()
+            " current_setting('pgallery.lost_query_distance', true),"
+            " current_setting('pgallery.lost_query_distance_vector', true),"
+            " current_setting('pgallery.lost_query_distance_text', true)").fetchone()
         kind_rows = tuning.kind_status(conn)
     names = ("model", "index", "setting", "chosen", "vectors", "sample", "mean", "p5",
              "under 0.5", "guard distance", "seconds", "when")
@@ -177,4 +179,9 @@ def status(ctx: typer.Context):
                                  title="what each kind of query gets at the default"))
     console.print(f"defaults for new sessions: hnsw.ef_search = {defaults[0]}, "
                   f"ivfflat.probes = {defaults[1]}, lost-query guard distance = "
-                  f"{defaults[2] or 'off'}")
+                  f"{_distance(defaults[2])} (stored paintings), {_distance(defaults[3])} "
+                  f"(new vectors), {_distance(defaults[4])} (prompts)")
+
+
+def _distance(setting: str | None) -> str:
+    return f"{float(setting):.3f}" if setting else "off"
