@@ -1,34 +1,45 @@
-"""Measure recall on the user's own collection and choose the ANN setting that meets a target.
+"""Measure recall on the user's own collection and choose the ANN setting that meets a target
+for every kind of query it serves.
 
     from pgallery.tuning import tune_recall
     result = tune_recall(conn)                 # conn: a psycopg connection to the database
     result.chosen, result.mean, result.p5, result.share_below_half, result.seconds
+    result.kinds["vector"].at(result.chosen)   # what new vectors get at the choice
 
-What it does (issue 15, "Recall you can trust on any collection"):
+What it does:
 
-1. Draws ``sample`` stored paintings at random (seeded) as queries. Each one leaves
-   itself out, exactly as ``search_by_image`` does.
-2. Computes their exact top-k in numpy in one streaming pass over the collection's
-   compact copy (painting_embedding_half: binary COPY parsed with numpy a block at a
-   time, so memory stays bounded and one read serves every query; an exact SQL scan per
-   query would read the table ``sample`` times), re-ranking each query's candidates on
-   the full vectors so the answer is the full-precision one (``_exact``).
-3. Runs every sample query through ``search_by_image(..., ef_search => v)`` (or
-   ``probes => v`` for IVFFlat), the function users call, over increasing settings, and
-   stops at the first setting that meets the rule (or at the last one, or when the time
-   budget is spent).
+1. Draws ``sample`` stored paintings at random (seeded). Three kinds of query come from
+   them and the prompt cache (``KINDS``):
+   - ``stored``: the paintings themselves, each leaving itself out, as search_by_image
+     does ("more like this");
+   - ``vector``: new image vectors, not in the index (search_by_vector, uploads, composed
+     queries): each sampled vector moved in a random direction by its own distance to its
+     nearest neighbour, so its answer is a neighbourhood of the collection rather than one
+     stored point (bench/recall-by-query-kind.md compares this with vectors kept out of
+     the graph and with the noisy copies a re-photographed painting gives);
+   - ``text``: up to ``sample`` cached prompts of the model (search_by_text), when the
+     cache holds at least MIN_PROMPTS.
+2. Computes their exact top-k in numpy in streaming passes over the collection's compact
+   copy (painting_embedding_half: binary COPY parsed with numpy a block at a time, so
+   memory stays bounded and one read serves every query of a pass), re-ranking each
+   query's candidates on the full vectors so the answer is the full-precision one.
+3. Runs every sample query through the function that serves its kind, at increasing
+   settings (``ef_search => v``, or ``probes => v`` for IVFFlat), with the lost-query
+   guard off so that the graph itself is measured; what the guard would catch is
+   computed from each page's k-th distance and the kind's own threshold (GUARD_FACTOR
+   times the 99th percentile of the kind's exact k-th distances).
 4. The rule: the mean recall@k is at least ``target_mean`` AND at least ``tail_share`` of
-   the sample queries have recall@k >= ``tail_recall`` (default: mean >= 0.98 and 95 % of
-   queries >= 0.8). The tail condition guards against recall spread thinly over many
-   queries; the 1-3 % of queries a graph can lose outright (recall 0, all ten results from
-   the wrong region) pass both conditions and are reported as ``share_below_half`` and
-   ``zero``: raising ef_search rarely buys them back, a rebuild or the lost-query guard
-   does (bench/README.md, "Recall you can trust on other data"). ``kth_distance`` is the
-   guard's threshold material.
+   the queries have recall@k >= ``tail_recall`` (default: mean >= 0.98 and 95 % >= 0.8).
+   Stored paintings are held to it on the graph's own answers, as they always were. New
+   vectors and prompts are held to it on what they are served (a query the guard sends
+   to exact search counts as exact), with no query under 0.5 and the guard firing on at
+   most GUARD_MAX_RATE of them. The choice is the smallest setting serving every kind at
+   once; ``kinds`` has each kind's table and its own smallest setting.
 
-``tune_recall`` writes nothing: ``record`` stores a result (table index_tuning) and makes
-its choice the database default, with the guard's threshold; ``after_load`` measures again
-by itself when a load changed the collection substantially (``needs_tuning``). The function only reads, and runs its
+``tune_recall`` writes nothing: ``record`` stores a result (table index_tuning, with the
+kinds' figures in its ``kinds`` column) and makes its choice the database default, with
+each kind's guard threshold; ``after_load`` measures again by itself when a load changed
+the collection substantially (``needs_tuning``). The function only reads, and runs its
 searches inside one transaction that it rolls back, so session settings are not changed.
 """
 
@@ -44,6 +55,23 @@ import psycopg
 HNSW_VALUES = (10, 20, 40, 60, 80, 100, 150, 200, 300, 400, 600, 800, 1000)
 IVFFLAT_VALUES = (1, 2, 3, 5, 8, 10, 15, 20, 30, 40, 60, 80, 100)
 
+# The kinds of query a default serves, and the database setting holding each one's guard
+# threshold (nearest_paintings reads the one of the kind it serves: pgallery.query_kind,
+# set by the function a query came through).
+KINDS = ("stored", "vector", "text")
+GUARD_SETTINGS = {"stored": "pgallery.lost_query_distance",
+                  "vector": "pgallery.lost_query_distance_vector",
+                  "text": "pgallery.lost_query_distance_text"}
+# A new vector's offset from the stored vector it was made from, in units of that vector's
+# distance to its own nearest neighbour (bench/recall_by_query_kind.py compares this with
+# vectors kept out of the graph).
+NEW_VECTOR_OFFSET = 1.0
+# Prompts measured only when the cache holds at least this many for the model.
+MIN_PROMPTS = 10
+# A setting serves a kind only if the guard sends at most this share of its queries to
+# exact search: beyond it, a larger ef_search is the cheaper way to the same recall.
+GUARD_MAX_RATE = 0.05
+
 
 @dataclass(frozen=True)
 class SettingMeasurement:
@@ -54,8 +82,38 @@ class SettingMeasurement:
     share_below_half: float     # share of sample queries with recall@k < 0.5
     share_at_tail: float        # share with recall@k >= the rule's tail_recall
     zero: int                   # queries with recall 0 (every result from elsewhere)
-    p50_ms: float               # client-observed, search_by_image per query
-    meets: bool
+    p50_ms: float               # client-observed, per query through the kind's function
+    meets: bool                 # the rule holds for what this kind is served (see below)
+    # what the kind is served with the lost-query guard at its calibrated threshold: a
+    # query the guard sends to exact search counts as answered exactly
+    guard_rate: float = 0.0     # share of the sample the guard answers exactly
+    served_mean: float | None = None
+    served_p5: float | None = None
+    served_share_below_half: float | None = None
+
+
+@dataclass(frozen=True)
+class KindMeasurement:
+    """One kind of query the default serves, measured over the sweep.
+
+    ``stored``: a stored painting, leaving itself out (search_by_image). ``vector``: a new
+    image vector not in the index (search_by_vector, uploads, composed queries): a sampled
+    stored vector moved by isotropic noise as long as the distance to its own nearest
+    neighbour, so its answer is a neighbourhood, not itself. ``text``: cached prompts
+    (search_by_text), when the prompt cache has some for the model."""
+    kind: str
+    sample_size: int
+    table: tuple[SettingMeasurement, ...]
+    chosen: int | None          # smallest measured value meeting the rule for this kind
+    guard_distance: float | None  # the guard's threshold calibrated on this kind
+    kth_distance: dict          # the kind's exact k-th-neighbour distances (quantiles)
+
+    @property
+    def met(self) -> bool:
+        return self.chosen is not None
+
+    def at(self, value: int) -> SettingMeasurement | None:
+        return next((m for m in self.table if m.value == value), None)
 
 
 @dataclass(frozen=True)
@@ -84,9 +142,17 @@ class TuningResult:
     # the sample's exact k-th-neighbour cosine distances (median, q95, q99, max): what a
     # lost-query guard compares a search's k-th distance with (bench/README.md)
     kth_distance: dict = field(default_factory=dict)
+    # every kind measured (stored, vector, text), by name; ``table`` and the figures above
+    # are the stored kind's, ``chosen`` the smallest value serving every kind
+    kinds: dict = field(default_factory=dict)
 
     def at(self, value: int) -> SettingMeasurement | None:
         return next((m for m in self.table if m.value == value), None)
+
+    @property
+    def unmet(self) -> tuple[str, ...]:
+        """The kinds no measured setting served by the rule."""
+        return tuple(name for name, kind in self.kinds.items() if not kind.met)
 
 
 def recall_tail(recalls, tail_recall: float = 0.8) -> dict:
@@ -101,13 +167,15 @@ def tune_recall(conn: psycopg.Connection, *, model: str | None = None, sample: i
                 target_mean: float = 0.98, tail_recall: float = 0.8, tail_share: float = 0.95,
                 k: int = 10, values: tuple[int, ...] | None = None, seed: int = 0,
                 budget_seconds: float | None = None, full_sweep: bool = False,
-                block_rows: int = 8192) -> TuningResult:
-    """Measure recall@k of ``sample`` stored vectors (each leaving itself out) at increasing
-    ANN settings and choose the smallest that meets the rule (see the module docstring).
+                block_rows: int = 8192, kinds: tuple[str, ...] = KINDS) -> TuningResult:
+    """Measure recall@k of each kind of query (stored paintings leaving themselves out, new
+    vectors, cached prompts: ``kinds``) at increasing ANN settings and choose, per kind, the
+    smallest that meets the rule for what the kind is served (see the module docstring);
+    the choice is the smallest value that serves every kind at once.
 
     ``values``: the settings to try, ascending (default: HNSW_VALUES or IVFFLAT_VALUES by
     the index found). ``full_sweep`` measures every value instead of stopping at the first
-    one that meets the rule. ``budget_seconds`` stops the sweep once that much time has
+    one that serves every kind. ``budget_seconds`` stops the sweep once that much time has
     been spent in total (the result then says so, and ``met`` is False unless a value
     already met the rule)."""
     started = time.perf_counter()
@@ -135,38 +203,46 @@ def tune_recall(conn: psycopg.Connection, *, model: str | None = None, sample: i
                             seconds=time.perf_counter() - started, **base)
     rng = np.random.default_rng(seed)
     picked = np.sort(rng.choice(ids, min(sample, rows), replace=False))
-    files = dict(conn.execute(
-        "SELECT painting_id, image_file FROM painting WHERE painting_id = ANY(%s)",
-        (picked.tolist(),)).fetchall())
 
     t = time.perf_counter()
-    truth, kth = _exact(conn, model, picked, k, block_rows, rows=rows)
+    queries = _kind_queries(conn, model, kinds, picked, k, block_rows, rows, sample, rng)
     exact_seconds = time.perf_counter() - t
 
     t = time.perf_counter()
     arg = "ef_search" if index == "hnsw" else "probes"
-    statement = (f"SELECT painting_id FROM search_by_image(%s, k => %s, model => %s, "
-                 f"{arg} => %s)")
-    table: list[SettingMeasurement] = []
-    chosen = None
+    statements = {
+        "stored": f"SELECT painting_id, distance FROM search_by_image(%s, k => %s, "
+                  f"model => %s, {arg} => %s)",
+        "vector": f"SELECT painting_id, distance FROM search_by_vector(%s::vector, k => %s, "
+                  f"model => %s, {arg} => %s)",
+        "text": f"SELECT painting_id, distance FROM search_by_text(%s, k => %s, "
+                f"model => %s, {arg} => %s)"}
+    tables: dict[str, list[SettingMeasurement]] = {name: [] for name in queries}
+    chosen_by: dict[str, int | None] = {name: None for name in queries}
+    chosen = None               # the smallest value serving every kind at once
     stopped = False
+    rule = dict(target_mean=target_mean, tail_recall=tail_recall, tail_share=tail_share)
     with conn.transaction(force_rollback=True):
-        # measure the graph itself: the lost-query guard would hide what it loses
-        conn.execute("SELECT set_config('pgallery.lost_query_distance', '', true)")
+        # measure the graph itself: the lost-query guard would hide what it loses (what it
+        # would catch is computed below from each page's k-th distance)
+        for name in GUARD_SETTINGS.values():
+            conn.execute("SELECT set_config(%s, '', true)", (name,))
         for value in values:
-            recalls, times = [], []
-            for pid in picked:
-                q0 = time.perf_counter()
-                got = [r[0] for r in conn.execute(
-                    statement, (files[int(pid)], k, model, value), prepare=True)]
-                times.append(time.perf_counter() - q0)
-                want = truth[int(pid)]
-                recalls.append(len(set(got[:k]) & set(want)) / len(want))
-            stats = recall_tail(recalls, tail_recall)
-            meets = stats["mean"] >= target_mean and stats["share_at_tail"] >= tail_share
-            table.append(SettingMeasurement(
-                value=value, meets=meets, p50_ms=float(np.median(times) * 1000), **stats))
-            if meets and chosen is None:
+            for name, q in queries.items():
+                recalls, times, kth = [], [], []
+                for arg_value, want in zip(q.args, q.truth):
+                    q0 = time.perf_counter()
+                    got = conn.execute(statements[name], (arg_value, k, model, value),
+                                       prepare=True).fetchall()
+                    times.append(time.perf_counter() - q0)
+                    recalls.append(len({r[0] for r in got[:k]} & set(want)) / len(want))
+                    kth.append(max(r[1] for r in got) if len(got) >= k else np.inf)
+                m = _measure(value, recalls, times, kth, q.guard, stored=name == "stored",
+                             **rule)
+                tables[name].append(m)
+                if m.meets and chosen_by[name] is None:
+                    chosen_by[name] = value
+            if chosen is None and all(t[-1].meets for t in tables.values()):
                 chosen = value
                 if not full_sweep:
                     break
@@ -174,21 +250,126 @@ def tune_recall(conn: psycopg.Connection, *, model: str | None = None, sample: i
                 stopped = value != values[-1]
                 break
     sweep_seconds = time.perf_counter() - t
+    measured = {name: KindMeasurement(
+        kind=name, sample_size=len(q.truth), table=tuple(tables[name]),
+        chosen=chosen_by[name], guard_distance=q.guard, kth_distance=_quantiles(q.kth))
+        for name, q in queries.items()}
+    met_all = all(kind.met for kind in measured.values())
+    table = tuple(tables["stored"])
+    if chosen is None and measured["stored"].met:
+        # no value served every kind: the smallest serving every kind that some value
+        # served (one that none did does not raise the default: `pgallery index tune`
+        # says so and offers the rebuild measured to help)
+        served = [name for name, kind in measured.items() if kind.met]
+        chosen = next((m.value for i, m in enumerate(table)
+                       if all(tables[n][i].meets for n in served)),
+                      max(measured[n].chosen for n in served))
     at = next((m for m in table if m.value == chosen), table[-1])
     measured_current = next((m for m in table if m.value == current), None)
-    if measured_current is not None:
-        current_meets = measured_current.meets
-    elif chosen is not None:
+    if chosen is not None:
         current_meets = current >= chosen     # recall grows with the setting
+    elif measured_current is not None:
+        current_meets = False
     else:
         current_meets = False if current <= table[-1].value else None
     return TuningResult(
-        index=index, setting=setting, chosen=chosen, met=chosen is not None, rows=rows,
-        sample_size=len(picked), current=current, current_meets=current_meets,
-        mean=at.mean, p5=at.p5, share_below_half=at.share_below_half, table=tuple(table),
+        index=index, setting=setting, chosen=chosen, met=chosen is not None and met_all,
+        rows=rows, sample_size=len(picked), current=current, current_meets=current_meets,
+        mean=at.mean, p5=at.p5, share_below_half=at.share_below_half, table=table,
         exact_seconds=exact_seconds, sweep_seconds=sweep_seconds,
         seconds=time.perf_counter() - started, stopped_by_budget=stopped,
-        kth_distance=_quantiles(kth), **base)
+        kth_distance=measured["stored"].kth_distance, kinds=measured, **base)
+
+
+@dataclass
+class _Queries:
+    args: list                  # what the kind's function takes: file, vector or prompt
+    truth: list                 # each query's exact top-k painting_ids
+    kth: np.ndarray             # each query's exact k-th distance
+    guard: float | None         # the guard's threshold calibrated on this kind
+
+
+def _kind_queries(conn, model, kinds, picked, k, block_rows, rows, sample, rng):
+    """Each kind's sample queries with their exact answers (two streaming passes: the
+    stored sample, then the new vectors and prompts together)."""
+    out: dict[str, _Queries] = {}
+    files = dict(conn.execute(
+        "SELECT painting_id, image_file FROM painting WHERE painting_id = ANY(%s)",
+        (picked.tolist(),)).fetchall())
+    stored_v = _fetch_vectors(conn, model, picked)
+    stored_v /= np.maximum(np.linalg.norm(stored_v, axis=1, keepdims=True), 1e-30)
+    truth, dist = _exact_vectors(conn, model, stored_v, picked, k, block_rows, rows)
+    out["stored"] = _Queries([files[int(p)] for p in picked], truth, dist[:, -1],
+                             _guard(dist[:, -1]))
+    second: list[tuple[str, list, np.ndarray]] = []
+    if "vector" in kinds:
+        # moved off the stored vector by its own nearest-neighbour distance, in a random
+        # direction: on the unit sphere, chord = sqrt(2 * cosine distance)
+        chord = np.sqrt(2.0 * np.maximum(dist[:, 0], 0.0))
+        noise = rng.standard_normal(stored_v.shape).astype(np.float32)
+        noise /= np.linalg.norm(noise, axis=1, keepdims=True)
+        moved = stored_v + noise * (NEW_VECTOR_OFFSET * chord)[:, None].astype(np.float32)
+        moved /= np.maximum(np.linalg.norm(moved, axis=1, keepdims=True), 1e-30)
+        second.append(("vector", [_vector_text(v) for v in moved], moved))
+    if "text" in kinds:
+        prompts = conn.execute(
+            "SELECT prompt, embedding::real[] FROM prompt_embedding WHERE model = %s"
+            " ORDER BY prompt_hash", (model,)).fetchall()
+        if len(prompts) >= MIN_PROMPTS:
+            take = rng.choice(len(prompts), min(sample, len(prompts)), replace=False)
+            pv = np.array([prompts[i][1] for i in sorted(take)], dtype=np.float32)
+            pv /= np.maximum(np.linalg.norm(pv, axis=1, keepdims=True), 1e-30)
+            second.append(("text", [prompts[i][0] for i in sorted(take)], pv))
+    if second:
+        qv = np.concatenate([v for _, _, v in second])
+        truth, dist = _exact_vectors(conn, model, qv, np.full(len(qv), -1, dtype=np.int64),
+                                     k, block_rows, rows)
+        start = 0
+        for name, args, v in second:
+            end = start + len(v)
+            kth = dist[start:end, -1]
+            # A new image vector is either a new point of the collection's distribution,
+            # whose k-th neighbour is as far as a stored painting's (leaving itself out),
+            # or a near copy of a stored one, like the moved vectors: its threshold is
+            # calibrated on both (bench/recall-by-query-kind.md).
+            calibration = np.concatenate([kth, out["stored"].kth]) if name == "vector" else kth
+            out[name] = _Queries(args, truth[start:end], kth, _guard(calibration))
+            start = end
+    return out
+
+
+def _vector_text(v: np.ndarray) -> str:
+    return "[" + ",".join(f"{x:.7g}" for x in v) + "]"
+
+
+def _guard(kth: np.ndarray) -> float | None:
+    q99 = _quantiles(kth).get("q99")
+    return None if q99 is None else min(2.0, GUARD_FACTOR * q99)
+
+
+def _measure(value, recalls, times, kth, guard, *, target_mean, tail_recall, tail_share,
+             stored=False):
+    """One setting's figures for one kind: the graph's own, and what is served with the
+    guard (a query whose k-th distance passes the threshold, or whose page came back
+    short, is answered exactly).
+
+    The rule for new vectors and prompts is on what they are served: the mean and the
+    tail as for stored paintings, no query under 0.5, and the guard sending at most
+    GUARD_MAX_RATE of them to exact search. Stored paintings keep the rule they were
+    always tuned by (the graph's own mean and tail), so their default stays what it was."""
+    stats = recall_tail(recalls, tail_recall)
+    fired = np.asarray(kth) > (np.inf if guard is None else guard)
+    fired |= ~np.isfinite(np.asarray(kth))
+    served = recall_tail(np.where(fired, 1.0, recalls), tail_recall)
+    if stored:
+        meets = stats["mean"] >= target_mean and stats["share_at_tail"] >= tail_share
+    else:
+        meets = (served["mean"] >= target_mean and served["share_at_tail"] >= tail_share
+                 and served["share_below_half"] == 0 and fired.mean() <= GUARD_MAX_RATE)
+    return SettingMeasurement(
+        value=value, meets=bool(meets), p50_ms=float(np.median(times) * 1000),
+        guard_rate=float(fired.mean()), served_mean=served["mean"], served_p5=served["p5"],
+        served_share_below_half=served["share_below_half"], **stats)
 
 
 def _quantiles(d: np.ndarray) -> dict:
@@ -218,7 +399,19 @@ COMPACT_EXTRA = 22          # candidates kept per query beyond k, re-ranked on f
 
 def _exact(conn, model: str, query_ids: np.ndarray, k: int, block_rows: int,
            rows: int | None = None):
-    """(exact_neighbours' answer, each query's exact k-th-neighbour cosine distance).
+    """(exact_neighbours' answer, each query's exact k-th-neighbour cosine distance) for
+    stored vectors, each leaving itself out."""
+    query_ids = np.asarray(query_ids, dtype=np.int64)
+    qv = _fetch_vectors(conn, model, query_ids)
+    qv /= np.maximum(np.linalg.norm(qv, axis=1, keepdims=True), 1e-30)
+    truth, dist = _exact_vectors(conn, model, qv, query_ids, k, block_rows, rows)
+    return {int(q): t for q, t in zip(query_ids, truth)}, dist[:, -1]
+
+
+def _exact_vectors(conn, model: str, qv: np.ndarray, query_ids: np.ndarray, k: int,
+                   block_rows: int, rows: int | None = None):
+    """Each query's exact top-k (painting_ids, best first) and its k distances, for unit
+    query vectors ``qv``; query_ids[j] is the stored row query j leaves out (-1: none).
 
     One streaming pass over the compact copy (painting_embedding_half: normalised, half
     precision, in the row: half the bytes of the full vectors and no TOAST lookups) keeps
@@ -228,8 +421,6 @@ def _exact(conn, model: str, query_ids: np.ndarray, k: int, block_rows: int,
     and a collection whose compact copy is incomplete take the pass over the full vectors
     instead. ``rows``: the model's vector count, if the caller has it."""
     query_ids = np.asarray(query_ids, dtype=np.int64)
-    qv = _fetch_vectors(conn, model, query_ids)
-    qv /= np.maximum(np.linalg.norm(qv, axis=1, keepdims=True), 1e-30)
     keep = k + COMPACT_EXTRA
     cand_d, cand_i, streamed = _nearest(qv, query_ids, keep,
                                         _stream_vectors(conn, model, block_rows, compact=True),
@@ -239,7 +430,7 @@ def _exact(conn, model: str, query_ids: np.ndarray, k: int, block_rows: int,
                             (model,)).fetchone()[0]
     if streamed != rows:                      # copy missing or behind: full vectors only
         best_d, best_i, _ = _nearest(qv, query_ids, k, _stream_vectors(conn, model, block_rows))
-        return _answer(query_ids, best_d, best_i)
+        return _answer(best_d, best_i)
     # re-rank the candidates on the full vectors
     ids = np.unique(cand_i[cand_i >= 0])
     full = dict(zip(ids.tolist(), _fetch_vectors(conn, model, ids)))
@@ -260,7 +451,7 @@ def _exact(conn, model: str, query_ids: np.ndarray, k: int, block_rows: int,
         d, i, _ = _nearest(qv[crowded], query_ids[crowded], k,
                            _stream_vectors(conn, model, block_rows))
         best_d[crowded], best_i[crowded] = d, i
-    return _answer(query_ids, best_d, best_i)
+    return _answer(best_d, best_i)
 
 
 def _nearest(qv: np.ndarray, query_ids: np.ndarray, keep: int, blocks, normalise=True):
@@ -286,10 +477,10 @@ def _nearest(qv: np.ndarray, query_ids: np.ndarray, keep: int, blocks, normalise
     return best_d, best_i, streamed
 
 
-def _answer(query_ids, best_d, best_i):
-    answer = {int(q): [int(i) for i, dd in zip(row_i, row_d) if np.isfinite(dd)]
-              for q, row_i, row_d in zip(query_ids, best_i, best_d)}
-    return answer, best_d[:, -1]
+def _answer(best_d, best_i):
+    answer = [[int(i) for i, dd in zip(row_i, row_d) if np.isfinite(dd)]
+              for row_i, row_d in zip(best_i, best_d)]
+    return answer, best_d
 
 
 def _fetch_vectors(conn, model: str, ids: np.ndarray) -> np.ndarray:
@@ -413,9 +604,37 @@ def lost_query_distance(result: TuningResult) -> float | None:
     return None if q99 is None else min(2.0, GUARD_FACTOR * q99)
 
 
+def kinds_document(result: TuningResult) -> dict:
+    """What each kind gets at the chosen default (or at the last value measured), with its
+    own choice and guard threshold: the figures index_tuning.kinds keeps and
+    index_tuning_status() shows."""
+    out = {}
+    for name, kind in result.kinds.items():
+        at = kind.at(result.chosen) if result.chosen is not None else None
+        at = at or (kind.table[-1] if kind.table else None)
+        out[name] = {
+            "sample_size": kind.sample_size, "chosen": kind.chosen,
+            "guard_distance": kind.guard_distance,
+            "at": None if at is None else at.value,
+            "mean": None if at is None else at.mean,
+            "p5": None if at is None else at.p5,
+            "share_below_half": None if at is None else at.share_below_half,
+            "p50_ms": None if at is None else at.p50_ms,
+            "guard_rate": None if at is None else at.guard_rate,
+            "served_mean": None if at is None else at.served_mean,
+            "served_p5": None if at is None else at.served_p5,
+            "served_share_below_half": None if at is None else at.served_share_below_half,
+            "measurements": [{"value": m.value, "mean": m.mean, "p5": m.p5,
+                              "share_below_half": m.share_below_half, "p50_ms": m.p50_ms,
+                              "guard_rate": m.guard_rate, "served_mean": m.served_mean,
+                              "meets": m.meets} for m in kind.table]}
+    return out
+
+
 def record(conn: psycopg.Connection, result: TuningResult) -> int | None:
-    """Store ``result`` (record_index_tuning) and make its choice the database's default for
-    new sessions. Returns the row id, or None when there was nothing to measure."""
+    """Store ``result`` (record_index_tuning, then record_query_kinds for the figures and
+    guard thresholds of each kind) and make its choice the database's default for new
+    sessions. Returns the row id, or None when there was nothing to measure."""
     import json
 
     if result.index not in ("hnsw", "ivfflat") or not result.sample_size:
@@ -433,6 +652,9 @@ def record(conn: psycopg.Connection, result: TuningResult) -> int | None:
              result.tail_share, result.mean, result.p5, result.share_below_half,
              lost_query_distance(result), result.seconds, json.dumps(measurements))
         ).fetchone()
+        if result.kinds:
+            conn.execute("SELECT record_query_kinds(%s::bigint, %s::jsonb)",
+                         (row[0], json.dumps(kinds_document(result))))
     return row[0]
 
 
@@ -451,3 +673,77 @@ def needs_tuning(conn: psycopg.Connection, model: str | None = None) -> bool:
     if last is None:
         return rows >= MIN_TUNING_ROWS
     return abs(rows - last[0]) >= RETUNE_CHANGE * max(last[0], 1)
+
+
+# -- what each kind of query gets: for `pgallery index tune` and `index status` ------------
+
+# How `pgallery index tune` / `index status` name the kinds: stored paintings
+# (search_by_image), new vectors (search_by_vector, uploads, composed queries), prompts
+# (search_by_text, search_hybrid, composed queries with a prompt).
+KIND_LABELS = {"stored": "stored painting", "vector": "new vector", "text": "text prompt"}
+
+
+def kind_rows(result: TuningResult) -> list[dict]:
+    """One row per kind measured: what it gets at the chosen default (or at the last value
+    measured when none was chosen), and the setting it would need on its own."""
+    rows = []
+    for name, kind in kinds_document(result).items():
+        rows.append(_kind_row(name, kind))
+    return rows
+
+
+def kind_status(conn: psycopg.Connection) -> list[dict]:
+    """The same rows from the latest measurement of each model and index
+    (index_tuning_status(); measurements recorded before revision 0014 have none)."""
+    got = conn.execute(
+        "SELECT t.model, k.kind, k.v FROM index_tuning_status() t"
+        " CROSS JOIN LATERAL jsonb_each(coalesce(t.kinds, '{}')) AS k(kind, v)"
+        " ORDER BY t.model, t.index_method,"
+        " array_position(ARRAY['stored', 'vector', 'text'], k.kind)").fetchall()
+    return [{"model": model, **_kind_row(name, v)} for model, name, v in got]
+
+
+def _kind_row(name: str, kind: dict) -> dict:
+    def f(key, fmt):
+        value = kind.get(key)
+        return "" if value is None else format(value, fmt)
+    return {"kind": KIND_LABELS.get(name, name), "sample": kind.get("sample_size"),
+            "at": kind.get("at"), "mean": f("mean", ".3f"), "p5": f("p5", ".2f"),
+            "under 0.5": f("share_below_half", ".1%"), "p50 ms": f("p50_ms", ".2f"),
+            "guard fires": f("guard_rate", ".1%"), "served": f("served_mean", ".3f"),
+            "needs": kind.get("chosen") if kind.get("chosen") is not None else "none"}
+
+
+# mean, p5 and under 0.5: the graph's own answers; guard fires: the share the lost-query
+# guard answers exactly; served: the mean with it; needs: the kind's own smallest setting
+KIND_COLUMNS = ("kind", "sample", "at", "mean", "p5", "under 0.5", "p50 ms", "guard fires",
+                "served", "needs")
+
+
+def rebuild_advice(result: TuningResult) -> str | None:
+    """What to do when no swept setting served some kind by the rule: the rebuild measured
+    to reach it, as statements to run; None when every kind was served.
+
+    Measured (bench/README.md, recall tables, 20k rows): a graph built with
+    ef_construction = 128 from rows in random order reached mean recall@10 0.993 with 0.5%
+    of queries under 0.5 at ef_search 100 on the collection loaded cluster by cluster, where
+    the index as loaded (ef_construction 64, load order) stayed at 0.968 even at 400; on
+    the same clusters in random order 0.990 against 0.980. Its build took 15-17 s against
+    10-22 s for the default build (builds vary run to run)."""
+    unmet = list(result.unmet)
+    if result.index != "hnsw" or not unmet or result.stopped_by_budget:
+        return None             # (a sweep cut short says nothing about the graph)
+    names = ", ".join(KIND_LABELS.get(n, n) for n in unmet)
+    last = result.table[-1].value if result.table else None
+    return (f"no hnsw.ef_search up to {last} met the target for {names}.\n"
+            "A graph built with ef_construction = 128 from rows in random order reached it "
+            "where the default build did not (bench/README.md: recall@10 0.993 at "
+            "ef_search 100 on a collection loaded cluster by cluster, against 0.968 at "
+            "400; build time about the same). Rebuild without blocking searches:\n"
+            "  CREATE INDEX CONCURRENTLY painting_embedding_hnsw_128 ON painting_embedding\n"
+            "      USING hnsw ((l2_normalize(embedding)::halfvec(1024)) halfvec_cosine_ops)\n"
+            "      WITH (m = 16, ef_construction = 128);\n"
+            "  DROP INDEX CONCURRENTLY painting_embedding_hnsw;\n"
+            "  ALTER INDEX painting_embedding_hnsw_128 RENAME TO painting_embedding_hnsw;\n"
+            "(CREATE INDEX reads the rows in table order: a collection loaded sorted is best "
+            "reloaded from a shuffled file first), then run `pgallery index tune` again.")

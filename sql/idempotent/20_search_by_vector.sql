@@ -21,6 +21,7 @@ CREATE OR REPLACE FUNCTION search_by_vector(
 ) RETURNS SETOF search_result
 LANGUAGE plpgsql STABLE
 SET search_path FROM CURRENT
+SET pgallery.query_kind = 'vector'  -- which guard threshold applies (nearest_paintings)
 AS $$
 DECLARE
     r search_request := checked_request({{search_request}});

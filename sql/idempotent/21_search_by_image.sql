@@ -12,6 +12,7 @@ CREATE OR REPLACE FUNCTION search_by_image(
 ) RETURNS SETOF search_result
 LANGUAGE plpgsql STABLE
 SET search_path FROM CURRENT
+SET pgallery.query_kind = 'stored'  -- which guard threshold applies (nearest_paintings)
 SECURITY DEFINER  -- reads the query painting's vector (99_privileges.sql)
 AS $$
 DECLARE

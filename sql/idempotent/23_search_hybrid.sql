@@ -21,6 +21,7 @@ CREATE OR REPLACE FUNCTION search_hybrid(
 ) RETURNS SETOF search_result
 LANGUAGE plpgsql STABLE
 SET search_path FROM CURRENT
+SET pgallery.query_kind = 'text'  -- which guard threshold applies (nearest_paintings)
 SECURITY DEFINER  -- reads distances for the fused rows (99_privileges.sql)
 AS $$
 DECLARE

@@ -41,6 +41,9 @@ CREATE OR REPLACE FUNCTION search_combined(
 ) RETURNS SETOF search_result
 LANGUAGE plpgsql STABLE
 SET search_path FROM CURRENT
+-- which guard threshold applies (nearest_paintings): a new vector's, a prompt's when the
+-- query has a prompt term (set below)
+SET pgallery.query_kind = 'vector'
 SECURITY DEFINER  -- reads the named paintings' vectors (99_privileges.sql)
 AS $$
 DECLARE
@@ -184,6 +187,11 @@ BEGIN
                   HINT = 'change a weight, or drop a negative term that repeats a positive one';
     END IF;
     q := l2_normalize(q);
+    IF 'prompt' = ANY (term_kind) THEN
+        -- a prompt pulls the query away from every image: its guard threshold is the
+        -- prompts' (local to this call: the SET clause above restores it)
+        PERFORM set_config('pgallery.query_kind', 'text', true);
+    END IF;
 
     named_ids := ARRAY(SELECT DISTINCT x FROM unnest(named_ids) AS t(x));
     IF cardinality(named_ids) <= 1 THEN

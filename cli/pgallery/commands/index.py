@@ -95,12 +95,14 @@ def tune(
 ):
     """Measure recall on this collection and set the search default that meets a target.
 
-    Samples stored paintings as queries, computes their exact top 10, then sweeps
-    hnsw.ef_search (or ivfflat.probes) until the mean recall reaches --target-recall and
-    95% of the queries reach --tail-recall. The smallest such value becomes the database
-    default for new sessions, and the sample's neighbour distances set the lost-query guard
-    of more-like-this searches. Loads that change the collection by a quarter do this by
-    themselves. Example: `pgallery index tune --target-recall 0.98`
+    Samples each kind of query the default serves: stored paintings (each leaving itself
+    out), new vectors (stored ones moved by their nearest-neighbour distance) and cached
+    prompts, computes their exact top 10, then sweeps hnsw.ef_search (or ivfflat.probes)
+    until, for every kind, the mean recall reaches --target-recall, 95% of the queries
+    reach --tail-recall and none is under 0.5, counting the lost-query guard. The smallest
+    value serving every kind becomes the database default for new sessions, and each
+    kind's neighbour distances set its guard threshold. Loads that change the collection by a
+    quarter do this by themselves. Example: `pgallery index tune --target-recall 0.98`
     """
     from pgallery import tuning
     from pgallery.rendering.tables import tuning_line
@@ -121,6 +123,11 @@ def tune(
                                  title=f"{result.setting}, {result.rows} vectors of "
                                        f"{result.model}"))
         console.print(tuning_line(result))
+        console.print(rows_table(tuning.kind_rows(result), tuning.KIND_COLUMNS,
+                                 title="what each kind of query gets at that setting"))
+        advice = tuning.rebuild_advice(result)
+        if advice:
+            console.print(advice, markup=False, highlight=False)
         if result.stopped_by_budget:
             console.print(f"stopped after {budget:g} s (--budget)")
         if dry_run:
@@ -137,8 +144,11 @@ def tune(
 def status(ctx: typer.Context):
     """Show the last recall measurement of each model and index, and the defaults in force.
 
-    Same as `SELECT * FROM index_tuning_status()` in psql. Example: `pgallery index status`
+    Same as `SELECT * FROM index_tuning_status()` in psql (its `kinds` column holds what
+    each kind of query gets). Example: `pgallery index status`
     """
+    from pgallery import tuning
+
     with database(ctx, autocommit=True) as conn:
         rows = conn.execute(
             "SELECT model, index_method, setting, chosen, vectors, sample_size, mean, p5,"
@@ -148,7 +158,10 @@ def status(ctx: typer.Context):
         defaults = conn.execute(
             "SELECT current_setting('hnsw.ef_search', true),"
             " current_setting('ivfflat.probes', true),"
-            " current_setting('pgallery.lost_query_distance', true)").fetchone()
+            " current_setting('pgallery.lost_query_distance', true),"
+            " current_setting('pgallery.lost_query_distance_vector', true),"
+            " current_setting('pgallery.lost_query_distance_text', true)").fetchone()
+        kind_rows = tuning.kind_status(conn)
     names = ("model", "index", "setting", "chosen", "vectors", "sample", "mean", "p5",
              "under 0.5", "guard distance", "seconds", "when")
     if not rows:
@@ -161,6 +174,14 @@ def status(ctx: typer.Context):
                               f"{r[8]:.1%}" if r[8] is not None else "",
                               f"{r[9]:.3f}" if r[9] is not None else "", r[10], r[11])))
              for r in rows], names, title="recall measurements"))
+    if kind_rows:
+        console.print(rows_table(kind_rows, ("model",) + tuning.KIND_COLUMNS,
+                                 title="what each kind of query gets at the default"))
     console.print(f"defaults for new sessions: hnsw.ef_search = {defaults[0]}, "
                   f"ivfflat.probes = {defaults[1]}, lost-query guard distance = "
-                  f"{defaults[2] or 'off'}")
+                  f"{_distance(defaults[2])} (stored paintings), {_distance(defaults[3])} "
+                  f"(new vectors), {_distance(defaults[4])} (prompts)")
+
+
+def _distance(setting: str | None) -> str:
+    return f"{float(setting):.3f}" if setting else "off"

@@ -1,0 +1,360 @@
+"""Recall per kind of query at the default the tuner chooses: stored paintings, new image
+vectors, and which recipe for "new vectors" predicts real new queries.
+
+    python bench/recall_by_query_kind.py --dist clustered,clustered-sorted,real --size 3000,20000
+
+For each distribution and size, the collection minus HOLD_OUT rows is loaded the way a user
+loads one (`pgallery load --embeddings` on a Parquet file: load_embeddings_file, which
+builds the HNSW index and runs the tuner after the load), and then, in one run:
+
+- the tuner is run twice on the same database: as it was (stored paintings only,
+  ``kinds=("stored",)``: the old choice) and per kind (the new choice); both are
+  recorded in turn, so each is measured with the guard thresholds it sets.
+- five query sets are searched at each choice and at fixed ef_search 40 and 100:
+    stored      stored paintings, each leaving itself out (search_by_image)
+    held-out    the held-out rows: vectors kept out of the graph, what a real new
+                image of the same collection is (search_by_vector)
+    perturbed   the tuner's recipe for new vectors: stored vectors moved by their own
+                nearest-neighbour distance in a random direction (search_by_vector)
+    noisy       the issue's recipe: stored vectors + isotropic noise of norm 0.02
+                (search_by_vector)
+    filtered    held-out vectors with a filter matching about half the paintings
+                (search_by_vector, painting_type)
+  each with mean recall@10, p5, share under 0.5, p50 latency (client-observed) and the
+  guard's firing rate (a query whose unguarded page's 10th distance passes its kind's
+  threshold).
+- hnswlib and FAISS (same M / ef_construction, one thread) beside, at the same ef values,
+  on held-out and noisy (``--libs``).
+
+Writes bench/results/recall_by_query_kind.json (date, machine, versions, parameters and
+every figure). Run it under `nice -n 19` on a shared machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+import hard_data
+from common import connect, fresh_database, print_table, server_facts, write_result
+
+# the real gallery beside the repository's parent, or the shared copy (a worktree's parent
+# is not the checkout's)
+if not hard_data.GALLERY.is_dir():
+    hard_data.GALLERY = Path(os.environ.get("PGALLERY_REAL_GALLERY",
+                                            "/work/shared/data/real-gallery"))
+
+K = 10
+HOLD_OUT = 200
+QUERIES = 200
+MODEL = "bench/kinds"
+TYPES = ("portrait", "landscape")           # the filtered set keeps about half
+
+
+def machine() -> dict:
+    mem = None
+    try:
+        with open("/proc/meminfo") as fh:
+            mem = int(fh.readline().split()[1]) // 1024
+    except OSError:
+        pass
+    return {"cores": os.cpu_count(), "memory_mb": mem, "load": os.getloadavg(),
+            "platform": platform.platform(), "python": platform.python_version()}
+
+
+def versions() -> dict:
+    import numpy
+
+    out = {"numpy": numpy.__version__}
+    try:
+        from importlib.metadata import version
+        out["pgallery"] = version("pgallery")
+    except Exception:                                   # noqa: BLE001 - not installed
+        out["pgallery"] = None
+    for name in ("hnswlib", "faiss"):
+        try:
+            mod = __import__(name)
+            out[name] = getattr(mod, "__version__", "installed")
+        except ImportError:
+            out[name] = None
+    return out
+
+
+def split(coll: hard_data.Collection, seed: int = 11):
+    """(stored rows in the collection's order, held-out rows): the held-out rows are kept
+    out of the graph, as new images would be."""
+    rng = np.random.default_rng(seed)
+    held = np.sort(rng.choice(len(coll.vectors), HOLD_OUT, replace=False))
+    keep = np.setdiff1d(np.arange(len(coll.vectors)), held)
+    return coll.vectors[keep], coll.vectors[held]
+
+
+def load(X: np.ndarray, dbname: str, log=print) -> tuple[str, float]:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from pgallery.loading.embeddings_file import load_embeddings_file
+
+    url = fresh_database(dbname)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "load.parquet"
+        flat = pa.array(X.astype(np.float32).ravel())
+        table = pa.table({
+            "image_file": [f"k-{i:07d}.jpg" for i in range(len(X))],
+            # a quarter portraits: the filtered query set's filter
+            "type": [TYPES[i % 2] if i % 4 < 2 else "genre" for i in range(len(X))],
+            "vector": pa.FixedSizeListArray.from_arrays(flat, X.shape[1])})
+        pq.write_table(table, path)
+        started = time.perf_counter()
+        with connect(url) as conn:
+            load_embeddings_file(conn, path, model=MODEL)
+        seconds = time.perf_counter() - started
+    log(f"  loaded {len(X)} rows in {seconds:.1f}s", flush=True)
+    return url, seconds
+
+
+def tail(recalls) -> dict:
+    r = np.asarray(recalls, dtype=float)
+    return {"mean": float(r.mean()), "p5": float(np.percentile(r, 5)),
+            "p50_recall": float(np.median(r)), "under_half": float((r < 0.5).mean()),
+            "zero": int((r == 0).sum())}
+
+
+def query_sets(X: np.ndarray, held: np.ndarray, seed: int = 5) -> dict:
+    """Each set's queries, left-out row (-1: none) and filter flag."""
+    rng = np.random.default_rng(seed)
+    src = np.sort(rng.choice(len(X), QUERIES, replace=False))
+    _, d = hard_data.exact_top_k(X, X[src], src, 1)
+    chord = np.sqrt(2.0 * np.maximum(d[:, 0], 0))
+    direction = rng.standard_normal((QUERIES, X.shape[1])).astype(np.float32)
+    direction /= np.linalg.norm(direction, axis=1, keepdims=True)
+    unit = hard_data._unit
+    none = np.full(QUERIES, -1)
+    noisy = unit(X[src] + rng.standard_normal(X[src].shape) * (0.02 / np.sqrt(X.shape[1])))
+    return {"stored": (X[src], src, False),
+            "held-out": (held[:QUERIES], none, False),
+            "perturbed": (unit(X[src] + direction * chord[:, None]), none, False),
+            "noisy": (noisy.astype(np.float32), none, False),
+            "filtered": (held[:QUERIES], none, True)}
+
+
+def truths(X: np.ndarray, sets: dict) -> dict:
+    out = {}
+    allowed = np.arange(len(X)) % 4 == 0                  # the portraits (see load)
+    for name, (Q, exclude, filtered) in sets.items():
+        if filtered:
+            idx = np.flatnonzero(allowed)
+            t, _ = hard_data.exact_top_k(X[idx], Q, np.full(len(Q), -1), K)
+            out[name] = [set(idx[row].tolist()) for row in t]
+        else:
+            t, _ = hard_data.exact_top_k(X, Q, exclude, K)
+            out[name] = [set(row.tolist()) for row in t]
+    return out
+
+
+GUARDS = ("pgallery.lost_query_distance", "pgallery.lost_query_distance_vector",
+          "pgallery.lost_query_distance_text")
+
+
+def measure(url: str, sets: dict, truth: dict, ef: int | None) -> dict:
+    """Every set at one ef_search (None: the database default), guard as the database has
+    it; the firing rate from the same queries run unguarded in the same session."""
+    out = {}
+    with connect(url, autocommit=True) as conn:
+        conn.execute("SELECT '[1]'::vector")
+        default_ef = int(conn.execute("SHOW hnsw.ef_search").fetchone()[0])
+        thresholds = {g: conn.execute("SELECT current_setting(%s, true)", (g,)).fetchone()[0]
+                      for g in GUARDS}
+        for name, (Q, exclude, filtered) in sets.items():
+            got, times, fired = [], [], []
+            for j in range(len(Q)):
+                rows, s = _query(conn, name, Q[j], int(exclude[j]), filtered, ef)
+                got.append({int(r[0][2:9]) for r in rows})
+                times.append(s)
+            # unguarded: the page the graph gives, for the firing rate
+            for g in GUARDS:
+                conn.execute("SELECT set_config(%s, '', false)", (g,))
+            kind_guard = thresholds[GUARDS[0] if name == "stored" else GUARDS[1]]
+            limit = float(kind_guard) if kind_guard else np.inf
+            for j in range(len(Q)):
+                rows, _ = _query(conn, name, Q[j], int(exclude[j]), filtered, ef)
+                fired.append(len(rows) < K or max(r[1] for r in rows) > limit)
+            for g in GUARDS:
+                conn.execute("SELECT set_config(%s, %s, false)", (g, thresholds[g] or ""))
+            recalls = [len(g & t) / len(t) for g, t in zip(got, truth[name])]
+            out[name] = {**tail(recalls), "p50_ms": float(np.median(times) * 1000),
+                         "p95_ms": float(np.percentile(times, 95) * 1000),
+                         "guard_rate": float(np.mean(fired))}
+    return {"ef_search": ef or default_ef, "sets": out}
+
+
+def _query(conn, name, q, exclude, filtered, ef):
+    ef_arg = "" if ef is None else f", ef_search => {int(ef)}"
+    if name == "stored":
+        sql = f"SELECT image_file, distance FROM search_by_image(%s, k => 10{ef_arg})"
+        args = (f"k-{exclude:07d}.jpg",)
+    else:
+        sql = f"SELECT image_file, distance FROM search_by_vector(%s::vector, k => 10{ef_arg}"
+        args = ("[" + ",".join(f"{x:.7g}" for x in q) + "]",)
+        if filtered:
+            # a quarter of the collection: on the graph from 20k rows (prefilter_limit)
+            sql += ", painting_type => 'portrait'"
+        sql += ")"
+    t = time.perf_counter()
+    rows = conn.execute(sql, args, prepare=True).fetchall()
+    return rows, time.perf_counter() - t
+
+
+def run_libs(X, sets, truth, efs) -> dict:
+    from recall_bench import build_libs
+
+    libs = build_libs(X, log=lambda *a, **k: None)
+    fh, hl = libs["faiss"]["index"], libs["hnswlib"]["index"]
+    out = {"build_s": {n: libs[n]["build_s"] for n in libs}}
+    for ef in efs:
+        fh.hnsw.efSearch = ef
+        hl.set_ef(max(ef, K))
+        for name in ("held-out", "noisy", "perturbed"):
+            Q = sets[name][0]
+            for lib, fn in (("faiss", lambda q: fh.search(q[None, :], K)[1][0]),
+                            ("hnswlib", lambda q: hl.knn_query(q[None, :], K,
+                                                               num_threads=1)[0][0])):
+                recalls, times = [], []
+                for j in range(len(Q)):
+                    t = time.perf_counter()
+                    ids = fn(Q[j])
+                    times.append(time.perf_counter() - t)
+                    recalls.append(len({int(i) for i in ids} & truth[name][j]) / K)
+                out[f"{lib} ef={ef} {name}"] = {**tail(recalls),
+                                                "p50_ms": float(np.median(times) * 1000)}
+    return out
+
+
+def run(dist: str, n: int, libs: bool, log=print) -> dict:
+    from pgallery import tuning
+
+    coll = hard_data.load(dist, n + HOLD_OUT if dist != "real" else n, QUERIES)
+    X, held = split(coll)
+    log(f"{dist} {len(X)} rows (+{len(held)} held out)", flush=True)
+    url, load_s = load(X, f"kinds_{dist.replace('-', '_')}_{n}", log)
+    sets = query_sets(X, held)
+    truth = truths(X, sets)
+    result = {"dist": dist, "rows": len(X), "held_out": len(held), "load_s": load_s,
+              "facts": coll.facts, "choices": {}, "measured": []}
+    for label, kinds in (("stored only (old)", ("stored",)), ("per kind (new)", tuning.KINDS)):
+        with connect(url) as conn:
+            t = time.perf_counter()
+            r = tuning.tune_recall(conn, kinds=kinds)
+            tuning.record(conn, r)
+            seconds = time.perf_counter() - t
+        result["choices"][label] = {
+            "chosen": r.chosen, "met": r.met, "seconds": seconds, "unmet": r.unmet,
+            "kinds": tuning.kinds_document(r)}
+        log(f"  {label}: ef_search {r.chosen} ({seconds:.1f}s)", flush=True)
+        m = measure(url, sets, truth, None)
+        m["label"] = label
+        result["measured"].append(m)
+    for ef in (40, 100):
+        m = measure(url, sets, truth, ef)
+        m["label"] = f"ef_search {ef}"
+        result["measured"].append(m)
+    if libs:
+        efs = sorted({m["ef_search"] for m in result["measured"]})
+        result["libs"] = run_libs(X, sets, truth, efs)
+    with connect(url) as conn:
+        result["server"] = server_facts(conn)
+    return result
+
+
+def markdown(payload: dict) -> str:
+    """The report's tables from a result file: per distribution and size, each setting's
+    figures per query set (mean / p5 / share under 0.5 / p50 ms / guard firing rate)."""
+    out = []
+    for r in payload["runs"]:
+        out.append(f"**{r['dist']}, {r['rows']:,} rows** (+{r['held_out']} held out; "
+                   f"load {r['load_s']:.0f} s)\n")
+        names = list(r["measured"][0]["sets"])
+        out.append("| setting | ef_search | " + " | ".join(names) + " |")
+        out.append("|---|---|" + "---|" * len(names))
+        for m in r["measured"]:
+            cells = [f"{s['mean']:.3f} / {s['p5']:.2f} / {s['under_half']:.1%} / "
+                     f"{s['p50_ms']:.1f} / {s['guard_rate']:.1%}"
+                     for s in m["sets"].values()]
+            out.append(f"| {m['label']} | {m['ef_search']} | " + " | ".join(cells) + " |")
+        libs = r.get("libs", {})
+        if libs:
+            out.append("\nhnswlib and FAISS on the same rows (M 16, ef_construction 64, one "
+                       "thread; build " + ", ".join(f"{n} {t:.1f} s" for n, t in
+                                                    libs["build_s"].items()) + "):\n")
+            sets = ("held-out", "perturbed", "noisy")
+            out.append("| library | ef | " + " | ".join(sets) + " |")
+            out.append("|---|---|" + "---|" * len(sets))
+            keys = sorted({tuple(k.split(" ")[:2]) for k in libs if k != "build_s"},
+                          key=lambda t: (t[0], int(t[1][3:])))
+            for lib, ef in keys:
+                cells = []
+                for name in sets:
+                    x = libs[f"{lib} {ef} {name}"]
+                    cells.append(f"{x['mean']:.3f} / {x['p5']:.2f} / {x['under_half']:.1%}"
+                                 f" / {x['p50_ms']:.2f}")
+                out.append(f"| {lib} | {ef[3:]} | " + " | ".join(cells) + " |")
+        tuned = r["choices"]
+        out.append("")
+        for label, c in tuned.items():
+            kinds = ", ".join(f"{k} needs {v['chosen']} (guard {v['guard_distance']:.3f})"
+                              if v["guard_distance"] is not None else f"{k} needs {v['chosen']}"
+                              for k, v in c["kinds"].items())
+            out.append(f"- {label}: ef_search {c['chosen']} in {c['seconds']:.1f} s; {kinds}")
+        out.append("")
+    return "\n".join(out)
+
+
+def main(argv=None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--dist", default="clustered,clustered-sorted,real")
+    ap.add_argument("--size", default="3000,20000")
+    ap.add_argument("--libs", action="store_true")
+    ap.add_argument("--out", default="recall_by_query_kind")
+    ap.add_argument("--report", metavar="JSON", help="print the report's tables from a "
+                    "result file and stop")
+    args = ap.parse_args(argv)
+    if args.report:
+        import json
+        payload = json.loads(Path(args.report).read_text())
+        print(markdown(payload))
+        return payload
+    started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    runs = []
+    payload = {"started": started, "machine": machine(), "versions": versions(),
+               "parameters": {"k": K, "hold_out": HOLD_OUT, "queries": QUERIES,
+                              "dists": args.dist, "sizes": args.size, "libs": args.libs},
+               "runs": runs}
+    for dist in args.dist.split(","):
+        for n in [int(s) for s in args.size.split(",")]:
+            if dist == "real" and runs and any(r["dist"] == "real" for r in runs):
+                continue                        # one size only: the gallery is 3,170 rows
+            r = run(dist, n, args.libs)
+            runs.append(r)
+            rows = []
+            for m in r["measured"]:
+                for name, s in m["sets"].items():
+                    rows.append({"setting": m["label"], "ef": m["ef_search"], "set": name,
+                                 "mean": f"{s['mean']:.3f}", "p5": f"{s['p5']:.2f}",
+                                 "<0.5": f"{s['under_half']:.1%}", "p50 ms": f"{s['p50_ms']:.2f}",
+                                 "guard": f"{s['guard_rate']:.1%}"})
+            print_table(f"{dist} {r['rows']}", rows)
+            payload["versions"].update({"postgres": r["server"]["postgres"],
+                                        "pgvector": r["server"]["pgvector"]})
+            write_result(args.out, payload)
+    return payload
+
+
+if __name__ == "__main__":
+    sys.exit(0 if main() else 1)
