@@ -53,8 +53,9 @@ def edited_head_layer() -> str:
     text = migrations.head_layer()
     changed = text.replace("'query_embedding is NULL'", "'no query_embedding given'", 1)
     assert changed != text
-    removed = re.sub(r"CREATE OR REPLACE FUNCTION index_tuning_status\(\).*?END;\n", "",
-                     changed, count=1, flags=re.DOTALL)
+    # the definition runs to the end of its body, $$-quoted or BEGIN ATOMIC ... END
+    removed = re.sub(r"CREATE OR REPLACE FUNCTION index_tuning_status\(\)"
+                     r".*?(?:\$\$;|\bEND;)\n", "", changed, count=1, flags=re.DOTALL)
     assert removed != changed
     return removed
 
@@ -172,7 +173,7 @@ def test_a_view_and_a_grant_on_unchanged_functions_survive_0012_to_0013(at_0012,
         conn.execute("CREATE VIEW my_prompt AS SELECT prompt_vector('a ship', 'm') AS v")
         conn.execute(sql.SQL("GRANT EXECUTE ON FUNCTION register_model(text, integer, text)"
                              " TO {}").format(sql.Identifier(friend)))
-    migrations.upgrade(at_0012)
+    migrations.upgrade(at_0012, "0013")
     with psycopg.connect(at_0012) as conn:
         assert migrations.current_revision(at_0012) == "0013"
         assert conn.execute("SELECT to_regclass('my_prompt') IS NOT NULL").fetchone()[0]
@@ -186,7 +187,7 @@ def test_a_grant_on_a_search_function_whose_signature_changes_is_carried_over(at
             sql.Identifier(friend)))
         old = conn.execute("SELECT 'search_by_image'::regproc::regprocedure::text"
                            ).fetchone()[0]
-    migrations.upgrade(at_0012)
+    migrations.upgrade(at_0012, "0013")
     with psycopg.connect(at_0012) as conn:
         new = conn.execute("SELECT 'search_by_image'::regproc::regprocedure::text"
                            ).fetchone()[0]
@@ -227,25 +228,52 @@ def test_pgallery_migrate_says_it_in_one_line(at_0012):
     assert migrations.current_revision(at_0012) == "0012"
 
 
+# -- the real 0013 -> 0014 -----------------------------------------------------------------
+
+def test_a_view_and_a_grant_on_search_by_vector_survive_0013_to_0014(make_database, friend):
+    """0014 changes search_by_vector's body and settings but not its signature: the
+    function is replaced in place, so what a user built on it stays."""
+    url = make_database(revision="0013")
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("SELECT register_model('m', 1024)")
+        conn.execute(f"CREATE VIEW my_top AS SELECT image_file, similarity"
+                     f" FROM search_by_vector({VECTOR}, k => 3)")
+        conn.execute(sql.SQL("GRANT EXECUTE ON FUNCTION search_by_vector TO {}").format(
+            sql.Identifier(friend)))
+        oid = conn.execute("SELECT 'search_by_vector'::regproc::oid").fetchone()[0]
+        settings_before = conn.execute("SELECT proconfig FROM pg_proc WHERE oid = %s",
+                                       (oid,)).fetchone()[0]
+    migrations.upgrade(url, "0014")
+    with psycopg.connect(url) as conn:
+        assert migrations.current_revision(url) == "0014"
+        assert conn.execute("SELECT 'search_by_vector'::regproc::oid").fetchone()[0] == oid
+        settings_after = conn.execute("SELECT proconfig FROM pg_proc WHERE oid = %s",
+                                      (oid,)).fetchone()[0]
+        assert settings_after != settings_before          # 0014's definition, in place
+        assert "pgallery.query_kind=vector" in settings_after
+        assert conn.execute("SELECT count(*) FROM my_top").fetchone()[0] == 0
+        assert may_execute(conn, friend, "search_by_vector")
+
+
 # -- and coming down -------------------------------------------------------------------------
 
 def test_a_view_on_a_function_the_downgrade_removes_stops_it(make_database):
-    url = make_database()
+    url = make_database(revision="0013")
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("CREATE VIEW my_status AS SELECT * FROM index_tuning_status()")
     with pytest.raises(MigrationBlocked, match=r"^view public\.my_status depends on "
                                                r"index_tuning_status\(\), which this "
                                                r"downgrade to 0012 changes"):
         migrations.downgrade(url, "0012")
-    assert migrations.current_revision(url) == migrations.head_revision()
+    assert migrations.current_revision(url) == "0013"
 
 
 def test_a_view_on_a_table_the_downgrade_drops_is_named_by_the_server(make_database):
-    url = make_database()
+    url = make_database(revision="0013")
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("CREATE VIEW my_half AS SELECT painting_id FROM painting_embedding_half")
     with pytest.raises(MigrationBlocked, match=r"view my_half depends on table "
                                                r"painting_embedding_half\): drop it, "
                                                r"downgrade, and recreate it"):
         migrations.downgrade(url, "0012")
-    assert migrations.current_revision(url) == migrations.head_revision()
+    assert migrations.current_revision(url) == "0013"
