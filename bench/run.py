@@ -49,6 +49,7 @@ BENCHMARKS = (
     "local_quality",  # the offline `local` provider finding transformed copies and crops
     "web",            # pgallery serve under load against direct SQL
     "concurrency",    # searches while a load and an index rebuild run
+    "query_kinds",    # recall per kind of query (stored, new vectors, filtered) at the tuned default
 )
 
 

@@ -11,7 +11,7 @@ Why a generator that yields operations (sans-IO) and not a function over a conne
 same decisions run in two worlds. The CLI and :class:`pgallery.Gallery` are synchronous,
 on one psycopg connection; the web server is asyncio, awaiting each statement on a pool
 (web/database.py), and a hand-off to a worker thread per request cost it ~0.35 ms of CPU
-(bench/web_load.py), a third of its own cost. Written as a function over a connection the
+(bench/benchmarks/web.py), a third of its own cost. Written as a function over a connection the
 flow would have to exist twice (sync and async), as it did. Written as a generator, it
 decides and *describes* each step - :class:`Fetch` (run this statement with these bound
 arguments), :class:`StorePrompt` (cache this prompt's vector, as the writer),

@@ -63,7 +63,7 @@ GUARD_SETTINGS = {"stored": "pgallery.lost_query_distance",
                   "vector": "pgallery.lost_query_distance_vector",
                   "text": "pgallery.lost_query_distance_text"}
 # A new vector's offset from the stored vector it was made from, in units of that vector's
-# distance to its own nearest neighbour (bench/recall_by_query_kind.py compares this with
+# distance to its own nearest neighbour (bench/benchmarks/query_kinds.py compares this with
 # vectors kept out of the graph).
 NEW_VECTOR_OFFSET = 1.0
 # Prompts measured only when the cache holds at least this many for the model.
@@ -585,7 +585,7 @@ def _index_kind(conn) -> str | None:
 # neighbour distances. A query that is not lost is beyond the 99th percentile about 1% of
 # the time, so a factor near 1 costs at most ~1% of queries an exact scan beyond the lost
 # ones; the 10% is room for the percentile's sampling noise (200 queries). Measured with
-# the guard as shipped (bench/guard_check.py, bench/README.md): at 1.1 the retried share
+# the guard as shipped (bench/benchmarks/guard.py, bench/README.md): at 1.1 the retried share
 # equalled the lost share (datagen 100k at ef_search 40: 3.5% retried, 3% lost; clustered,
 # sorted load: 4.5% and 4.5%; real images: 0 and 0) and no query was left at recall 0;
 # at 1.5, 2 of 200 datagen queries stayed at 0 (their tenth result 1.1-1.5x the 99th

@@ -45,7 +45,7 @@ DATABASE = "pgallery"
 # faster when the graph fits in maintenance_work_mem; wal_level=replica allows a hot standby.
 # shared_buffers holds the HNSW index (about 2.7 kB per painting in half precision: 260 MB
 # at 100k) and the hot vectors, so that a search reads little from outside PostgreSQL's
-# cache (bench/README.md, "Memory").
+# cache (bench/README.md, "Index builds": 260 MB at 100k).
 SERVER_SETTINGS = {
     "listen_addresses": "'127.0.0.1'",
     "unix_socket_directories": "''",  # TCP only: socket paths have a 107-byte limit

@@ -12,7 +12,7 @@ Nothing is parsed: a batch's vectors are checked in numpy at once, with the text
 reasons (no image_file, no vector, wrong dimension, NaN or infinity, all zeros), and the
 good rows go to the server in binary COPY. So a load from Parquet runs at the speed of a
 binary COPY, where a text file's 1024 decimals per row must first be parsed
-(bench/load_bench.py).
+(bench/benchmarks/load.py).
 """
 
 from __future__ import annotations

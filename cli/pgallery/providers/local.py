@@ -23,7 +23,7 @@ histogram); each block is L2-normalised and scaled by the square root of its wei
 the vector has unit norm and the cosine of two vectors is the weighted mean of the blocks'
 cosines. Everything is fixed-order numpy arithmetic: the same file gives the same vector.
 
-Measured on the 634 real images (bench/local_quality.py): a 50 % resized, 90 % centre
+Measured on the 634 real images (bench/benchmarks/local_quality.py): a 50 % resized, 90 % centre
 crop, JPEG q50 or brightness+hue shifted copy finds its original at rank 1 in >= 97 %;
 detail crops are much harder (about a third at rank 1, three quarters in the top 10).
 

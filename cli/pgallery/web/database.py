@@ -18,7 +18,7 @@ caching is skipped (the text is embedded per search instead), see service.py.
 The connections are asyncio ones (psycopg's AsyncConnectionPool): a search is awaited on
 the event loop that received the request, with no hand-off to a worker thread and back.
 That hand-off cost ~0.35 ms of CPU a request, a third of the server's own cost, measured
-with bench/web_load.py; blocking work (embedding, images) still goes to threads.
+with bench/benchmarks/web.py; blocking work (embedding, images) still goes to threads.
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """Recall per kind of query at the default the tuner chooses: stored paintings, new image
 vectors, and which recipe for "new vectors" predicts real new queries.
 
-    python bench/recall_by_query_kind.py --dist clustered,clustered-sorted,real --size 3000,20000
+    python bench/run.py query_kinds --set dist=clustered,clustered-sorted,real --size 3000
+    python bench/run.py query_kinds --size 20000 --set libs=true
 
 For each distribution and size, the collection minus HOLD_OUT rows is loaded the way a user
 loads one (`pgallery load --embeddings` on a Parquet file: load_embeddings_file, which
@@ -26,16 +27,14 @@ builds the HNSW index and runs the tuner after the load), and then, in one run:
 - hnswlib and FAISS (same M / ef_construction, one thread) beside, at the same ef values,
   on held-out and noisy (``--libs``).
 
-Writes bench/results/recall_by_query_kind.json (date, machine, versions, parameters and
-every figure). Run it under `nice -n 19` on a shared machine.
+Writes bench/results/query_kinds_<size>.json in the runner's envelope; the report is
+bench/recall-by-query-kind.md, whose tables came from the standalone version of this
+script (bench/results/archive/recall_by_query_kind*.json). Run it under `nice -n 19` on a
+shared machine.
 """
 
 from __future__ import annotations
 
-import argparse
-import os
-import platform
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -43,13 +42,7 @@ from pathlib import Path
 import numpy as np
 
 import hard_data
-from common import connect, fresh_database, print_table, server_facts, write_result
-
-# the real gallery beside the repository's parent, or the shared copy (a worktree's parent
-# is not the checkout's)
-if not hard_data.GALLERY.is_dir():
-    hard_data.GALLERY = Path(os.environ.get("PGALLERY_REAL_GALLERY",
-                                            "/work/shared/data/real-gallery"))
+from common import connect, fresh_database, print_table, server_facts
 
 K = 10
 HOLD_OUT = 200
@@ -58,33 +51,6 @@ MODEL = "bench/kinds"
 TYPES = ("portrait", "landscape")           # the filtered set keeps about half
 
 
-def machine() -> dict:
-    mem = None
-    try:
-        with open("/proc/meminfo") as fh:
-            mem = int(fh.readline().split()[1]) // 1024
-    except OSError:
-        pass
-    return {"cores": os.cpu_count(), "memory_mb": mem, "load": os.getloadavg(),
-            "platform": platform.platform(), "python": platform.python_version()}
-
-
-def versions() -> dict:
-    import numpy
-
-    out = {"numpy": numpy.__version__}
-    try:
-        from importlib.metadata import version
-        out["pgallery"] = version("pgallery")
-    except Exception:                                   # noqa: BLE001 - not installed
-        out["pgallery"] = None
-    for name in ("hnswlib", "faiss"):
-        try:
-            mod = __import__(name)
-            out[name] = getattr(mod, "__version__", "installed")
-        except ImportError:
-            out[name] = None
-    return out
 
 
 def split(coll: hard_data.Collection, seed: int = 11):
@@ -237,7 +203,7 @@ def run_libs(X, sets, truth, efs) -> dict:
     return out
 
 
-def run(dist: str, n: int, libs: bool, log=print) -> dict:
+def run_one(dist: str, n: int, libs: bool, log=print) -> dict:
     from pgallery import tuning
 
     coll = hard_data.load(dist, n + HOLD_OUT if dist != "real" else n, QUERIES)
@@ -273,88 +239,23 @@ def run(dist: str, n: int, libs: bool, log=print) -> dict:
     return result
 
 
-def markdown(payload: dict) -> str:
-    """The report's tables from a result file: per distribution and size, each setting's
-    figures per query set (mean / p5 / share under 0.5 / p50 ms / guard firing rate)."""
-    out = []
-    for r in payload["runs"]:
-        out.append(f"**{r['dist']}, {r['rows']:,} rows** (+{r['held_out']} held out; "
-                   f"load {r['load_s']:.0f} s)\n")
-        names = list(r["measured"][0]["sets"])
-        out.append("| setting | ef_search | " + " | ".join(names) + " |")
-        out.append("|---|---|" + "---|" * len(names))
-        for m in r["measured"]:
-            cells = [f"{s['mean']:.3f} / {s['p5']:.2f} / {s['under_half']:.1%} / "
-                     f"{s['p50_ms']:.1f} / {s['guard_rate']:.1%}"
-                     for s in m["sets"].values()]
-            out.append(f"| {m['label']} | {m['ef_search']} | " + " | ".join(cells) + " |")
-        libs = r.get("libs", {})
-        if libs:
-            out.append("\nhnswlib and FAISS on the same rows (M 16, ef_construction 64, one "
-                       "thread; build " + ", ".join(f"{n} {t:.1f} s" for n, t in
-                                                    libs["build_s"].items()) + "):\n")
-            sets = ("held-out", "perturbed", "noisy")
-            out.append("| library | ef | " + " | ".join(sets) + " |")
-            out.append("|---|---|" + "---|" * len(sets))
-            keys = sorted({tuple(k.split(" ")[:2]) for k in libs if k != "build_s"},
-                          key=lambda t: (t[0], int(t[1][3:])))
-            for lib, ef in keys:
-                cells = []
-                for name in sets:
-                    x = libs[f"{lib} {ef} {name}"]
-                    cells.append(f"{x['mean']:.3f} / {x['p5']:.2f} / {x['under_half']:.1%}"
-                                 f" / {x['p50_ms']:.2f}")
-                out.append(f"| {lib} | {ef[3:]} | " + " | ".join(cells) + " |")
-        tuned = r["choices"]
-        out.append("")
-        for label, c in tuned.items():
-            kinds = ", ".join(f"{k} needs {v['chosen']} (guard {v['guard_distance']:.3f})"
-                              if v["guard_distance"] is not None else f"{k} needs {v['chosen']}"
-                              for k, v in c["kinds"].items())
-            out.append(f"- {label}: ef_search {c['chosen']} in {c['seconds']:.1f} s; {kinds}")
-        out.append("")
-    return "\n".join(out)
+DEFAULTS = {"size": 3000, "dist": "clustered,clustered-sorted,real", "libs": False}
+LIBRARIES = ("hnswlib", "faiss-cpu", "pyarrow")
 
 
-def main(argv=None) -> dict:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--dist", default="clustered,clustered-sorted,real")
-    ap.add_argument("--size", default="3000,20000")
-    ap.add_argument("--libs", action="store_true")
-    ap.add_argument("--out", default="recall_by_query_kind")
-    ap.add_argument("--report", metavar="JSON", help="print the report's tables from a "
-                    "result file and stop")
-    args = ap.parse_args(argv)
-    if args.report:
-        import json
-        payload = json.loads(Path(args.report).read_text())
-        print(markdown(payload))
-        return payload
-    started = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+def run(ctx) -> dict:
+    """One collection per distribution (``dist``, comma-separated) at ``size`` rows plus the
+    held-out ones (`real` is the fixed 3,170-row gallery), measured as the docstring says."""
     runs = []
-    payload = {"started": started, "machine": machine(), "versions": versions(),
-               "parameters": {"k": K, "hold_out": HOLD_OUT, "queries": QUERIES,
-                              "dists": args.dist, "sizes": args.size, "libs": args.libs},
-               "runs": runs}
-    for dist in args.dist.split(","):
-        for n in [int(s) for s in args.size.split(",")]:
-            if dist == "real" and runs and any(r["dist"] == "real" for r in runs):
-                continue                        # one size only: the gallery is 3,170 rows
-            r = run(dist, n, args.libs)
-            runs.append(r)
-            rows = []
-            for m in r["measured"]:
-                for name, s in m["sets"].items():
-                    rows.append({"setting": m["label"], "ef": m["ef_search"], "set": name,
-                                 "mean": f"{s['mean']:.3f}", "p5": f"{s['p5']:.2f}",
-                                 "<0.5": f"{s['under_half']:.1%}", "p50 ms": f"{s['p50_ms']:.2f}",
-                                 "guard": f"{s['guard_rate']:.1%}"})
-            print_table(f"{dist} {r['rows']}", rows)
-            payload["versions"].update({"postgres": r["server"]["postgres"],
-                                        "pgvector": r["server"]["pgvector"]})
-            write_result(args.out, payload)
-    return payload
-
-
-if __name__ == "__main__":
-    sys.exit(0 if main() else 1)
+    for dist in ctx.params.dist.split(","):
+        r = run_one(dist, ctx.size, ctx.params.libs, log=ctx.log)
+        rows = []
+        for m in r["measured"]:
+            for name, s in m["sets"].items():
+                rows.append({"setting": m["label"], "ef": m["ef_search"], "set": name,
+                             "mean": f"{s['mean']:.3f}", "p5": f"{s['p5']:.2f}",
+                             "<0.5": f"{s['under_half']:.1%}", "p50 ms": f"{s['p50_ms']:.2f}",
+                             "guard": f"{s['guard_rate']:.1%}"})
+        print_table(f"{dist} {r['rows']}", rows)
+        runs.append(r)
+    return {"k": K, "hold_out": HOLD_OUT, "queries": QUERIES, "runs": runs}
