@@ -34,13 +34,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import psycopg
-from psycopg.rows import dict_row
 
 import pgallery.vocabulary as vocabulary
 from pgallery.errors import (ArgError, EmbeddingFailed, ModelMismatch, PermissionDenied,
-                             ProviderError, UnknownModel, from_database_error)
+                             ProviderError, UnknownModel)
 from pgallery.search import (RecallSettings, ResultOptions, SearchFilters, arguments,
-                             named_arguments, search_statement)
+                             fetch_statement, named_arguments, search_statement)
 from pgallery.providers import build_provider
 from pgallery.search_state import (MODEL_TTL, AddressPolicy, ModelInfo,  # noqa: F401
                                    SearchState, as_vector, combine, embed_new_image)
@@ -100,17 +99,7 @@ def run(flow: Flow, conn: psycopg.Connection):
 
 
 def fetch(conn: psycopg.Connection, op: Fetch):
-    try:
-        with conn.cursor(row_factory=None if op.one else dict_row) as cur:
-            cur.execute(op.statement, op.args)
-            answer = cur.fetchone() if op.one else cur.fetchall()
-        if not conn.autocommit:
-            conn.commit()
-        return answer
-    except psycopg.Error as exc:
-        if not conn.autocommit:
-            conn.rollback()
-        raise from_database_error(exc) from None
+    return fetch_statement(conn, op.statement, op.args, one=op.one)
 
 
 def store_prompt(conn: psycopg.Connection, op: StorePrompt) -> bool:

@@ -120,20 +120,26 @@ def run_search(conn: psycopg.Connection, kind: str, query, **options) -> list[di
     return _fetch_rows(conn, *search_statement(kind, query, **options))
 
 
-def _fetch_rows(conn: psycopg.Connection, statement: str, args: dict) -> list[dict]:
-    """Every row of one search statement as dicts, the transaction ended either way and a
-    database error turned into pgallery's own (errors.py)."""
+def fetch_statement(conn: psycopg.Connection, statement: str, args: dict, *,
+                    one: bool = False):
+    """One statement's rows as dicts (or its first row as a tuple, ``one``), the
+    transaction ended either way and a database error turned into pgallery's own
+    (errors.py). The search flow's sync driver runs every statement through it."""
     try:
-        with conn.cursor(row_factory=dict_row) as cur:
+        with conn.cursor(row_factory=None if one else dict_row) as cur:
             cur.execute(statement, args)
-            rows = cur.fetchall()
+            answer = cur.fetchone() if one else cur.fetchall()
         if not conn.autocommit:
             conn.commit()
-        return rows
+        return answer
     except psycopg.Error as exc:
         if not conn.autocommit:
             conn.rollback()
         raise from_database_error(exc) from None
+
+
+def _fetch_rows(conn: psycopg.Connection, statement: str, args: dict) -> list[dict]:
+    return fetch_statement(conn, statement, args)
 
 
 async def run_search_async(conn: psycopg.AsyncConnection, kind: str, query,

@@ -19,6 +19,7 @@ import typer
 from pgallery.commands.common import SearchOptions, gallery, search_options
 from pgallery.errors import ArgError
 from pgallery.flow import SearchParams, combine  # noqa: F401 (combine: its old home)
+from pgallery.search_state import as_vector
 from pgallery.providers import PROVIDERS
 from pgallery.rendering.output import emit_results
 
@@ -89,12 +90,9 @@ def _read_vector(spec: str) -> np.ndarray:
             raise ArgError(f"{spec:.200}: cannot read the vector file ({exc})") from None
     try:
         values = jsonlib.loads(text)
-        vector = np.asarray(values, dtype=np.float32)
-    except (ValueError, TypeError):
+    except ValueError:
         raise ArgError("the vector must be a JSON list of numbers") from None
-    if vector.ndim != 1 or vector.size == 0:
-        raise ArgError("the vector must be a flat, non-empty list of numbers")
-    return vector
+    return as_vector(values)
 
 
 @search_options
