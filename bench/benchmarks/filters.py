@@ -19,7 +19,7 @@ import numpy as np
 import benchdb
 from benchdb import INDEXED, QUERY
 import datagen
-from common import (connect, median, percentiles, print_table, recall_at_k, recall_tails,
+from common import (connect, median, percentiles, print_table, pyplot, recall_at_k, recall_tails,
                     stopwatch)
 
 WHERE = {
@@ -148,9 +148,9 @@ def _recall(got, truth) -> dict:
 
 
 def plot(rows, path, n):
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
+    if plt is None:
+        return
 
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.4), dpi=80)
     for variant, style in (("search_by_vector", "o-"), ("raw, relaxed_order", "s--"),

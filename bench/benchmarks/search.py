@@ -29,7 +29,7 @@ import numpy as np
 import benchdb
 from benchdb import INDEXED, QUERY
 import datagen
-from common import (MODEL, connect, median, percentiles, print_table, recall_at_k,
+from common import (MODEL, connect, median, percentiles, print_table, pyplot, recall_at_k,
                     recall_tails, run_clients, stopwatch)
 
 K = 10
@@ -192,9 +192,9 @@ def defaults_and_exact(url: str, plans: dict, runs: int) -> list[dict]:
 
 
 def plot(rows: list[dict], path, n: int) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
+    if plt is None:
+        return
 
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(9, 3.6), dpi=80)
     for m in dict.fromkeys(r["method"] for r in rows):

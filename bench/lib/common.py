@@ -211,3 +211,17 @@ __all__ = ["BENCH_DIR", "MODEL", "REAL_GALLERY", "REPO", "RESULTS", "WORK", "con
            "fmt_bytes", "fresh_database", "median", "percentiles", "print_table",
            "recall_at_k", "recall_tails", "relation_size", "run_clients", "server_facts",
            "server_url", "stopwatch"]
+
+
+def pyplot():
+    """matplotlib's pyplot on the file-only Agg backend, or None when matplotlib (a bench
+    extra: pip install -e '.[bench]') is not installed: the figures are the JSON result,
+    a plot only draws them, so a benchmark without it still runs and says so."""
+    try:
+        import matplotlib
+    except ImportError:
+        print("matplotlib is not installed (pip install -e '.[bench]'): no plot drawn")
+        return None
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    return plt
