@@ -38,8 +38,8 @@ import psycopg
 import pgallery.vocabulary as vocabulary
 from pgallery.errors import (ArgError, EmbeddingFailed, ModelMismatch, PermissionDenied,
                              ProviderError, UnknownModel)
-from pgallery.search import (RecallSettings, ResultOptions, SearchFilters, arguments,
-                             fetch_statement, named_arguments, search_statement)
+from pgallery.search import (RecallSettings, ResultOptions, SearchFilters,
+                             combined_statement, fetch_statement, search_statement)
 from pgallery.providers import build_provider
 from pgallery.search_state import (MODEL_TTL, AddressPolicy, ModelInfo,  # noqa: F401
                                    SearchState, as_vector, combine, embed_new_image)
@@ -340,8 +340,6 @@ def _composed(params: SearchParams, target: ModelInfo, state: SearchState) -> Fl
     """search_combined's statement for a composed query: its prompts cached (embedded
     where they are not), its new images embedded."""
     from pgallery.query_syntax import parse_query, pointed
-    from pgallery.search import _vector_text
-
     expression = params.query
     terms = parse_query(expression)
     for term in terms:
@@ -380,21 +378,12 @@ def _composed(params: SearchParams, target: ModelInfo, state: SearchState) -> Fl
     vector_terms = [(next(vectors) if t.kind == "image" else np.asarray(t.value), t.weight)
                     for t in terms if t.kind in ("image", "vector")]
     paintings = [t for t in terms if t.kind == "painting"]
-    args: dict = {}
-    if paintings:
-        args["paintings"] = [t.value for t in paintings]
-        args["painting_weights"] = [float(t.weight) for t in paintings]
-    if prompts:
-        args["prompts"] = [t.value for t in prompts]
-        args["prompt_weights"] = [float(t.weight) for t in prompts]
-    if vector_terms:
-        args["vectors"] = [_vector_text(v) for v, _ in vector_terms]
-        args["vector_weights"] = [float(w) for _, w in vector_terms]
-    args.update(arguments(params.k, params.filters, target.name, params.recall,
-                          params.result))
-    casts = {"vectors": "::vector[]", "painting_weights": "::real[]",
-             "prompt_weights": "::real[]", "vector_weights": "::real[]"}
-    return f"SELECT * FROM search_combined({named_arguments(args, casts)})", args
+    return combined_statement(
+        paintings=[t.value for t in paintings], painting_weights=[t.weight for t in paintings],
+        prompts=[t.value for t in prompts], prompt_weights=[t.weight for t in prompts],
+        vectors=[v for v, _ in vector_terms], vector_weights=[w for _, w in vector_terms],
+        k=params.k, filters=params.filters, model=target.name, recall=params.recall,
+        result=params.result)
 
 
 # --- filters alone, and why a filtered search is empty ---------------------------------------

@@ -1,9 +1,11 @@
-"""Call the SQL search functions. No search logic lives here: every ranking is SQL's.
+"""The statements that call the SQL search functions, and running them. No search logic
+lives here: every ranking is SQL's, and the search flow (flow.py, which Gallery and the web
+app drive) decides which statement a search sends.
 
     from pgallery.database import connect
-    from pgallery.search import SearchFilters, search_by_image
-    rows = search_by_image(connect(), "00015-shipwreck-on-a-rocky-coast.jpg", k=5,
-                           filters=SearchFilters(school="italian"))
+    from pgallery.search import SearchFilters, run_search
+    rows = run_search(connect(), "image", "00015-shipwreck-on-a-rocky-coast.jpg", k=5,
+                      filters=SearchFilters(school="italian"))
 """
 
 from __future__ import annotations
@@ -142,34 +144,6 @@ def _fetch_rows(conn: psycopg.Connection, statement: str, args: dict) -> list[di
     return fetch_statement(conn, statement, args)
 
 
-async def run_search_async(conn: psycopg.AsyncConnection, kind: str, query,
-                           **options) -> list[dict]:
-    """run_search on an autocommit asyncio connection (the web server's)."""
-    statement, args = search_statement(kind, query, **options)
-    try:
-        async with conn.cursor(row_factory=dict_row) as cur:
-            await cur.execute(statement, args)
-            return await cur.fetchall()
-    except psycopg.Error as exc:
-        raise from_database_error(exc) from None
-
-
-def search_by_vector(conn, vector, **kw) -> list[dict]:
-    return run_search(conn, "vector", np.asarray(vector, dtype=np.float32), **kw)
-
-
-def search_by_image(conn, image_file: str, **kw) -> list[dict]:
-    return run_search(conn, "image", image_file, **kw)
-
-
-def search_by_text(conn, prompt: str, **kw) -> list[dict]:
-    return run_search(conn, "text", prompt, **kw)
-
-
-def search_hybrid(conn, prompt: str, **kw) -> list[dict]:
-    return run_search(conn, "hybrid", prompt, **kw)
-
-
 def cache_prompt(conn: psycopg.Connection, prompt: str, vector, model: str | None = None) -> None:
     """Store a prompt's embedding so SQL's search_by_text(prompt) can answer it."""
     try:
@@ -185,14 +159,14 @@ def _vector_text(vector) -> str:
     return "[" + ",".join(repr(float(x)) for x in np.asarray(vector, dtype=np.float32)) + "]"
 
 
-def search_combined(conn: psycopg.Connection, *, paintings=(), painting_weights=(),
-                    prompts=(), prompt_weights=(), vectors=(), vector_weights=(),
-                    k: int = 10, filters: SearchFilters | None = None,
-                    model: str | None = None,
-                    recall: RecallSettings | None = None,
-                    result: ResultOptions | None = None) -> list[dict]:
-    """Call search_combined (sql/idempotent/24_search_combined.sql): the terms of each
-    kind with their signed weights (a negative weight subtracts the term)."""
+def combined_statement(*, paintings=(), painting_weights=(), prompts=(), prompt_weights=(),
+                       vectors=(), vector_weights=(), k: int = 10,
+                       filters: SearchFilters | None = None, model: str | None = None,
+                       recall: RecallSettings | None = None,
+                       result: ResultOptions | None = None) -> tuple[str, dict]:
+    """(statement, arguments) that call search_combined (sql/idempotent/24_search_combined.sql)
+    with the terms of each kind and their signed weights (a negative weight subtracts the
+    term); like search_statement, the text is fixed and every value a bound parameter."""
     args: dict = {}
     for name, terms, weights in (("paintings", list(paintings), list(painting_weights)),
                                  ("prompts", list(prompts), list(prompt_weights))):
@@ -204,7 +178,7 @@ def search_combined(conn: psycopg.Connection, *, paintings=(), painting_weights=
     args.update(arguments(k, filters, model, recall, result))
     casts = {"vectors": "::vector[]", "painting_weights": "::real[]",
              "prompt_weights": "::real[]", "vector_weights": "::real[]"}
-    return _fetch_rows(conn, f"SELECT * FROM search_combined({_named(args, casts)})", args)
+    return f"SELECT * FROM search_combined({_named(args, casts)})", args
 
 
 def near_duplicates(conn: psycopg.Connection, *, min_similarity: float | None = None,
