@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 from pgallery.commands import app
 from pgallery.database import connect
 from pgallery.errors import ArgError
+from pgallery.loading import after_load
 from pgallery.loading.embeddings_file import load_embeddings_file
 
 runner = CliRunner()
@@ -120,18 +121,25 @@ def test_the_format_is_told_by_the_content_not_the_name(make_database, tmp_path)
     assert load(url, path, "test/parquet-name").merged.embeddings == 1
 
 
-@pytest.mark.slow
-def test_a_bulk_parquet_load_rebuilds_the_hnsw_index_it_deferred(make_database, tmp_path):
+def test_a_bulk_parquet_load_rebuilds_the_hnsw_index_it_deferred(make_database, tmp_path,
+                                                                 monkeypatch):
     url = make_database()
     rng = np.random.default_rng(11)
-    n = 5200   # above BULK_LOAD_ROWS: the index is dropped during the load and rebuilt after
+    # above the bulk threshold (lowered here, so that the build takes a second): the index
+    # is dropped during the load and rebuilt after
+    monkeypatch.setattr(after_load, "BULK_LOAD_ROWS", 500)
+    n = 600
     path = write_parquet(tmp_path / "bulk.parquet", [f"b{i}.jpg" for i in range(n)],
                          rng.standard_normal((n, 1024)), pa.list_(pa.float32(), 1024))
+    index_oid = "SELECT to_regclass('painting_embedding_hnsw')::oid"
+    with connect(url) as conn:
+        before = conn.execute(index_oid).fetchone()[0]
     summary = load(url, path, "test/parquet-bulk")
     assert summary.merged.embeddings == n and not summary.rejected
     with connect(url) as conn:
-        assert conn.execute("SELECT to_regclass('painting_embedding_hnsw') IS NOT NULL"
-                            ).fetchone()[0]
+        after = conn.execute(index_oid).fetchone()[0]
+        assert before is not None and after is not None
+        assert after != before          # dropped before the rows went in, built anew after
         assert conn.execute("SELECT count(*) FROM painting_embedding").fetchone()[0] == n
 
 
