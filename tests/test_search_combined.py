@@ -70,14 +70,26 @@ def unit(v):
     return v / np.linalg.norm(v)
 
 
+_MATRICES: dict[str, tuple[list[str], np.ndarray]] = {}
+
+
+def stored_matrix(db) -> tuple[list[str], np.ndarray]:
+    """Every stored vector as read back from the database, unit length, with its image
+    file; read once per database (the tests do not change the vectors)."""
+    if db.info.dbname not in _MATRICES:
+        rows = db.execute("SELECT p.image_file, e.embedding FROM painting_embedding e"
+                          " JOIN painting p USING (painting_id) ORDER BY p.image_file"
+                          ).fetchall()
+        matrix = np.stack([array(r[1]) for r in rows])
+        matrix /= np.linalg.norm(matrix, axis=1, keepdims=True)
+        _MATRICES[db.info.dbname] = ([r[0] for r in rows], matrix)
+    return _MATRICES[db.info.dbname]
+
+
 def exact_top(db, collection, query, k, exclude=(), **filters) -> list[str]:
     """The k nearest by cosine among the stored vectors (read back from the database),
     leaving out ``exclude``, among those passing the filters."""
-    rows = db.execute("SELECT p.image_file, e.embedding FROM painting_embedding e"
-                      " JOIN painting p USING (painting_id) ORDER BY p.image_file").fetchall()
-    names = [r[0] for r in rows]
-    matrix = np.stack([array(r[1]) for r in rows])
-    matrix /= np.linalg.norm(matrix, axis=1, keepdims=True)
+    names, matrix = stored_matrix(db)
     distance = 1 - matrix @ unit(query)
     passing = {r.image_file for r, ok in zip(collection.records, collection.mask(**filters))
                if ok}
