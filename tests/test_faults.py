@@ -77,7 +77,8 @@ def assert_asked_only_for_uncommitted(azure: FakeAzure, paths: list[Path],
 def test_repeated_sigkill_at_random_points_loses_and_duplicates_nothing(
         make_database, azure, tmp_path):
     url = make_database(prefix="kill")
-    # 80 images at 12 requests/s: four kills, each within 2.5 s, cannot finish them all
+    # 80 images at 12 requests/s: four kills, each within 1.5 s of the first request,
+    # cannot finish them all
     count = 80
     csv, images, paths = make_semart(tmp_path, count)
     rng = random.Random(20260422)
@@ -87,8 +88,12 @@ def test_repeated_sigkill_at_random_points_loses_and_duplicates_nothing(
         azure.reset_counters()
         proc = start_load(url, azure, tmp_path, "--csv", csv, "--images", images,
                           "--batch-size", rng.choice([1, 2, 3, 5]), rate=12)
-        # kill at a random moment: before anything, mid-request, mid-batch, mid-commit
-        time.sleep(rng.uniform(0.4, 2.5))
+        # kill at a random moment of its work: at its first request, mid-request,
+        # mid-batch, mid-commit. Counted from the first request, not from the start: a
+        # Python process starting on a busy machine can take seconds to reach it
+        wait_until(lambda: azure.total_requests > 0 or proc.poll() is not None,
+                   what="the load's first request")
+        time.sleep(rng.uniform(0.0, 1.5))
         proc.send_signal(signal.SIGKILL)
         proc.communicate()
         kills += proc.returncode == -signal.SIGKILL

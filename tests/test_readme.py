@@ -30,6 +30,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -104,9 +105,14 @@ def azure():
 
 
 @pytest.fixture(scope="module")
-def workspace(tmp_path_factory, azure):
-    """A directory as a newcomer has it after `make demo`, plus the files the README names."""
-    root = tmp_path_factory.mktemp("readme")
+def workspace(azure):
+    """A directory as a newcomer has it after `make demo`, plus the files the README names.
+
+    Outside pytest's base temp: the embedded server in it runs as the `pgallery` user,
+    which must traverse every parent, and any pytest session starting meanwhile (a second
+    run on the same machine) sets /tmp/pytest-of-<user> back to 0700, cutting the running
+    server off its own data directory."""
+    root = Path(tempfile.mkdtemp(prefix="pgallery-readme-"))
     (root / "home").mkdir()
     (root / ".venv").symlink_to(VENV)  # so `. .venv/bin/activate` works as in a clone
     env = _clean_env(root)
@@ -146,6 +152,7 @@ def workspace(tmp_path_factory, azure):
     state["names"] = names
     yield state
     _run(["pgallery", "db", "stop"], root, env)
+    shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
