@@ -31,6 +31,7 @@ from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
+from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 import orjson
 from starlette.responses import FileResponse, RedirectResponse, Response
@@ -52,7 +53,10 @@ from pgallery.web.openapi import DIGEST, HTML, IMAGE_FILE, JPEG, operation, ref,
 from pgallery.web.openapi import document as openapi_document
 from pgallery.web.query import (FILTER_FIELDS, QUERY_PARAMS, SIMILAR, TEXT_PATTERN, UPLOAD,
                                 UPLOAD_HASH, WEB_FILTERS, MAX_TEXT, SearchRequest, clean_text)
+from pgallery.web.access_log import AccessLog
+from pgallery.web.limits import Limits
 from pgallery.web.security import SecurityHeaders
+from pgallery.web.tokens import BearerTokens
 from pgallery.web.service import SUGGEST_FIELDS, SearchService
 from pgallery.vocabulary import FILTERS, RESULT_COLUMNS, Param
 from pgallery.web.thumbnail_cache import LARGE_SIDE, THUMB_SIDE, ThumbnailCache
@@ -338,6 +342,31 @@ async def base_css(request: Request) -> Response:
                     headers={"Cache-Control": "public, max-age=3600"})
 
 
+# --- health, for a load balancer ------------------------------------------------------------
+
+READY_TIMEOUT = 5.0      # seconds /readyz waits for its search
+
+
+@operation("GET", "The process answers (no database involved)", ok=ref("Health"),
+           tag="health")
+async def healthz(request: Request) -> Response:
+    return JSONResponse({"status": "ok"}, headers={"Cache-Control": "no-store"})
+
+
+@operation("GET", "The database answers a search (503 when it does not)", ok=ref("Health"),
+           tag="health")
+async def readyz(request: Request) -> Response:
+    service: SearchService = request.app.state.service
+    try:   # one page of one painting, through the pool and the reader role, like any search
+        await asyncio.wait_for(service.search(SearchRequest(k=1)), READY_TIMEOUT)
+    except (asyncio.TimeoutError, psycopg.Error, PgalleryError, OSError) as exc:
+        log.warning("not ready: %s", type(exc).__name__)
+        return JSONResponse({"error": "the database is not answering a search"},
+                            status_code=503, headers={"Retry-After": "5",
+                                                      "Cache-Control": "no-store"})
+    return JSONResponse({"status": "ready"}, headers={"Cache-Control": "no-store"})
+
+
 # --- the API's description ---------------------------------------------------------------
 
 @operation("GET", "This document: the OpenAPI 3.1 description of the API", ok={
@@ -345,7 +374,7 @@ async def base_css(request: Request) -> Response:
 async def openapi_json(request: Request) -> Response:
     state = request.app.state
     if getattr(state, "openapi", None) is None:    # built once, from the routes' declarations
-        state.openapi = openapi_document(request.app.routes)
+        state.openapi = openapi_document(request.app.routes, state.config)
     return JSONResponse(state.openapi, headers={"Cache-Control": "max-age=60"})
 
 
@@ -480,6 +509,8 @@ def create_app(database_url: str, config: WebConfig | None = None,
         Route("/api/suggest", api_suggest),
         Route("/api/openapi.json", openapi_json),
         Route("/api/docs", api_docs),
+        Route("/healthz", healthz),
+        Route("/readyz", readyz),
         Route("/thumbnails/{image_file:path}", _picture(THUMB_SIDE)),
         Route("/images/{image_file:path}", _picture(LARGE_SIDE)),
         Route("/uploads/{digest}.jpg", upload_preview),
@@ -489,7 +520,19 @@ def create_app(database_url: str, config: WebConfig | None = None,
     app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={
         PgalleryError: on_pgallery_error, psycopg.Error: on_database_error,
         HTTPException: on_http_error, Exception: on_unexpected})
+    # outermost last: the log sees every answer, refusals carry the security headers
+    if config.tokens:
+        app.add_middleware(BearerTokens, tokens=config.tokens, private=config.private)
+    app.add_middleware(Limits, max_concurrent=config.max_concurrent,
+                       rate_limit=config.rate_limit, request_timeout=config.request_timeout,
+                       max_url=config.max_url_bytes)
+    if config.cors_origins:
+        app.add_middleware(CORSMiddleware, allow_origins=list(config.cors_origins),
+                           allow_methods=["GET", "POST"], max_age=600,
+                           allow_headers=["Authorization", "Content-Type"])
     app.add_middleware(SecurityHeaders)
+    if config.access_log:
+        app.add_middleware(AccessLog, json_lines=config.access_log == "json")
     return app
 
 

@@ -29,6 +29,7 @@ JPEG = "image/jpeg"
 STATUS_TEXT = {
     200: "OK", 303: "See the search's own URL", 304: "Not modified (the ETag matched)",
     400: "Bad request", 401: "A bearer token is needed", 404: "Not found",
+    408: "The request did not arrive in time",
     405: "Method not allowed", 409: "The collection's model cannot answer this (no model, "
     "another model's vectors, a prompt not embedded)", 413: "The upload is too large",
     414: "The URL is too long", 415: "Not an image of an accepted format",
@@ -38,8 +39,9 @@ STATUS_TEXT = {
     502: "The embedding provider failed", 503: "Busy, or the database is not answering "
     "(see Retry-After)",
 }
-# What any request may be answered with, whatever the route: a server at its limits
-COMMON_ERRORS = (503,)
+# What any request may be answered with, whatever the route: a URL over the limit, a
+# server at its limits (web/limits.py)
+COMMON_ERRORS = (414, 503)
 
 _TYPES = {int: "integer", float: "number", bool: "boolean", str: "string"}
 
@@ -179,7 +181,7 @@ def _parameter(param: Param, where: str) -> dict:
     return out
 
 
-def _responses(op: Operation, json_errors: bool) -> dict:
+def _responses(op: Operation, json_errors: bool, errors: set[int]) -> dict:
     ok: dict = {"description": STATUS_TEXT.get(op.status, "OK")}
     if op.media == JSON:
         ok["content"] = {JSON: {"schema": op.ok or {"type": "object"}}}
@@ -190,11 +192,12 @@ def _responses(op: Operation, json_errors: bool) -> dict:
     out = {str(op.status): ok}
     if op.media == JPEG and op.status == 200:
         out["304"] = {"description": STATUS_TEXT[304]}
-    for status in sorted(set(op.errors) | set(COMMON_ERRORS)):
-        media = JSON if json_errors else HTML
-        schema = ref("Error") if json_errors else {"type": "string"}
-        response = {"description": STATUS_TEXT.get(status, "Error"),
-                    "content": {media: {"schema": schema}}}
+    for status in sorted(set(op.errors) | errors):
+        # a page's errors are pages, but the middleware's refusals (limits, tokens) JSON
+        content = {JSON: {"schema": ref("Error")}}
+        if not json_errors:
+            content[HTML] = {"schema": {"type": "string"}}
+        response = {"description": STATUS_TEXT.get(status, "Error"), "content": content}
         if status in (429, 503):
             response["headers"] = {"Retry-After": {"schema": {"type": "string"},
                                                    "description": "Seconds to wait."}}
@@ -208,9 +211,14 @@ def _undeclared(endpoint) -> Operation:
                      media="", errors=(404,))
 
 
-def document(routes, servers: list[dict] | None = None) -> dict:
+def document(routes, config=None, servers: list[dict] | None = None) -> dict:
     """The OpenAPI 3.1 document of ``routes`` (a Starlette app's routes; mounts of static
-    files are left out: they are the page's own CSS and JavaScript)."""
+    files are left out: they are the page's own CSS and JavaScript), served with
+    ``config`` (a WebConfig: which limits and tokens add which answers)."""
+    from pgallery.web.limits import EXEMPT
+    from pgallery.web.tokens import needs_token
+
+    tokens = bool(config and config.tokens)
     paths: dict[str, dict] = {}
     for route in routes:
         methods = getattr(route, "methods", None)
@@ -227,8 +235,18 @@ def document(routes, servers: list[dict] | None = None) -> dict:
                       for name in names]
             params += [_parameter(p, "query") for p in op.query]
             json_errors = op.media in (JSON, JPEG) or path.startswith("/api/")
+            errors = set() if path.startswith(EXEMPT) else set(COMMON_ERRORS)
+            if config and config.rate_limit and errors:
+                errors.add(429)
+            if config and config.request_timeout and op.form is not None:
+                errors.add(408)
+            secured = tokens and needs_token(method, path, config.private)
+            if secured:
+                errors.add(401)
             entry = {"summary": op.summary, "operationId": _operation_id(method, path),
-                     "tags": [op.tag], "responses": _responses(op, json_errors)}
+                     "tags": [op.tag], "responses": _responses(op, json_errors, errors)}
+            if secured:
+                entry["security"] = [{"bearer": []}]
             if op.description:
                 entry["description"] = op.description
             if params:
@@ -246,6 +264,10 @@ def document(routes, servers: list[dict] | None = None) -> dict:
         "paths": paths,
         "components": {"schemas": COMPONENTS},
     }
+    if tokens:
+        doc["components"]["securitySchemes"] = {"bearer": {
+            "type": "http", "scheme": "bearer",
+            "description": "A token of the server's --token-file."}}
     if servers:
         doc["servers"] = servers
     return doc
