@@ -344,7 +344,7 @@ async def base_css(request: Request) -> Response:
 
 # --- health, for a load balancer ------------------------------------------------------------
 
-READY_TIMEOUT = 5.0      # seconds /readyz waits for its search
+READY_TIMEOUT = 3.0      # seconds /readyz waits for its search (a balancer waits ~5)
 
 
 @operation("GET", "The process answers (no database involved)", ok=ref("Health"),
