@@ -24,6 +24,7 @@ import functools
 import os
 import re
 import shutil
+import signal
 import socket
 import tempfile
 import threading
@@ -242,6 +243,14 @@ def serve(
     console.print("stopped")
 
 
+class _Terminated(Exception):
+    """SIGTERM, re-raised by uvicorn once it has shut down gracefully."""
+
+
+def _on_sigterm(signum, frame):
+    raise _Terminated
+
+
 def _run_one(server, sock: socket.socket, announce) -> bool:
     """Serve in this process until Ctrl-C / SIGTERM; whether it started."""
     def wait_then_announce():
@@ -251,11 +260,18 @@ def _run_one(server, sock: socket.socket, announce) -> bool:
             announce()
 
     threading.Thread(target=wait_then_announce, daemon=True).start()
+    # uvicorn handles both signals itself (a graceful stop, bounded by --shutdown-timeout),
+    # then raises the one it caught again with the handler it found: for SIGTERM that was
+    # the default, which killed the process (-15) before it could say "stopped"
+    main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _on_sigterm) if main else None
     try:
         server.run(sockets=[sock])
-    except KeyboardInterrupt:
-        pass  # uvicorn shut down cleanly, then re-raised the Ctrl-C it caught: that is a stop
+    except (KeyboardInterrupt, _Terminated):
+        pass  # uvicorn shut down cleanly, then re-raised the signal it caught: that is a stop
     finally:
+        if main:
+            signal.signal(signal.SIGTERM, previous)
         sock.close()
     return server.started
 

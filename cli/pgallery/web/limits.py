@@ -21,6 +21,7 @@ balancer must see a busy server as alive. Refusals are the API's one-line JSON e
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import time
 from collections import OrderedDict
@@ -29,6 +30,7 @@ import orjson
 
 from pgallery.web.errors import RequestTimeout
 
+log = logging.getLogger("pgallery.web")
 EXEMPT = ("/healthz", "/readyz", "/static/")
 MAX_CLIENTS = 10_000       # rate-limit buckets kept (least recently seen dropped first)
 
@@ -98,6 +100,10 @@ class Limits:
         self.in_flight += 1
         try:
             await self.app(scope, self._timed(receive), send)
+        except asyncio.CancelledError:
+            # uvicorn cancels what still runs when the graceful shutdown's time is up: the
+            # bound doing its work, said in one line rather than as a traceback
+            log.warning("cut at shutdown: %s %s", scope["method"], scope["path"][:200])
         finally:
             self.in_flight -= 1
 
