@@ -84,7 +84,10 @@ async function render() {
     }
   }
   target.replaceChildren();
-  for (const [tag, sections] of byTag) target.append(el("h2", { class: "tag" }, tag), ...sections);
+  const first = ["api", "health", "meta"];           // the JSON API before the pages
+  const rank = (tag) => (first.includes(tag) ? first.indexOf(tag) : first.length);
+  const tags = [...byTag.keys()].sort((a, b) => rank(a) - rank(b));
+  for (const tag of tags) target.append(el("h2", { class: "tag" }, tag), ...byTag.get(tag));
 }
 
 render();
