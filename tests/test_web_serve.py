@@ -86,7 +86,11 @@ def test_serve_help_names_its_options():
                             env=dict(os.environ, PYTHONPATH=str(CLI)), capture_output=True,
                             text=True, timeout=60)
     assert result.returncode == 0
-    for option in ("--host", "--port", "--open", "--max-upload-mb", "--workers", "--pool-size"):
+    for option in ("--host", "--port", "--open", "--max-upload-mb", "--workers", "--pool-size",
+                   "--max-concurrent", "--rate-limit", "--request-timeout", "--header-timeout",
+                   "--keep-alive-timeout", "--shutdown-timeout", "--log-format",
+                   "--token-file", "--private", "--cors-origin", "--proxy-headers",
+                   "--forwarded-allow-ips"):
         assert option in result.stdout
     assert "Worker processes" in result.stdout and "once" in result.stdout
 
@@ -249,3 +253,17 @@ def test_shutdown_finishes_a_request_in_flight_and_cuts_a_stuck_one_in_time(make
     assert answer.startswith(b"HTTP/1.1 422")   # answered during the grace period
     assert took < 3 + 5, took                    # the stuck one did not hold the exit
     assert process.returncode == 0 and "Traceback" not in out + err, err
+
+
+@pytest.mark.parametrize("args,words", [
+    (["--rate-limit", "fast"], "--rate-limit must look like 10/s"),
+    (["--rate-limit", "0/s"], "--rate-limit must look like 10/s"),
+    (["--private"], "--private needs --token-file"),
+    (["--token-file", "no-such-file.txt"], "cannot read --token-file"),
+])
+def test_network_options_given_wrong_are_one_line_errors(db_url, tmp_path, args, words):
+    result = subprocess.run([sys.executable, "-m", "pgallery", "serve", "--port", "0", *args],
+                            env=_env(db_url, tmp_path), cwd=tmp_path, capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 2, result.stderr
+    assert words in result.stderr and "Traceback" not in result.stderr
