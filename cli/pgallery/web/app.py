@@ -9,13 +9,17 @@
     GET  /api/paintings/{image_file}
     GET  /api/filters               the collection's types and timeframes
     GET  /api/suggest?field=&q=     author / technique / school values containing q
+    GET  /api/openapi.json          the OpenAPI 3.1 document of all this (web/openapi.py,
+                                    from the @operation of each route); /api/docs shows it
+    GET  /healthz, /readyz          the process answers; the database answers a search
     GET  /thumbnails/{image_file}   a painting's thumbnail (ETag, Cache-Control)
     GET  /images/{image_file}       a painting's large view (a re-encoded JPEG, never the file)
     GET  /uploads/{hash}.jpg        the preview of an uploaded query image
     GET  /static/...                CSS and JavaScript, served by pgallery (no CDN)
 
 Image routes look the painting up by image_file in the database and read the location
-recorded there; nothing from a request is ever used as a path.
+recorded there; nothing from a request is ever used as a path. Around the routes, the
+limits, tokens and access log of a server on a network (create_app's middleware).
 """
 
 from __future__ import annotations
@@ -51,8 +55,8 @@ from pgallery.web.database import Database
 from pgallery.web.errors import UploadTooLarge, one_line, status_for
 from pgallery.web.openapi import DIGEST, HTML, IMAGE_FILE, JPEG, operation, ref, upload_form
 from pgallery.web.openapi import document as openapi_document
-from pgallery.web.query import (FILTER_FIELDS, QUERY_PARAMS, SIMILAR, TEXT_PATTERN, UPLOAD,
-                                UPLOAD_HASH, WEB_FILTERS, MAX_TEXT, SearchRequest, clean_text)
+from pgallery.web.query import (FILTER_FIELDS, MAX_TEXT, QUERY_PARAMS, SIMILAR, TEXT_PATTERN,
+                                UPLOAD, UPLOAD_HASH, WEB_FILTERS, SearchRequest, clean_text)
 from pgallery.web.access_log import AccessLog
 from pgallery.web.limits import Limits
 from pgallery.web.security import SecurityHeaders
@@ -192,8 +196,7 @@ async def search_form(request: Request) -> Response:
 
 
 @operation("GET", "One painting's page, with more like it", path=(IMAGE_FILE,), media=HTML,
-           query=WEB_FILTERS,
-           tag="pages", errors=(404, 422))
+           query=WEB_FILTERS, tag="pages", errors=(404, 422))
 async def painting_page(request: Request) -> Response:
     service: SearchService = request.app.state.service
     image_file = _path_param(request)
