@@ -122,6 +122,8 @@ def test_readyz_follows_the_database_and_healthz_only_the_process(own_database, 
         refused, = until(lambda: (r := get("/readyz")).status_code == 503 and [r], 30,
                          "/readyz says 503 with the database stopped")
         assert refused.headers["Retry-After"] == "5"
+        documented = requests.get(base + "/api/openapi.json", timeout=30).json()
+        assert "503" in documented["paths"]["/readyz"]["get"]["responses"]
         assert set(refused.json()) == {"error"} and "database" in refused.json()["error"]
         assert get("/healthz").status_code == 200        # the process still answers
         assert get("/api/search").status_code == 503      # and says why searches fail

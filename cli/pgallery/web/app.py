@@ -357,7 +357,7 @@ async def healthz(request: Request) -> Response:
 
 
 @operation("GET", "The database answers a search (503 when it does not)", ok=ref("Health"),
-           tag="health")
+           tag="health", errors=(503,))
 async def readyz(request: Request) -> Response:
     service: SearchService = request.app.state.service
     try:   # one page of one painting, through the pool and the reader role, like any search

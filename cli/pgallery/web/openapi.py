@@ -39,9 +39,9 @@ STATUS_TEXT = {
     502: "The embedding provider failed", 503: "Busy, or the database is not answering "
     "(see Retry-After)",
 }
-# What any request may be answered with, whatever the route: a URL over the limit, a
-# server at its limits (web/limits.py)
-COMMON_ERRORS = (414, 503)
+# What any request may be answered with, whatever the route: a URL or headers over the
+# limits (web/protocol.py), a server at its limits (web/limits.py)
+COMMON_ERRORS = (414, 431, 503)
 
 _TYPES = {int: "integer", float: "number", bool: "boolean", str: "string"}
 
@@ -176,9 +176,8 @@ _CONVERTOR = re.compile(r"{(\w+)(?::\w+)?}")
 
 
 def _parameter(param: Param, where: str) -> dict:
-    out = {"name": param.api, "in": where, "required": where == "path",
-           "schema": param_schema(param), "description": param.help}
-    return out
+    return {"name": param.api, "in": where, "required": where == "path",
+            "schema": param_schema(param), "description": param.help}
 
 
 def _responses(op: Operation, json_errors: bool, errors: set[int]) -> dict:
