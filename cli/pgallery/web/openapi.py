@@ -28,7 +28,7 @@ JPEG = "image/jpeg"
 
 STATUS_TEXT = {
     200: "OK", 303: "See the search's own URL", 304: "Not modified (the ETag matched)",
-    400: "Bad request", 401: "A bearer token is needed", 404: "Not found",
+    400: "The body is not a valid form", 401: "A bearer token is needed", 404: "Not found",
     408: "The request did not arrive in time",
     405: "Method not allowed", 409: "The collection's model cannot answer this (no model, "
     "another model's vectors, a prompt not embedded)", 413: "The upload is too large",
@@ -237,8 +237,10 @@ def document(routes, config=None, servers: list[dict] | None = None) -> dict:
             errors = set() if path.startswith(EXEMPT) else set(COMMON_ERRORS)
             if config and config.rate_limit and errors:
                 errors.add(429)
-            if config and config.request_timeout and op.form is not None:
-                errors.add(408)
+            if op.form is not None:      # a body that is not a form at all (Starlette's)
+                errors.add(400)
+                if config and config.request_timeout:
+                    errors.add(408)
             secured = tokens and needs_token(method, path, config.private)
             if secured:
                 errors.add(401)
