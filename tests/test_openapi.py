@@ -117,6 +117,9 @@ def test_a_new_route_and_a_new_parameter_appear_without_editing_the_generator():
     thing = doc["paths"]["/api/thing/{name}"]["get"]
     assert thing["summary"] == "Something another engineer added."
     assert thing["parameters"][0]["name"] == "name" and thing["parameters"][0]["required"]
+    # answers it may give before someone declares them: any JSON, a pgallery error status
+    assert thing["responses"]["200"]["content"]["application/json"]["schema"] == {}
+    assert {"404", "422"} <= set(thing["responses"])
 
 
 def test_a_real_search_answers_exactly_the_documented_shape(server, spec):

@@ -183,7 +183,7 @@ def _parameter(param: Param, where: str) -> dict:
 def _responses(op: Operation, json_errors: bool, errors: set[int]) -> dict:
     ok: dict = {"description": STATUS_TEXT.get(op.status, "OK")}
     if op.media == JSON:
-        ok["content"] = {JSON: {"schema": op.ok or {"type": "object"}}}
+        ok["content"] = {JSON: {"schema": {"type": "object"} if op.ok is None else op.ok}}
     elif op.media:
         ok["content"] = {op.media: {"schema": {"type": "string"}}}
     if op.headers:
@@ -204,10 +204,13 @@ def _responses(op: Operation, json_errors: bool, errors: set[int]) -> dict:
     return out
 
 
-def _undeclared(endpoint) -> Operation:
+def _undeclared(endpoint, path: str) -> Operation:
+    """A route without @operation: its docstring's first line, any JSON body under /api/,
+    and any error status a pgallery route answers (until someone declares it)."""
     doc = (endpoint.__doc__ or "").strip().splitlines()
     return Operation(doc[0] if doc else endpoint.__name__.replace("_", " "),
-                     media="", errors=(404,))
+                     media=JSON if path.startswith("/api/") else "", ok={},
+                     errors=(400, 404, 409, 413, 415, 422, 502))
 
 
 def document(routes, config=None, servers: list[dict] | None = None) -> dict:
@@ -228,7 +231,7 @@ def document(routes, config=None, servers: list[dict] | None = None) -> dict:
         declared = getattr(route.endpoint, "openapi", {})
         item = paths.setdefault(path, {})
         for method in sorted(methods - {"HEAD"}):
-            op = declared.get(method) or _undeclared(route.endpoint)
+            op = declared.get(method) or _undeclared(route.endpoint, path)
             by_name = {p.api: p for p in op.path}
             params = [_parameter(by_name.get(name) or Param(name, str, name), "path")
                       for name in names]
