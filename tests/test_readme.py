@@ -55,6 +55,9 @@ NOT_RUN = {
     "pip install build": "builds and installs the wheel; tests/test_packaging.py does both",
     "ERROR:  the prompt": "an error message; test_the_prompt_error_is_the_one_shown checks it",
     "sql/": "a directory listing; test_the_layout_listed_exists checks it",
+    "# /etc/caddy/Caddyfile": "a reverse proxy's configuration (no Caddy here); "
+                              "tests/test_web_serve.py checks --proxy-headers trusts only "
+                              "the named proxy",
     "pgallery serve": "runs until Ctrl-C; the `run serve` blocks run against it (web_server "
                       "fixture), tests/test_web_serve.py runs the command itself",
 }

@@ -216,3 +216,25 @@ def test_the_readme_screenshot_from_the_demo_gallery(site, driver):
         README_SHOT.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(path, README_SHOT)
     assert README_SHOT.stat().st_size > 10_000
+
+
+def test_the_api_page_renders_every_operation_under_the_csp(site, driver):
+    base, _ = site
+    document = requests.get(base + "/api/openapi.json", timeout=30).json()
+    driver.get_log("browser")                      # start from an empty console
+    driver.get(base + "/api/docs")
+    loaded(driver)
+    wait_for(driver, lambda d: d.execute_script(
+        "return document.querySelectorAll('section.op').length") > 0, "nothing rendered")
+    shown = driver.execute_script(
+        "return Array.from(document.querySelectorAll('section.op h3'))"
+        ".map(h => h.textContent.replace(/\\s+/g, ' ').trim())")
+    expected = sorted(f"{method.upper()} {path}" for path, item in document["paths"].items()
+                      for method in item)
+    assert sorted(shown) == expected
+    k_row = driver.execute_script(
+        "return Array.from(document.querySelectorAll('#get_api_search tr'))"
+        ".map(r => r.textContent).find(t => t.startsWith('k'))")
+    assert "1 .. 200" in k_row
+    assert csp_violations(driver) == []
+    shot(driver, "api-docs")

@@ -4,6 +4,7 @@ a one-line error."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -85,7 +86,11 @@ def test_serve_help_names_its_options():
                             env=dict(os.environ, PYTHONPATH=str(CLI)), capture_output=True,
                             text=True, timeout=60)
     assert result.returncode == 0
-    for option in ("--host", "--port", "--open", "--max-upload-mb", "--workers", "--pool-size"):
+    for option in ("--host", "--port", "--open", "--max-upload-mb", "--workers", "--pool-size",
+                   "--max-concurrent", "--rate-limit", "--request-timeout", "--header-timeout",
+                   "--keep-alive-timeout", "--shutdown-timeout", "--log-format",
+                   "--token-file", "--private", "--cors-origin", "--proxy-headers",
+                   "--forwarded-allow-ips"):
         assert option in result.stdout
     assert "Worker processes" in result.stdout and "once" in result.stdout
 
@@ -160,3 +165,105 @@ def test_two_workers_serve_share_uploads_and_stop_cleanly(make_database, tmp_pat
     while any(os.path.exists(f"/proc/{p}") for p in children) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not [p for p in children if os.path.exists(f"/proc/{p}")]
+
+
+TOKEN = "museum-intranet-token-0123456789"
+
+
+def _serve(url: str, tmp_path: Path, *args: str) -> tuple[subprocess.Popen, str]:
+    process = _start(["--port", "0", *args], _env(url, tmp_path / "home"), tmp_path)
+    return process, _wait_for_url(process)
+
+
+def _stop(process: subprocess.Popen, stop=signal.SIGINT) -> tuple[str, str]:
+    try:
+        process.send_signal(stop)
+        return process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+def test_json_access_lines_hold_no_secret_and_trust_only_the_named_proxy(make_database,
+                                                                         tmp_path):
+    url = make_database(prefix="servelog")
+    load_sample_gallery(url, tmp_path / "gallery", count=8)
+    tokens = tmp_path / "tokens.txt"
+    tokens.write_text(TOKEN + "\n")
+    process, base = _serve(url, tmp_path, "--log-format", "json", "--token-file", str(tokens),
+                           "--proxy-headers", "--forwarded-allow-ips", "127.0.0.1")
+    auth = {"Authorization": f"Bearer {TOKEN}", "X-Forwarded-For": "203.0.113.7"}
+    searched = requests.get(base + "api/search?text=sea%0Aforged", headers=auth, timeout=30)
+    upload = requests.post(base + "api/search", headers=auth, timeout=30,
+                           files={"image": ("a.jpg", b"SECRET-BODY-BYTES", "image/jpeg")})
+    refused = requests.get(base + "api/search", timeout=30)
+    out, err = _stop(process)
+    assert (searched.status_code, upload.status_code, refused.status_code) == (200, 415, 401)
+    assert process.returncode == 0, err
+    lines = [json.loads(line) for line in err.splitlines() if line.strip()]  # every line JSON
+    access = [line for line in lines if "method" in line]
+    assert [(a["method"], a["path"], a["status"]) for a in access] == [
+        ("GET", "/api/search", 200), ("POST", "/api/search", 415), ("GET", "/api/search", 401)]
+    assert access[0]["query"] == "text=sea%0Aforged"           # as sent: no newline
+    assert [a["client"] for a in access] == ["203.0.113.7", "203.0.113.7", "127.0.0.1"]
+    assert all(a["bytes"] > 0 and a["ms"] >= 0 and a["time"].endswith("Z") for a in access)
+    assert any(line.get("logger", "").startswith("uvicorn") for line in lines)
+    assert TOKEN not in out + err and "SECRET-BODY" not in out + err
+
+
+def test_an_untrusted_proxys_forwarded_address_is_ignored(make_database, tmp_path):
+    url = make_database(prefix="serveproxy")
+    process, base = _serve(url, tmp_path, "--proxy-headers", "--forwarded-allow-ips",
+                           "10.9.9.9")
+    requests.get(base + "healthz", headers={"X-Forwarded-For": "203.0.113.7"}, timeout=30)
+    out, err = _stop(process)
+    line = [x for x in err.splitlines() if "/healthz" in x]
+    assert len(line) == 1 and '127.0.0.1 "GET /healthz HTTP/1.1" 200' in line[0]
+    assert "203.0.113.7" not in err
+
+
+def test_shutdown_finishes_a_request_in_flight_and_cuts_a_stuck_one_in_time(make_database,
+                                                                            tmp_path):
+    url = make_database(prefix="serveshut")
+    process, base = _serve(url, tmp_path, "--shutdown-timeout", "3", "--no-access-log")
+    host, port = base.split("//")[1].strip("/").split(":")
+    head = (b"POST /api/search HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; "
+            b"boundary=B\r\nContent-Length: 60\r\n\r\n")
+    finishing = socket.create_connection((host, int(port)), timeout=30)
+    stuck = socket.create_connection((host, int(port)), timeout=30)
+    try:
+        for sock in (finishing, stuck):
+            sock.sendall(head)
+        time.sleep(0.5)
+        began = time.monotonic()
+        process.send_signal(signal.SIGTERM)
+        time.sleep(0.5)
+        finishing.sendall(b"--B\r\nContent-Disposition: form-data; name=\"text\"\r\n\r\nx"
+                          b"\r\n--B--\r\n".ljust(60, b" "))
+        answer = finishing.recv(4096)
+        out, err = process.communicate(timeout=60)
+        took = time.monotonic() - began
+    finally:
+        finishing.close()
+        stuck.close()
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert answer.startswith(b"HTTP/1.1 422")   # answered during the grace period
+    assert took < 3 + 5, took                    # the stuck one did not hold the exit
+    assert process.returncode == 0 and "Traceback" not in out + err, err
+
+
+@pytest.mark.parametrize("args,words", [
+    (["--rate-limit", "fast"], "--rate-limit must look like 10/s"),
+    (["--rate-limit", "0/s"], "--rate-limit must look like 10/s"),
+    (["--private"], "--private needs --token-file"),
+    (["--token-file", "no-such-file.txt"], "cannot read --token-file"),
+])
+def test_network_options_given_wrong_are_one_line_errors(db_url, tmp_path, args, words):
+    result = subprocess.run([sys.executable, "-m", "pgallery", "serve", "--port", "0", *args],
+                            env=_env(db_url, tmp_path), cwd=tmp_path, capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 2, result.stderr
+    assert words in result.stderr and "Traceback" not in result.stderr

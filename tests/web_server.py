@@ -26,17 +26,26 @@ from pgallery.loading.pipeline import load_images
 from pgallery.loading.semart import read_semart_csv
 from pgallery.demo import generate
 from pgallery.web import WebConfig, create_app
+from pgallery.web.protocol import PROTOCOL, bound
 
 
 @contextmanager
-def running_server(db_url: str, config: WebConfig, settings: Settings | None = None):
+def running_server(db_url: str, config: WebConfig, settings: Settings | None = None,
+                   bounds: dict | None = None, **options):
+    """``bounds`` (header_timeout, max_url, max_headers): serve with `pgallery serve`'s
+    bounded HTTP protocol (web/protocol.py); ``options``: more uvicorn settings."""
     settings = settings or Settings(database_url=db_url)
     app = create_app(db_url, config, settings)
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False,
-                                           lifespan="on", server_header=False))
+    if bounds is not None:
+        options["http"] = PROTOCOL
+    server_config = uvicorn.Config(app, log_level="warning", access_log=False,
+                                   lifespan="on", server_header=False, **options)
+    if bounds is not None:
+        bound(server_config, **bounds)
+    server = uvicorn.Server(server_config)
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)  # NODELAY
     sock.bind(("127.0.0.1", 0))
-    sock.listen(64)
+    sock.listen(512)
     port = sock.getsockname()[1]
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()

@@ -5,7 +5,8 @@ Each entry says what a thing is called in each place it appears, and what values
     sql    the SQL functions' argument name (sql/idempotent/_search_parameters.sql)
     api    its name in a URL, a form, the JSON API and ``Gallery.search(...)``
     flag   the CLI option
-    type   str, int, float or bool; ``low``/``high`` bound numbers
+    type   str, int, float or bool; ``low``/``high`` bound numbers, ``max_length`` and
+           ``pattern`` (a regular expression the whole value matches) bound text
     help   the CLI's help line; ``label`` and ``words`` what the web page and an empty
            result's explanation call it
 
@@ -20,6 +21,7 @@ add a filter.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field, make_dataclass
 
 from pgallery.errors import FilterError
@@ -38,6 +40,8 @@ class Param:
     flag: str = ""                 # default: --sql-name
     low: float | None = None
     high: float | None = None
+    max_length: int | None = None  # characters, for text
+    pattern: str = ""              # a regular expression the whole text matches (anchored)
     default: object = None
     label: str = ""                # the web form's label
     words: str = ""                # "school contains": how an explanation names it
@@ -67,6 +71,12 @@ class Param:
                 self.high is not None and value > self.high:
             raise FilterError(f"{self.api} must be between {_num(self.low)} and "
                               f"{_num(self.high)}, got {value}")
+        if self.type is not str:
+            return value
+        if self.max_length is not None and len(value) > self.max_length:
+            raise FilterError(f"{self.api} is longer than {self.max_length} characters")
+        if self.pattern and not re.fullmatch(self.pattern, value):
+            raise FilterError(f"{self.api} must match {self.pattern}, got {value[:40]!r}")
         return value
 
 

@@ -9,21 +9,29 @@ processes that share it and are handed the resolved URL: no worker starts a data
 its own. Each worker has its own connection pool; uploads are shared between them through
 a private directory this process makes and removes (web/uploads.py), and the thumbnail
 cache is written atomically, so two workers making the same thumbnail is harmless.
+
+On a network (README.md, "Putting it on a network"): /healthz and /readyz for a load
+balancer; --max-concurrent and --rate-limit (web/limits.py); header, request and
+keep-alive timeouts and URL/header size bounds (web/protocol.py); an access log of one
+line a request, as text or JSON lines (web/access_log.py); --token-file (web/tokens.py);
+--cors-origin; --proxy-headers behind a reverse proxy that terminates TLS.
 """
 
 from __future__ import annotations
 
+import enum
 import functools
-import logging
 import os
+import re
 import shutil
+import signal
 import socket
 import tempfile
 import threading
 import webbrowser
 from dataclasses import replace
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Optional
 
 import typer
 
@@ -33,6 +41,47 @@ from pgallery.database import resolve_url
 from pgallery.errors import ArgError, ConfigError
 from pgallery.rendering.tables import console, err_console
 from pgallery.web.config import MB, WebConfig
+
+class LogFormat(str, enum.Enum):
+    text = "text"
+    json = "json"
+
+
+RATE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*/\s*s(?:ec(?:ond)?)?\s*", re.IGNORECASE)
+
+
+def parse_rate(text: str | None) -> float | None:
+    """'10/s' -> 10.0 (requests a second); None stays None."""
+    if text is None:
+        return None
+    match = RATE.fullmatch(text)
+    if not match or float(match[1]) <= 0:
+        raise ArgError(f"--rate-limit must look like 10/s (requests a second), got {text!r}")
+    return float(match[1])
+
+
+def log_config(log_format: str) -> dict:
+    """uvicorn's logging, all on stderr: its own lines, pgallery.web's, and the access log
+    (ours, web/access_log.py; uvicorn's is off), as text or each as a JSON line."""
+    if log_format == "json":
+        server = access = {"()": "pgallery.web.access_log.JsonLines"}
+    else:
+        server = {"()": "uvicorn.logging.DefaultFormatter", "fmt": "%(levelprefix)s %(message)s"}
+        access = {"format": "%(asctime)s %(message)s", "datefmt": "%Y-%m-%dT%H:%M:%S%z"}
+    def handler(formatter: str) -> dict:
+        return {"class": "logging.StreamHandler", "formatter": formatter,
+                "stream": "ext://sys.stderr"}
+    return {
+        "version": 1, "disable_existing_loggers": False,
+        "formatters": {"server": server, "access": access},
+        "handlers": {"server": handler("server"), "access": handler("access")},
+        "loggers": {
+            "uvicorn": {"handlers": ["server"], "level": "INFO", "propagate": False},
+            "uvicorn.access": {"handlers": [], "level": "WARNING", "propagate": False},
+            "pgallery.web": {"handlers": ["server"], "level": "INFO", "propagate": False},
+            "pgallery.access": {"handlers": ["access"], "level": "INFO", "propagate": False},
+        },
+    }
 
 
 def _bind(host: str, port: int) -> socket.socket:
@@ -73,7 +122,12 @@ def serve(
     max_megapixels: Annotated[int, typer.Option(
         min=1, max=178, help="Largest upload in megapixels (decompression bombs).")] = 40,
     access_log: Annotated[bool, typer.Option(
-        "--access-log/--no-access-log", help="Log one line per request.")] = True,
+        "--access-log/--no-access-log",
+        help="Log one line per request on stderr: client, method, path and query, status, "
+             "bytes, milliseconds (never a body or a header, so never a token).")] = True,
+    log_format: Annotated[LogFormat, typer.Option(
+        help="text, or json: every log line (access and server) a JSON object, for a log "
+             "shipper.")] = LogFormat.text,
     workers: Annotated[int, typer.Option(
         min=1, max=64,
         help="Worker processes answering requests, each with its own database connections. "
@@ -84,21 +138,79 @@ def serve(
         min=1, max=100,
         help="Database connections for searches, per worker: requests beyond it wait "
              "their turn.")] = 8,
+    max_concurrent: Annotated[int, typer.Option(
+        min=0, max=100_000, rich_help_panel="On a network",
+        help="Requests answered at once (per worker); one more is answered 503 with "
+             "Retry-After at once, not queued. 0: no limit.")] = 0,
+    rate_limit: Annotated[Optional[str], typer.Option(
+        metavar="N/s", rich_help_panel="On a network",
+        help="Requests a second per client address (a page and its thumbnails count "
+             "each); past it 429 with Retry-After. Example: --rate-limit 20/s.")] = None,
+    request_timeout: Annotated[float, typer.Option(
+        min=1, max=3600, rich_help_panel="On a network",
+        help="Seconds a request's body (an upload) may take to arrive; then 408.")] = 60,
+    header_timeout: Annotated[float, typer.Option(
+        min=1, max=600, rich_help_panel="On a network",
+        help="Seconds from connecting to the end of a request's headers; a connection "
+             "that sends nothing, or trickles, is closed.")] = 10,
+    keep_alive_timeout: Annotated[int, typer.Option(
+        min=1, max=600, rich_help_panel="On a network",
+        help="Seconds an idle keep-alive connection stays open.")] = 5,
+    shutdown_timeout: Annotated[int, typer.Option(
+        min=0, max=600, rich_help_panel="On a network",
+        help="On Ctrl-C / SIGTERM: seconds to let requests in flight finish before they "
+             "are cut.")] = 10,
+    token_file: Annotated[Optional[Path], typer.Option(
+        rich_help_panel="On a network",
+        help="A file of bearer tokens, one a line: uploads and the JSON API then need "
+             "'Authorization: Bearer TOKEN' (401 otherwise); pages stay readable.")] = None,
+    private: Annotated[bool, typer.Option(
+        "--private", rich_help_panel="On a network",
+        help="With --token-file: the pages and pictures need a token too.")] = False,
+    cors_origin: Annotated[Optional[list[str]], typer.Option(
+        metavar="URL", rich_help_panel="On a network",
+        help="A site whose pages may call the API (https://museum.example); repeat for "
+             "more.")] = None,
+    proxy_headers: Annotated[bool, typer.Option(
+        "--proxy-headers", rich_help_panel="On a network",
+        help="Behind a reverse proxy: take the client's address and scheme from "
+             "X-Forwarded-For / X-Forwarded-Proto, only from --forwarded-allow-ips.")
+                         ] = False,
+    forwarded_allow_ips: Annotated[str, typer.Option(
+        rich_help_panel="On a network",
+        help="Proxies trusted with --proxy-headers: comma-separated addresses or "
+             "networks.")] = "127.0.0.1",
 ):
     """Serve the search page (and its JSON API) in a browser: prompts, images, filters,
     more like this. Ctrl-C stops it.
 
     Example: `pgallery serve --open`, then http://127.0.0.1:8000/
+
+    On a network, behind a proxy that terminates TLS:
+    `pgallery serve --host 0.0.0.0 --token-file tokens.txt --max-concurrent 64
+    --rate-limit 20/s --proxy-headers --log-format json`
     """
     import uvicorn
 
     from pgallery.web import create_app
 
+    from pgallery.web.protocol import PROTOCOL, bound
+    from pgallery.web.tokens import read_token_file
+
+    log_format = LogFormat(log_format).value
+    rate = parse_rate(rate_limit)
+    if private and token_file is None:
+        raise ArgError("--private needs --token-file (who may read the pages?)")
+    tokens = read_token_file(token_file) if token_file is not None else ()
     s = settings(ctx)
     url = resolve_url(s)
     migrations.require_current(url)
     config = WebConfig(home=s.home, max_upload_bytes=max_upload_mb * MB,
-                       max_pixels=max_megapixels * 1_000_000, pool_size=pool_size)
+                       max_pixels=max_megapixels * 1_000_000, pool_size=pool_size,
+                       max_concurrent=max_concurrent or None, rate_limit=rate,
+                       request_timeout=request_timeout, tokens=tokens, private=private,
+                       cors_origins=tuple(cors_origin or ()),
+                       access_log=log_format if access_log else None)
     sock = _bind(host, port)
     bound_host, bound_port = sock.getsockname()[:2]
     shown = f"[{bound_host}]" if ":" in bound_host else bound_host
@@ -107,9 +219,12 @@ def serve(
         err_console.print(f"listening on every address ({bound_host}): anyone on your "
                           "network can search this collection")
     address = f"http://{shown}:{bound_port}/"
-    options = dict(log_level="info", access_log=access_log, server_header=False,
-                   proxy_headers=False, timeout_graceful_shutdown=5, lifespan="on")
-    logging.getLogger("pgallery.web").setLevel(logging.INFO)
+    options = dict(log_level="info", access_log=False, server_header=False,
+                   log_config=log_config(log_format), http=PROTOCOL,
+                   timeout_keep_alive=keep_alive_timeout, proxy_headers=proxy_headers,
+                   forwarded_allow_ips=forwarded_allow_ips,
+                   timeout_graceful_shutdown=shutdown_timeout, lifespan="on")
+    bounds = dict(header_timeout=header_timeout, max_url=config.max_url_bytes)
 
     def announce():
         console.print(f"pgallery serving on [bold]{address}[/]  (Ctrl-C stops it)"
@@ -119,13 +234,21 @@ def serve(
             err_console.print("no browser found; open the address yourself")
 
     if workers > 1:
-        started = _run_workers(url, config, s, sock, workers, options, announce)
+        started = _run_workers(url, config, s, sock, workers, options, bounds, announce)
     else:
-        started = _run_one(uvicorn.Server(uvicorn.Config(create_app(url, config, s),
-                                                         **options)), sock, announce)
+        server_config = bound(uvicorn.Config(create_app(url, config, s), **options), **bounds)
+        started = _run_one(uvicorn.Server(server_config), sock, announce)
     if not started:
         raise typer.Exit(1)
     console.print("stopped")
+
+
+class _Terminated(Exception):
+    """SIGTERM, re-raised by uvicorn once it has shut down gracefully."""
+
+
+def _on_sigterm(signum, frame):
+    raise _Terminated
 
 
 def _run_one(server, sock: socket.socket, announce) -> bool:
@@ -137,17 +260,24 @@ def _run_one(server, sock: socket.socket, announce) -> bool:
             announce()
 
     threading.Thread(target=wait_then_announce, daemon=True).start()
+    # uvicorn handles both signals itself (a graceful stop, bounded by --shutdown-timeout),
+    # then raises the one it caught again with the handler it found: for SIGTERM that was
+    # the default, which killed the process (-15) before it could say "stopped"
+    main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _on_sigterm) if main else None
     try:
         server.run(sockets=[sock])
-    except KeyboardInterrupt:
-        pass  # uvicorn shut down cleanly, then re-raised the Ctrl-C it caught: that is a stop
+    except (KeyboardInterrupt, _Terminated):
+        pass  # uvicorn shut down cleanly, then re-raised the signal it caught: that is a stop
     finally:
+        if main:
+            signal.signal(signal.SIGTERM, previous)
         sock.close()
     return server.started
 
 
 def _run_workers(url: str, config: WebConfig, s, sock: socket.socket, workers: int,
-                 options: dict, announce) -> bool:
+                 options: dict, bounds: dict, announce) -> bool:
     """Serve with ``workers`` processes (uvicorn's supervisor) until SIGINT / SIGTERM.
 
     The workers are spawned with the app's factory and its arguments (the resolved URL,
@@ -156,6 +286,7 @@ def _run_workers(url: str, config: WebConfig, s, sock: socket.socket, workers: i
     from uvicorn.supervisors import Multiprocess
 
     from pgallery.web import create_app
+    from pgallery.web.protocol import bound
 
     shared = Path(tempfile.mkdtemp(prefix="pgallery-uploads-shared-"))
     os.chmod(shared, 0o700)
@@ -172,8 +303,9 @@ def _run_workers(url: str, config: WebConfig, s, sock: socket.socket, workers: i
                 err_console.print("a worker did not start (see the lines above); stopping")
                 self.should_exit.set()
 
-    supervisor = Supervisor(uvicorn.Config(functools.partial(create_app, url, config, s),
-                                           factory=True, workers=workers, **options),
+    supervisor = Supervisor(bound(uvicorn.Config(functools.partial(create_app, url, config, s),
+                                                 factory=True, workers=workers, **options),
+                                  **bounds),
                             sockets=[sock])
     try:
         supervisor.run()

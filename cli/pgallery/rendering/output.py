@@ -13,6 +13,7 @@ from pathlib import Path
 
 from rich.markup import escape
 
+from pgallery.rendering.result_json import result_objects
 from pgallery.rendering.tables import console, err_console, print_json, results_table
 
 MODE_TITLES = {"painting": "more like this", "new-image": "similar to your image",
@@ -58,8 +59,9 @@ def emit_results(rows: list[dict], *, query: dict, options, painting_title: str 
     heading = describe_search(query, title)
     if query.get("keyword_only"):
         err_console.print(f"note: {escape(query['keyword_only'])}", highlight=False)
-    if options.json:
-        print_json(rows)
+    if options.json:   # the API's result objects (rendering/result_json.py)
+        page = getattr(options.result, "page", None) or 1
+        print_json(result_objects(rows, first=(page - 1) * options.k + 1))
     else:
         console.print(results_table(rows, title=f"{heading}: {len(rows)} result(s)"))
     if not rows:

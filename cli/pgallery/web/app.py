@@ -9,13 +9,17 @@
     GET  /api/paintings/{image_file}
     GET  /api/filters               the collection's types and timeframes
     GET  /api/suggest?field=&q=     author / technique / school values containing q
+    GET  /api/openapi.json          the OpenAPI 3.1 document of all this (web/openapi.py,
+                                    from the @operation of each route); /api/docs shows it
+    GET  /healthz, /readyz          the process answers; the database answers a search
     GET  /thumbnails/{image_file}   a painting's thumbnail (ETag, Cache-Control)
     GET  /images/{image_file}       a painting's large view (a re-encoded JPEG, never the file)
     GET  /uploads/{hash}.jpg        the preview of an uploaded query image
     GET  /static/...                CSS and JavaScript, served by pgallery (no CDN)
 
 Image routes look the painting up by image_file in the database and read the location
-recorded there; nothing from a request is ever used as a path.
+recorded there; nothing from a request is ever used as a path. Around the routes, the
+limits, tokens and access log of a server on a network (create_app's middleware).
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException
+from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 import orjson
 from starlette.responses import FileResponse, RedirectResponse, Response
@@ -44,13 +49,20 @@ from pgallery.config import Settings
 from pgallery.errors import ArgError, DatabaseError, PaintingNotFound, PgalleryError
 from pgallery.errors import from_database_error
 from pgallery.rendering.html import CSS as BASE_CSS, PAINTING_FIELDS
+from pgallery.rendering.result_json import result_object
 from pgallery.web.config import WebConfig
 from pgallery.web.database import Database
 from pgallery.web.errors import UploadTooLarge, one_line, status_for
-from pgallery.web.query import FILTER_FIELDS, UPLOAD_HASH, SearchRequest, clean_text
+from pgallery.web.openapi import DIGEST, HTML, IMAGE_FILE, JPEG, operation, ref, upload_form
+from pgallery.web.openapi import document as openapi_document
+from pgallery.web.query import (FILTER_FIELDS, MAX_TEXT, QUERY_PARAMS, SIMILAR, TEXT_PATTERN,
+                                UPLOAD, UPLOAD_HASH, WEB_FILTERS, SearchRequest, clean_text)
+from pgallery.web.access_log import AccessLog
+from pgallery.web.limits import Limits
 from pgallery.web.security import SecurityHeaders
+from pgallery.web.tokens import BearerTokens
 from pgallery.web.service import SUGGEST_FIELDS, SearchService
-from pgallery.vocabulary import FILTERS, RESULT_COLUMNS
+from pgallery.vocabulary import FILTERS, RESULT_COLUMNS, Param
 from pgallery.web.thumbnail_cache import LARGE_SIDE, THUMB_SIDE, ThumbnailCache
 from pgallery.web.uploads import UploadStore
 
@@ -77,8 +89,6 @@ def path_of(image_file: str) -> str:
     return quote(image_file, safe="")
 
 
-# (SQL column, JSON key) of each result column the API shows, from the vocabulary
-JSON_COLUMNS = tuple((c.sql, c.api) for c in RESULT_COLUMNS if c.web)
 API_NAMES = {c.sql: c.api for c in RESULT_COLUMNS}
 
 
@@ -91,8 +101,7 @@ def results_json(rows: list[dict], request: SearchRequest, first: int = 1) -> li
     for rank, row in enumerate(rows, first):
         f = row["image_file"]
         path = quote(f, safe="")
-        item = {"rank": rank}
-        item.update({key: row[column] for column, key in JSON_COLUMNS})
+        item = result_object(row, rank)     # the CLI's --json object, plus the links
         item.update(thumbnail_url=f"/thumbnails/{path}", image_url=f"/images/{path}",
                     painting_url=f"/paintings/{path}{suffix}",
                     api_url=f"/api/paintings/{path}")
@@ -134,6 +143,12 @@ def _page_context(request: Request, **extra) -> dict:
 
 # --- pages -----------------------------------------------------------------------------------
 
+# the fields of a search form besides the image: the query parameters but a query painting
+FORM_PARAMS = tuple(p for p in QUERY_PARAMS if p not in (SIMILAR, UPLOAD))
+
+
+@operation("GET", "The search page (the URL is the whole search)", query=QUERY_PARAMS,
+           media=HTML, tag="pages", errors=(404, 409, 422, 502))
 async def home(request: Request) -> Response:
     service: SearchService = request.app.state.service
     req = SearchRequest.from_params(request.query_params)
@@ -161,6 +176,9 @@ async def _model_name(service: SearchService) -> str | None:
     return model.name if model else None
 
 
+@operation("POST", "The search page's form: answers 303 to the search's GET URL",
+           form=upload_form(FORM_PARAMS), media="", status=303, tag="pages",
+           errors=(409, 413, 415, 422, 502), headers=("Location",))
 async def search_form(request: Request) -> Response:
     """The page's form: an image makes an upload; the answer is always a GET URL (303)."""
     params, data, name, image_url = await _read_form(request)
@@ -177,6 +195,8 @@ async def search_form(request: Request) -> Response:
     return RedirectResponse(req.url(), status_code=303)
 
 
+@operation("GET", "One painting's page, with more like it", path=(IMAGE_FILE,), media=HTML,
+           query=WEB_FILTERS, tag="pages", errors=(404, 422))
 async def painting_page(request: Request) -> Response:
     service: SearchService = request.app.state.service
     image_file = _path_param(request)
@@ -210,6 +230,12 @@ def _search_json(request: Request, req: SearchRequest, outcome) -> dict:
             "next_url": req.url("/api/search", page=req.page + 1) if outcome.more else None}
 
 
+@operation("GET", "Search by text, by a painting (similar), by an upload, or browse by "
+           "filters", query=QUERY_PARAMS, ok=ref("SearchResponse"),
+           errors=(404, 409, 422, 502))
+@operation("POST", "Search by a new image: multipart with the file field `image` (or "
+           "`image_url`)", form=upload_form(FORM_PARAMS), ok=ref("SearchResponse"),
+           errors=(409, 413, 415, 422, 502))
 async def api_search(request: Request) -> Response:
     service: SearchService = request.app.state.service
     if request.method == "POST":
@@ -227,6 +253,8 @@ async def api_search(request: Request) -> Response:
     return JSONResponse(_search_json(request, req, outcome))
 
 
+@operation("GET", "One painting's metadata and links", path=(IMAGE_FILE,),
+           ok=ref("Painting"), errors=(404,))
 async def api_painting(request: Request) -> Response:
     service: SearchService = request.app.state.service
     image_file = _path_param(request)
@@ -239,11 +267,25 @@ async def api_painting(request: Request) -> Response:
     return JSONResponse(painting)
 
 
+@operation("GET", "The collection's types and timeframes (the values of its choice filters)",
+           ok={"type": "object", "additionalProperties": {"type": "array",
+                                                         "items": {"type": "string"}}})
 async def api_filters(request: Request) -> Response:
     choices = await request.app.state.service.choices()
     return JSONResponse(choices, headers={"Cache-Control": "max-age=60"})
 
 
+SUGGEST_FIELD = Param("field", str, "Which filter: " + ", ".join(SUGGEST_FIELDS) + ".",
+                      pattern="^(" + "|".join(SUGGEST_FIELDS) + ")$")
+SUGGEST_Q = Param("q", str, "The text the values contain (case-insensitive).",
+                  max_length=MAX_TEXT, pattern=TEXT_PATTERN)
+
+
+@operation("GET", "Values of a filter containing q, those starting with it first",
+           query=(SUGGEST_FIELD, SUGGEST_Q), errors=(422,), ok={
+               "type": "object", "required": ["field", "q", "values"],
+               "properties": {"field": {"type": "string"}, "q": {"type": "string"},
+                              "values": {"type": "array", "items": {"type": "string"}}}})
 async def api_suggest(request: Request) -> Response:
     field = request.query_params.get("field", "")
     if field not in SUGGEST_FIELDS:
@@ -267,6 +309,9 @@ def _path_param(request: Request) -> str:
 
 
 def _picture(side: int):
+    @operation("GET", f"A painting's picture, re-encoded as JPEG ({side} px at most)",
+               path=(IMAGE_FILE,), media=JPEG, tag="pictures", errors=(404,),
+               headers=("ETag", "Cache-Control"))
     async def route(request: Request) -> Response:
         image_file = _path_param(request)
         service: SearchService = request.app.state.service
@@ -283,6 +328,8 @@ def _picture(side: int):
     return route
 
 
+@operation("GET", "The preview of an uploaded query image", path=(DIGEST,), media=JPEG,
+           tag="pictures", errors=(404,))
 async def upload_preview(request: Request) -> Response:
     digest = request.path_params["digest"]
     upload = request.app.state.uploads.peek(digest) if UPLOAD_HASH.fullmatch(digest) else None
@@ -296,6 +343,47 @@ async def upload_preview(request: Request) -> Response:
 async def base_css(request: Request) -> Response:
     return Response(BASE_CSS, media_type="text/css",
                     headers={"Cache-Control": "public, max-age=3600"})
+
+
+# --- health, for a load balancer ------------------------------------------------------------
+
+READY_TIMEOUT = 3.0      # seconds /readyz waits for its search (a balancer waits ~5)
+
+
+@operation("GET", "The process answers (no database involved)", ok=ref("Health"),
+           tag="health")
+async def healthz(request: Request) -> Response:
+    return JSONResponse({"status": "ok"}, headers={"Cache-Control": "no-store"})
+
+
+@operation("GET", "The database answers a search (503 when it does not)", ok=ref("Health"),
+           tag="health", errors=(503,))
+async def readyz(request: Request) -> Response:
+    service: SearchService = request.app.state.service
+    try:   # one page of one painting, through the pool and the reader role, like any search
+        await asyncio.wait_for(service.search(SearchRequest(k=1)), READY_TIMEOUT)
+    except (asyncio.TimeoutError, psycopg.Error, PgalleryError, OSError) as exc:
+        log.warning("not ready: %s", type(exc).__name__)
+        return JSONResponse({"error": "the database is not answering a search"},
+                            status_code=503, headers={"Retry-After": "5",
+                                                      "Cache-Control": "no-store"})
+    return JSONResponse({"status": "ready"}, headers={"Cache-Control": "no-store"})
+
+
+# --- the API's description ---------------------------------------------------------------
+
+@operation("GET", "This document: the OpenAPI 3.1 description of the API", ok={
+    "type": "object", "required": ["openapi", "paths"]}, tag="meta")
+async def openapi_json(request: Request) -> Response:
+    state = request.app.state
+    if getattr(state, "openapi", None) is None:    # built once, from the routes' declarations
+        state.openapi = openapi_document(request.app.routes, state.config)
+    return JSONResponse(state.openapi, headers={"Cache-Control": "max-age=60"})
+
+
+@operation("GET", "The API's page: the OpenAPI document, rendered", media=HTML, tag="meta")
+async def api_docs(request: Request) -> Response:
+    return FileResponse(HERE / "static" / "api-docs.html", media_type="text/html")
 
 
 # --- uploads ---------------------------------------------------------------------------------
@@ -422,6 +510,10 @@ def create_app(database_url: str, config: WebConfig | None = None,
         Route("/api/paintings/{image_file:path}", api_painting),
         Route("/api/filters", api_filters),
         Route("/api/suggest", api_suggest),
+        Route("/api/openapi.json", openapi_json),
+        Route("/api/docs", api_docs),
+        Route("/healthz", healthz),
+        Route("/readyz", readyz),
         Route("/thumbnails/{image_file:path}", _picture(THUMB_SIDE)),
         Route("/images/{image_file:path}", _picture(LARGE_SIDE)),
         Route("/uploads/{digest}.jpg", upload_preview),
@@ -431,7 +523,19 @@ def create_app(database_url: str, config: WebConfig | None = None,
     app = Starlette(routes=routes, lifespan=lifespan, exception_handlers={
         PgalleryError: on_pgallery_error, psycopg.Error: on_database_error,
         HTTPException: on_http_error, Exception: on_unexpected})
+    # outermost last: the log sees every answer, refusals carry the security headers
+    if config.tokens:
+        app.add_middleware(BearerTokens, tokens=config.tokens, private=config.private)
+    app.add_middleware(Limits, max_concurrent=config.max_concurrent,
+                       rate_limit=config.rate_limit, request_timeout=config.request_timeout,
+                       max_url=config.max_url_bytes)
+    if config.cors_origins:
+        app.add_middleware(CORSMiddleware, allow_origins=list(config.cors_origins),
+                           allow_methods=["GET", "POST"], max_age=600,
+                           allow_headers=["Authorization", "Content-Type"])
     app.add_middleware(SecurityHeaders)
+    if config.access_log:
+        app.add_middleware(AccessLog, json_lines=config.access_log == "json")
     return app
 
 

@@ -20,6 +20,15 @@ class WebConfig:
     url_timeout: float = 10.0            # seconds to fetch an image URL
     pool_size: int = 8                   # database connections for searches (per worker)
     shared_uploads: Path | None = None   # with several workers: where they share uploads
+    # on a network (web/limits.py, web/tokens.py, web/access_log.py); None/empty: off
+    max_concurrent: int | None = None    # requests answered at once; past it 503
+    rate_limit: float | None = None      # requests a second per client; past it 429
+    request_timeout: float | None = 60.0 # seconds for a request's body to arrive; then 408
+    max_url_bytes: int = 8192            # path + query; longer is 414
+    tokens: tuple[str, ...] = ()         # bearer tokens for the API and uploads (401)
+    private: bool = False                # with tokens: the pages need one as well
+    cors_origins: tuple[str, ...] = ()   # sites whose pages may call the API
+    access_log: str | None = None        # "text" or "json": one line a request on stderr
 
     @property
     def cache_dir(self) -> Path:

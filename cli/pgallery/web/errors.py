@@ -18,12 +18,22 @@ class UploadTooLarge(ArgError):
     which says ImageTooLarge)."""
 
 
+class RequestTimeout(PgalleryError):
+    """A request whose body did not arrive within the server's request timeout."""
+
+
+class Unauthorized(PgalleryError):
+    """A request that needs a bearer token and has none this server accepts."""
+
+
 class UnknownUpload(PgalleryError):
     """An upload hash this server has not seen (or no longer remembers)."""
 
 
 # Most specific first: the first class an error is an instance of gives its status.
 STATUS = (
+    (RequestTimeout, 408),
+    (Unauthorized, 401),
     (UploadTooLarge, 413),
     (ImageTooLarge, 413),
     (NotAnImage, 415),
@@ -43,7 +53,8 @@ STATUS = (
 )
 
 
-__all__ = ["BadImageUrl", "NotAnImage", "UnknownUpload", "UploadTooLarge", "one_line",
+__all__ = ["BadImageUrl", "NotAnImage", "RequestTimeout", "Unauthorized", "UnknownUpload",
+           "UploadTooLarge", "one_line",
            "status_for"]
 
 

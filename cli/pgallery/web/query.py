@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, replace
 from urllib.parse import urlencode
 
 from pgallery.errors import ArgError
-from pgallery.vocabulary import FILTERS, SearchFilters
+from pgallery.vocabulary import FILTERS, K, PAGE, Param, SearchFilters
 
 K_DEFAULT = 20
 K_MAX = 200
@@ -23,11 +23,36 @@ MAX_RANK = 1000          # k x page: "load more" stops here
 MAX_TEXT = 1000          # characters in any text parameter
 UPLOAD_HASH = re.compile(r"[0-9a-f]{64}")
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+# What clean_text lets through, as a pattern the OpenAPI document can state: no control
+# characters (tab and newline are allowed; they are stripped at the ends)
+TEXT_PATTERN = r"^[^\x00-\x08\x0b-\x1f\x7f]*$"
+
+
+def _web(param: Param) -> Param:
+    """A vocabulary parameter as the web takes it: text bounded like every text parameter."""
+    if param.type is not str:
+        return param
+    return replace(param, max_length=param.max_length or MAX_TEXT,
+                   pattern=param.pattern or TEXT_PATTERN)
+
+
+# The query parameters of the page and of /api/search, declared once: from_params checks
+# them and web/openapi.py describes them (so a filter added to the vocabulary is both).
+TEXT = _web(Param("text", str, "Words to search for (a prompt); with an upload, combined "
+                  "with the image."))
+SIMILAR = _web(Param("similar", str, "A painting's image_file: more like this painting. "
+                     "Not with text or upload."))
+UPLOAD = Param("upload", str, "The hash of an image uploaded with POST /api/search "
+               "(its answer's query.upload).", pattern="^" + UPLOAD_HASH.pattern + "$")
+WEB_FILTERS = tuple(_web(p) for p in FILTERS if p.web)
+WEB_K = replace(K, high=K_MAX, default=K_DEFAULT)
+WEB_PAGE = replace(PAGE, high=MAX_RANK, default=1, help=f"Page n of the ranking: results "
+                   f"(n-1)*k+1 .. n*k, with k x page at most {MAX_RANK}.")
+QUERY_PARAMS: tuple[Param, ...] = (TEXT, SIMILAR, UPLOAD, *WEB_FILTERS, WEB_K, WEB_PAGE)
 
 # URL parameter -> SearchFilters field, for every filter of the vocabulary
-FILTER_FIELDS = {p.api: p.sql for p in FILTERS if p.web}
-_FILTERS = tuple(p for p in FILTERS if p.web)
-PARAMS = ("text", "similar", "upload", *FILTER_FIELDS, "k", "page")
+FILTER_FIELDS = {p.api: p.sql for p in WEB_FILTERS}
+PARAMS = tuple(p.api for p in QUERY_PARAMS)
 
 
 def clean_text(name: str, value: str | None) -> str | None:
@@ -55,12 +80,19 @@ def _integer(name: str, value: str | None, low: int, high: int) -> int | None:
     return number
 
 
-def _value(param, value: str | None):
-    """A filter's URL value as its vocabulary type, within its limits."""
+def _value(param: Param, value: str | None):
+    """A parameter's URL value as its vocabulary type, within its limits."""
     if param.type is int:
         return _integer(param.api, value, int(param.low), int(param.high))
+    if param.type is str and param.max_length is not None and value is not None \
+            and len(value) > param.max_length:
+        raise ArgError(f"{param.api} is longer than {param.max_length} characters")
     value = clean_text(param.api, value)
-    if value is None or param.type is str:
+    if value is None:
+        return None
+    if param.type is str:
+        if param.pattern and not re.fullmatch(param.pattern, value):
+            raise ArgError(f"{param.api} must match {param.pattern}, got {value[:40]!r}")
         return value
     if param.type is bool:
         if value.lower() not in ("true", "false", "1", "0", "yes", "no"):
@@ -91,20 +123,20 @@ class SearchRequest:
 
     @classmethod
     def from_params(cls, params: Mapping[str, str]) -> "SearchRequest":
-        text = clean_text("text", params.get("text"))
-        similar = clean_text("similar", params.get("similar"))
+        text = _value(TEXT, params.get("text"))
+        similar = _value(SIMILAR, params.get("similar"))
         upload = clean_text("upload", params.get("upload"))
         if upload is not None and not UPLOAD_HASH.fullmatch(upload):
             raise ArgError("upload must be the 64-hex-digit hash /api/search answered with")
         if similar and (text or upload):
             raise ArgError("similar (more like this painting) cannot be combined with text "
                            "or upload; use one of them")
-        k = _integer("k", params.get("k"), 1, K_MAX) or K_DEFAULT
-        page = _integer("page", params.get("page"), 1, MAX_RANK) or 1
+        k = _value(WEB_K, params.get("k")) or K_DEFAULT
+        page = _value(WEB_PAGE, params.get("page")) or 1
         if k * page > MAX_RANK:
             raise ArgError(f"k x page must be at most {MAX_RANK} (k={k}, page={page})")
         values = {}
-        for p in _FILTERS:
+        for p in WEB_FILTERS:
             values[p.sql] = _value(p, params.get(p.api))
         if (values["year_from"] is not None and values["year_to"] is not None
                 and values["year_from"] > values["year_to"]):
