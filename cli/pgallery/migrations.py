@@ -211,7 +211,11 @@ def _drop_triggers(conn: psycopg.Connection, *texts: str) -> None:
     arriving layer (nothing of a user's can hang on a trigger)."""
     for text in texts:
         for trigger, table in _TRIGGER.findall(text):
-            if conn.execute("SELECT to_regclass(%s) IS NOT NULL", (table,)).fetchone()[0]:
+            # only a trigger that is there: Citus refuses even DROP TRIGGER IF EXISTS on
+            # a distributed table (which has none of the layer's, 78_compact_vectors.sql)
+            if conn.execute("SELECT EXISTS (SELECT FROM pg_catalog.pg_trigger"
+                            " WHERE tgrelid = to_regclass(%s) AND tgname = %s)",
+                            (table, trigger.lower())).fetchone()[0]:
                 conn.execute(sql.SQL("DROP TRIGGER IF EXISTS {} ON {}").format(
                     sql.Identifier(trigger.lower()), sql.Identifier(table.lower())))
 
