@@ -32,7 +32,7 @@ branch_labels = None
 depends_on = None
 # sha256 of the layer this revision ships (tests/test_migrations.py checks it: a change to
 # a landed layer needs a new revision, docs/migrations.md)
-layer_sha256 = "656db906496130ed9dfb9c4423dae8966c6dca250a9e2849364fcc36580b8d2d"
+layer_sha256 = "310ac171808ad0cabc373c84bce01c358f62d40ac8afc45f864cbe39d38af5e7"
 
 
 def upgrade() -> None:

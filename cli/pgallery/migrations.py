@@ -593,7 +593,7 @@ def step(op, revision: str, *, down: bool = False) -> None:
                 conn.execute(path.read_text(encoding="utf-8"))
 
     pin_search_path(conn)
-    _citus_propagation(conn)
+    _citus_propagation(conn, arriving, moving)
     try:
         replace_layer(conn, leaving, arriving, between=run_once, moving=moving)
     except psycopg.errors.DependentObjectsStillExist as exc:
@@ -606,7 +606,8 @@ def step(op, revision: str, *, down: bool = False) -> None:
             f"{moving[0]}, and recreate {them} (nothing was changed)") from None
 
 
-def _citus_propagation(conn: psycopg.Connection) -> None:
+def _citus_propagation(conn: psycopg.Connection, arriving: str,
+                       moving: tuple[str, str]) -> None:
     """On a Citus coordinator whose tables are not laid out yet (pgallery.citus_layout),
     a step changes the coordinator alone, as a single server: Citus would otherwise send
     each new routine to the workers, and refuse those that read tables it does not manage
@@ -622,6 +623,12 @@ def _citus_propagation(conn: psycopg.Connection) -> None:
         " WHERE logicalrelid = to_regclass('painting_embedding'))").fetchone()[0]
     if not sharded:
         conn.execute("SET LOCAL citus.enable_ddl_propagation = off")
+    elif "distributed_table(" not in arriving:
+        verb, target = moving
+        raise MigrationBlocked(
+            f"revision {target} predates pgallery's Citus support (its functions cannot "
+            f"run on sharded tables): a Citus cluster cannot {verb} to it (nothing was "
+            "changed)")
 
 
 def install_layer(conn: psycopg.Connection, text: str) -> None:

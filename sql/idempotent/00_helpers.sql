@@ -142,6 +142,10 @@ SET search_path FROM CURRENT
 AS $$
 BEGIN
     PERFORM set_config('citus.propagate_set_commands', 'local', true);
+    -- A shard holds a fraction of the vectors, and on a small one the planner prefers to
+    -- sort them all: the index scan is what the search asks for (an exact path's sort
+    -- still runs: there is no other plan for its ORDER BY ... + 0).
+    EXECUTE 'SET LOCAL enable_sort = off';
     EXECUTE format('SET LOCAL hnsw.ef_search = %s', ef_search);
     EXECUTE format('SET LOCAL ivfflat.probes = %s', probes);
     EXECUTE 'SET LOCAL hnsw.iterative_scan = relaxed_order';
