@@ -54,6 +54,8 @@ NOT_RUN = {
     "pip install build": "builds and installs the wheel; tests/test_packaging.py does both",
     "ERROR:  the prompt": "an error message; test_the_prompt_error_is_the_one_shown checks it",
     "sql/": "a directory listing; test_the_layout_listed_exists checks it",
+    "pgallery db cluster create": "needs a PostgreSQL with Citus (PGALLERY_CITUS_PG_BIN); "
+                                  "tests/test_citus.py runs these commands",
     "pgallery serve": "runs until Ctrl-C; the `run serve` blocks run against it (web_server "
                       "fixture), tests/test_web_serve.py runs the command itself",
 }
