@@ -354,3 +354,18 @@ def test_migrate_upgrades_a_cluster_laid_out_before_the_citus_layer(old_cluster,
     assert "predates pgallery's Citus support" in result.output
     assert "Traceback" not in result.output
     assert migrations.current_revision(url) == migrations.head_revision()
+
+
+def test_show_models_and_index_tune_work_through_the_coordinator(cluster):
+    url = cluster.url()
+    shown = cli(url, "show", "syn-000042.jpg")
+    assert shown.exit_code == 0, shown.output
+    assert MODEL in shown.output                      # embedded_with, from the shards
+    listed = cli(url, "models", "list")
+    assert listed.exit_code == 0, listed.output
+    assert str(N + 1) in listed.output                # its vectors, counted on the shards
+    tuned = cli(url, "index", "tune", "--sample", "40", "--target-recall", "0.9")
+    assert tuned.exit_code == 0, tuned.output
+    assert "default is now" in tuned.output, tuned.output
+    with connect(url, autocommit=True) as conn:
+        assert conn.execute("SELECT count(*) FROM index_tuning").fetchone()[0] == 1
