@@ -369,3 +369,30 @@ def test_show_models_and_index_tune_work_through_the_coordinator(cluster):
     assert "default is now" in tuned.output, tuned.output
     with connect(url, autocommit=True) as conn:
         assert conn.execute("SELECT count(*) FROM index_tuning").fetchone()[0] == 1
+
+
+def test_the_web_app_searches_the_cluster_and_says_which_worker_is_down(cluster,
+                                                                         tmp_path):
+    import requests
+
+    from pgallery.web import WebConfig
+    from web_server import running_server
+
+    with running_server(cluster.url(), WebConfig(home=tmp_path)) as (base, _):
+        ok = requests.get(base + "/api/search", params={"similar": "syn-000042.jpg", "k": 5,
+                                                        "school": "dutch"}, timeout=60)
+        assert ok.status_code == 200, ok.text[:300]
+        assert len(ok.json()["results"]) == 5
+        port = cluster.workers[0].port
+        cluster.stop("worker-1")
+        try:
+            down = requests.get(base + "/api/search", params={"similar": "syn-000042.jpg",
+                                                              "k": 5}, timeout=60)
+        finally:
+            cluster.start()
+        assert down.status_code == 503, down.text[:300]
+        assert f"the Citus worker 127.0.0.1:{port} is not reachable" in down.text
+        again = requests.get(base + "/api/search", params={"similar": "syn-000042.jpg",
+                                                           "k": 5, "school": "dutch"},
+                             timeout=60)
+        assert again.status_code == 200 and again.json() == ok.json()
