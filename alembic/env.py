@@ -20,7 +20,7 @@ from sqlalchemy import create_engine, pool
 
 from pgallery.database.connection import resolve_url, sqlalchemy_url
 from pgallery.errors import DatabaseError, PgalleryError
-from pgallery.migrations import _known_revision
+from pgallery.migrations import _known_revision, distribute_on_citus
 
 config = context.config
 
@@ -50,6 +50,9 @@ def run_migrations_online() -> None:
         context.configure(connection=connection, transaction_per_migration=True)
         with context.begin_transaction():
             context.run_migrations()
+    # on a Citus coordinator, the tables the revisions made are then spread over the
+    # workers (pgallery.citus_layout); elsewhere nothing happens
+    distribute_on_citus(url)
 
 
 def on_the_command_line() -> None:

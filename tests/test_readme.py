@@ -58,6 +58,8 @@ NOT_RUN = {
     "# /etc/caddy/Caddyfile": "a reverse proxy's configuration (no Caddy here); "
                               "tests/test_web_serve.py checks --proxy-headers trusts only "
                               "the named proxy",
+    "pgallery db cluster create": "needs a PostgreSQL with Citus (PGALLERY_CITUS_PG_BIN); "
+                                  "tests/test_citus.py runs these commands",
     "pgallery serve": "runs until Ctrl-C; the `run serve` blocks run against it (web_server "
                       "fixture), tests/test_web_serve.py runs the command itself",
 }

@@ -8,6 +8,8 @@ those back to these classes.
 
 from __future__ import annotations
 
+import re
+
 
 class PgalleryError(Exception):
     """Base class: an error whose message is meant for the user."""
@@ -65,6 +67,11 @@ class DatabaseError(PgalleryError):
     """The database could not be reached, started or migrated."""
 
     exit_code = 4
+
+
+class NodeUnavailable(DatabaseError):
+    """A node of a Citus cluster (a worker holding shards) cannot be reached: the
+    statement failed as a whole, so nothing was changed and no page came back short."""
 
 
 class SchemaNotReady(DatabaseError):
@@ -180,6 +187,9 @@ def from_database_error(exc: Exception) -> Exception:
     """
     diag = getattr(exc, "diag", None)
     sqlstate = getattr(exc, "sqlstate", None)
+    node = _unreachable_node(str(getattr(diag, "message_primary", None) or exc))
+    if node:
+        return node
     if sqlstate == "42501":  # insufficient_privilege
         text = str(getattr(diag, "message_primary", None) or exc).strip()
         return PermissionDenied(
@@ -199,3 +209,20 @@ def from_database_error(exc: Exception) -> Exception:
     message = diag.message_primary if diag and diag.message_primary else str(exc)
     hint = diag.message_hint if diag else None
     return cls(f"{message}\n  hint: {hint}" if hint else message)
+
+
+# Citus's words for a worker it cannot connect to (the statement then fails as a whole)
+_REMOTE_NODE = re.compile(r"connection to the remote node (?:[^@\s]+@)?(\S+?) failed"
+                          r"(?: with the following error: (.*))?")
+
+
+def _unreachable_node(message: str) -> NodeUnavailable | None:
+    match = _REMOTE_NODE.search(message)
+    if match is None:
+        return None
+    reason = (match.group(2) or "").splitlines()[0].strip().rstrip(".") if match.group(2) else ""
+    return NodeUnavailable(
+        f"the Citus worker {match.group(1)} is not reachable"
+        + (f" ({reason})" if reason else "")
+        + ": nothing was changed; start it (`pgallery db cluster start` for a local "
+          "cluster) and try again")

@@ -428,11 +428,13 @@ def why_empty(filters: SearchFilters, model: str | None) -> Flow:
             if param.sql == low and getattr(filters, high) is not None:
                 one[high] = getattr(filters, high)   # a range is one filter
         args.update({f"{key}_{i}": value for key, value in one.items()})
-        counts.append(f"count(*) FILTER (WHERE painting_matches(p, {_request(f'_{i}')}))")
+        counts.append("count(*) FILTER (WHERE painting_matches(ROW(p.*)::painting, "
+                      f"{_request(f'_{i}')}))")
     population = ""
     if model is not None:
-        population = (" WHERE EXISTS (SELECT 1 FROM painting_embedding e"
-                      " WHERE e.painting_id = p.painting_id AND e.model = %(model)s)")
+        # IN, not a correlated EXISTS: Citus runs the subquery once, over every shard
+        population = (" WHERE p.painting_id IN (SELECT e.painting_id FROM painting_embedding e"
+                      " WHERE e.model = %(model)s)")
         args["model"] = model
     # Built from this module's fragments and the positions of the active filters; every
     # value is a bound parameter.

@@ -130,19 +130,26 @@ class _Progress:
         self.callback(self.done, self.total)
 
 
+# Neither statement correlates a subquery with its painting or model: Citus (a sharded
+# painting_embedding, docs/scale-out.md) runs a correlated subquery on a reference table's
+# rows nowhere; an uncorrelated one, or a join on the painting, it runs on every shard.
 PAINTING_SQL = """
 SELECT p.painting_id, p.image_file, p.title, p.author, p.technique, p.date,
        lower(p.years) AS year_from, upper(p.years) - 1 AS year_to,
        p.painting_type, p.school, p.timeframe, p.description, p.image_uri,
        (SELECT array_agg(e.model ORDER BY e.model) FROM painting_embedding e
-        WHERE e.painting_id = p.painting_id) AS embedded_with
-FROM painting p WHERE p.image_file = %s
+        JOIN painting named ON named.painting_id = e.painting_id
+        WHERE named.image_file = %(image_file)s) AS embedded_with
+FROM painting p WHERE p.image_file = %(image_file)s
 """
 
 MODELS_SQL = """
 SELECT m.name, m.dimension, m.provider, m.is_active AS active,
-       (SELECT count(*) FROM painting_embedding e WHERE e.model = m.name) AS vectors
-FROM embedding_model m ORDER BY m.created_at, m.name
+       coalesce(c.vectors, 0) AS vectors
+FROM embedding_model m
+LEFT JOIN (SELECT e.model, count(*) AS vectors FROM painting_embedding e
+           GROUP BY e.model) AS c ON c.model = m.name
+ORDER BY m.created_at, m.name
 """
 
 
@@ -221,7 +228,7 @@ class Gallery:
 
     def painting(self, image_file: str) -> dict:
         """One painting's metadata, parsed years and the models it is embedded with."""
-        rows = flow.run(_fetch(PAINTING_SQL, (image_file,)), self.connection)
+        rows = flow.run(_fetch(PAINTING_SQL, {"image_file": image_file}), self.connection)
         if not rows:
             raise PaintingNotFound(f"no painting with image_file {image_file!r}")
         return rows[0]

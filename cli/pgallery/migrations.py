@@ -211,7 +211,11 @@ def _drop_triggers(conn: psycopg.Connection, *texts: str) -> None:
     arriving layer (nothing of a user's can hang on a trigger)."""
     for text in texts:
         for trigger, table in _TRIGGER.findall(text):
-            if conn.execute("SELECT to_regclass(%s) IS NOT NULL", (table,)).fetchone()[0]:
+            # only a trigger that is there: Citus refuses even DROP TRIGGER IF EXISTS on
+            # a distributed table (which has none of the layer's, 78_compact_vectors.sql)
+            if conn.execute("SELECT EXISTS (SELECT FROM pg_catalog.pg_trigger"
+                            " WHERE tgrelid = to_regclass(%s) AND tgname = %s)",
+                            (table, trigger.lower())).fetchone()[0]:
                 conn.execute(sql.SQL("DROP TRIGGER IF EXISTS {} ON {}").format(
                     sql.Identifier(trigger.lower()), sql.Identifier(table.lower())))
 
@@ -349,6 +353,10 @@ def _rehearse(conn, arriving: str, routine_names, type_names):
     path = conn.execute("SHOW search_path").fetchone()[0]
     conn.execute("SAVEPOINT pgallery_rehearsal")
     try:
+        # on a Citus node the rehearsal stays on it: Citus would send the scratch schema's
+        # objects to the workers, and fail there on names only this session resolves
+        conn.execute("SELECT set_config('citus.enable_ddl_propagation', 'off', true)"
+                     " FROM pg_extension WHERE extname = 'citus'")
         conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(scratch)))
         # the scratch schema first: the layer's names resolve to its own new objects, and
         # the catalog prints their types unqualified, as it prints the installed ones
@@ -585,6 +593,7 @@ def step(op, revision: str, *, down: bool = False) -> None:
                 conn.execute(path.read_text(encoding="utf-8"))
 
     pin_search_path(conn)
+    _citus_propagation(conn, arriving, moving)
     try:
         replace_layer(conn, leaving, arriving, between=run_once, moving=moving)
     except psycopg.errors.DependentObjectsStillExist as exc:
@@ -595,6 +604,31 @@ def step(op, revision: str, *, down: bool = False) -> None:
         raise MigrationBlocked(
             f"{exc.diag.message_primary} ({'; '.join(details)}): drop {them}, "
             f"{moving[0]}, and recreate {them} (nothing was changed)") from None
+
+
+def _citus_propagation(conn: psycopg.Connection, arriving: str,
+                       moving: tuple[str, str]) -> None:
+    """On a Citus coordinator whose tables are not laid out yet (pgallery.citus_layout),
+    a step changes the coordinator alone, as a single server: Citus would otherwise send
+    each new routine to the workers, and refuse those that read tables it does not manage
+    yet. The layout step after the migrations sends what the workers need. Once the tables
+    are laid out, Citus propagates each step's DDL as usual."""
+    row = conn.execute(
+        "SELECT EXISTS (SELECT FROM pg_extension WHERE extname = 'citus'),"
+        "       to_regclass('pg_catalog.pg_dist_partition') IS NOT NULL").fetchone()
+    if not row[0]:
+        return
+    sharded = conn.execute(
+        "SELECT EXISTS (SELECT FROM pg_catalog.pg_dist_partition"
+        " WHERE logicalrelid = to_regclass('painting_embedding'))").fetchone()[0]
+    if not sharded:
+        conn.execute("SET LOCAL citus.enable_ddl_propagation = off")
+    elif "distributed_table(" not in arriving:
+        verb, target = moving
+        raise MigrationBlocked(
+            f"revision {target} predates pgallery's Citus support (its functions cannot "
+            f"run on sharded tables): a Citus cluster cannot {verb} to it (nothing was "
+            "changed)")
 
 
 def install_layer(conn: psycopg.Connection, text: str) -> None:
@@ -664,6 +698,23 @@ def _known_revision(url: str) -> None:
         raise SchemaNotReady(
             f"the database is at revision {current}, which this pgallery does not know (its "
             f"newest is {known[-1]}): it was migrated by a newer pgallery; use that one")
+
+
+def distribute_on_citus(url: str) -> list[str]:
+    """After the revisions: on a Citus coordinator with workers, lay out the tables that
+    are not laid out yet (pgallery.citus_layout); on any other server, nothing. Returns
+    the tables distributed now."""
+    from pgallery import citus_layout
+
+    with psycopg.connect(url) as conn:
+        if not citus_layout.is_coordinator(conn):
+            return []
+        pin_search_path(conn)
+        try:
+            return citus_layout.distribute(conn)
+        except psycopg.Error as exc:
+            raise DatabaseError(f"distributing the tables over the Citus workers failed: "
+                                f"{exc.diag.message_primary or exc}") from None
 
 
 def upgrade(url: str, revision: str = "head") -> None:

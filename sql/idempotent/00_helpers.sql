@@ -32,6 +32,9 @@ RETURN '%' || replace(replace(replace(value, '\', '\\'), '%', '\%'), '_', '\_') 
 -- int4range(year_from, year_to, '[]') would overflow computing that bound for year_to =
 -- 2147483647, the largest integer, which is as good as no upper bound.
 -- A new filter goes here and in has_filters() below (and in _search_parameters.sql).
+-- Callers pass the row as ROW(p.*)::painting, not p: on Citus a shard's query names its
+-- own table (painting_102008), whose row type is not painting, while the columns as a
+-- painting mean the same everywhere; on a single server the planner inlines either alike.
 CREATE OR REPLACE FUNCTION painting_matches(p painting, r search_request) RETURNS boolean
 LANGUAGE sql STABLE PARALLEL SAFE
 RETURN (r.author IS NULL OR p.author ILIKE like_pattern(r.author))
@@ -101,5 +104,51 @@ BEGIN
         RETURN (query_embedding::real[] || array_fill(0::real, ARRAY[1024 - dims]))::vector;
     END IF;
     RETURN query_embedding;
+END
+$$;
+
+-- Is `rel` sharded by Citus (a hash-distributed table)? False on a server without Citus,
+-- whose catalog is then missing (hence EXECUTE: a plain query would not even plan there).
+-- The search functions take their Citus branches on it (docs/scale-out.md).
+CREATE OR REPLACE FUNCTION distributed_table(rel regclass) RETURNS boolean
+LANGUAGE plpgsql STABLE
+SET search_path FROM CURRENT
+AS $$
+DECLARE
+    sharded boolean := false;
+BEGIN
+    IF to_regclass('pg_catalog.pg_dist_partition') IS NOT NULL THEN
+        EXECUTE 'SELECT EXISTS (SELECT FROM pg_catalog.pg_dist_partition'
+                ' WHERE logicalrelid = $1 AND partmethod = ''h'')'
+           INTO sharded
+           USING rel;
+    END IF;
+    RETURN sharded;
+END
+$$;
+
+-- A search's recall settings for the shards' own index scans. On a Citus coordinator
+-- set_config() changes the coordinator's session only, while each shard is scanned in a
+-- worker's session: a SET LOCAL under citus.propagate_set_commands = 'local' is sent to
+-- every worker connection of the transaction, and to those it opens later, until the
+-- transaction ends. SET is refused inside a STABLE function, hence this VOLATILE one, which
+-- nearest_paintings and near_duplicates call; their SET clauses restore the coordinator's
+-- own values when they return (the workers keep these to the end of the transaction, and
+-- the next search sets its own). The values are integers, formatted as such.
+CREATE OR REPLACE FUNCTION shard_search_settings(ef_search integer, probes integer)
+RETURNS void
+LANGUAGE plpgsql VOLATILE
+SET search_path FROM CURRENT
+AS $$
+BEGIN
+    PERFORM set_config('citus.propagate_set_commands', 'local', true);
+    -- A shard holds a fraction of the vectors, and on a small one the planner prefers to
+    -- sort them all: the index scan is what the search asks for (an exact path's sort
+    -- still runs: there is no other plan for its ORDER BY ... + 0).
+    EXECUTE 'SET LOCAL enable_sort = off';
+    EXECUTE format('SET LOCAL hnsw.ef_search = %s', ef_search);
+    EXECUTE format('SET LOCAL ivfflat.probes = %s', probes);
+    EXECUTE 'SET LOCAL hnsw.iterative_scan = relaxed_order';
+    EXECUTE 'SET LOCAL ivfflat.iterative_scan = relaxed_order';
 END
 $$;

@@ -17,7 +17,8 @@ BEGIN
                      AND s.tablename = 'painting') THEN
         RETURN NULL;
     END IF;
-    EXECUTE 'EXPLAIN (FORMAT JSON) SELECT 1 FROM painting p WHERE painting_matches(p, $1)'
+    EXECUTE 'EXPLAIN (FORMAT JSON) SELECT 1 FROM painting p'
+            ' WHERE painting_matches(ROW(p.*)::painting, $1)'
        INTO plan
        USING r;
     IF plan -> 0 -> 'Plan' ->> 'Node Type' = 'Custom Scan' THEN
@@ -170,10 +171,16 @@ DECLARE
         'Infinity');
     wider integer;
     first_page search_result[];
+    -- On a Citus coordinator each shard's scan runs on a worker (docs/scale-out.md): the
+    -- recall settings go to the workers too, and no statement uses a generic plan.
+    sharded boolean := distributed_table('painting_embedding');
 BEGIN
     -- pgvector accepts hnsw.ef_search up to 1000; beyond, the iterative scan supplies rows
     PERFORM set_config('hnsw.ef_search', least(greatest(r.ef_search, k), 1000)::text, true),
             set_config('ivfflat.probes', r.probes::text, true);
+    IF sharded THEN
+        PERFORM shard_search_settings(least(greatest(r.ef_search, k), 1000), r.probes);
+    END IF;
 
     IF NOT has_filters(r) THEN
         IF NOT exact THEN
@@ -184,11 +191,14 @@ BEGIN
             -- short, the exact path below replaces it.
             -- One cached generic plan (planning it per call costs more than the search:
             -- with LIMIT k unknown the planner would keep re-planning), pinned to the
-            -- index scan and a nested-loop join of the k rows.
+            -- index scan and a nested-loop join of the k rows. Citus cannot plan a
+            -- multi-shard statement generically: there each call is planned with its
+            -- values, which also sends the shards the query vector as a constant.
             PERFORM set_config('enable_sort', 'off', true),
                     set_config('enable_hashjoin', 'off', true),
                     set_config('enable_mergejoin', 'off', true),
-                    set_config('plan_cache_mode', 'force_generic_plan', true);
+                    set_config('plan_cache_mode', CASE WHEN sharded THEN 'force_custom_plan'
+                                                       ELSE 'force_generic_plan' END, true);
             SELECT array_agg(ROW(p.painting_id, p.image_file, p.title, p.author, p.technique,
                                  p.painting_type, p.school, p.timeframe, p.date,
                                  h.distance, 1 - h.distance, 1 - h.distance)::search_result
@@ -280,7 +290,7 @@ BEGIN
             -- A bounded count: stops reading at prefilter_limit matches.
             SELECT count(*) INTO matching FROM (
                 SELECT 1 FROM painting p
-                WHERE painting_matches(p, r)
+                WHERE painting_matches(ROW(p.*)::painting, r)
                 LIMIT prefilter_limit
             ) AS bounded;
         END IF;
@@ -310,7 +320,7 @@ BEGIN
                   JOIN painting p ON p.painting_id = e.painting_id
                   WHERE e.model = model_name
                     AND p.painting_id IS DISTINCT FROM exclude_painting
-                    AND painting_matches(p, r)
+                    AND painting_matches(ROW(p.*)::painting, r)
                   ORDER BY l2_normalize(e.embedding)::halfvec(1024) <=> qh
                   LIMIT k OFFSET skip) AS h;
             IF wider IS NOT NULL OR cardinality(page) IS DISTINCT FROM k OR r.page > 1
@@ -327,6 +337,9 @@ BEGIN
             wider := least(1000, 4 * greatest(r.ef_search, k));
             PERFORM set_config('hnsw.ef_search', wider::text, true),
                     set_config('ivfflat.probes', least(32768, 4 * r.probes)::text, true);
+            IF sharded THEN
+                PERFORM shard_search_settings(wider, least(32768, 4 * r.probes));
+            END IF;
         END LOOP walk;
         IF wider IS NOT NULL AND cardinality(page) IS DISTINCT FROM k
            OR page[k].distance > first_page[k].distance THEN
@@ -353,7 +366,7 @@ BEGIN
             FROM painting p
             JOIN painting_embedding e ON e.painting_id = p.painting_id AND e.model = model_name
             WHERE p.painting_id IS DISTINCT FROM exclude_painting
-              AND painting_matches(p, r)
+              AND painting_matches(ROW(p.*)::painting, r)
             -- "+ 0" keeps the planner off the ANN index: this path must be exact.
             ORDER BY (e.embedding <=> q) + 0, p.painting_id
             LIMIT k OFFSET skip

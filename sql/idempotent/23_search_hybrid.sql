@@ -72,7 +72,7 @@ BEGIN
             SELECT p.painting_id, ts_rank_cd(p.search_document, words) AS rank_cd
             FROM painting p
             WHERE p.search_document @@ words
-              AND painting_matches(p, r)
+              AND painting_matches(ROW(p.*)::painting, r)
               AND EXISTS (SELECT 1 FROM painting_embedding e
                           WHERE e.painting_id = p.painting_id AND e.model = m.name)
             ORDER BY rank_cd DESC, p.painting_id
@@ -87,15 +87,16 @@ BEGIN
         ORDER BY rrf_score DESC, painting_id
         LIMIT k OFFSET (r.page - 1) * k
     )
+    -- a plain outer join on the key (one vector per painting and model), not a lateral
+    -- one: Citus joins the fused rows to the shards so, never laterally
     SELECT ROW(p.painting_id, p.image_file, p.title, p.author, p.technique,
                p.painting_type, p.school, p.timeframe, p.date,
-               d.distance, 1 - d.distance, f.rrf_score::double precision)::search_result
+               e.embedding <=> q, 1 - (e.embedding <=> q),
+               f.rrf_score::double precision)::search_result
     FROM fused f
     JOIN painting p ON p.painting_id = f.painting_id
-    LEFT JOIN LATERAL (
-        SELECT e.embedding <=> q AS distance FROM painting_embedding e
-        WHERE e.painting_id = f.painting_id AND e.model = m.name AND q IS NOT NULL
-    ) AS d ON true
+    LEFT JOIN painting_embedding e
+           ON e.painting_id = f.painting_id AND e.model = m.name AND q IS NOT NULL
     ORDER BY f.rrf_score DESC, f.painting_id), r);
 END
 $$;

@@ -101,6 +101,9 @@ DECLARE
     parent integer[];         -- union-find forest over the positions
     x integer;
     y integer;
+    a_id bigint;              -- (Citus) the painting whose neighbours are searched
+    a_embedding vector;
+    found bigint[];
 BEGIN
     IF threshold IS NULL THEN
         threshold := duplicate_threshold(model_name);
@@ -131,26 +134,61 @@ BEGIN
             set_config('enable_sort', 'off', true),
             set_config('plan_cache_mode', 'force_custom_plan', true);
 
-    SELECT array_agg(a.painting_id), array_agg(nb.painting_id)
-    INTO edge_a, edge_b
-    FROM painting_embedding a
-    JOIN painting pa ON pa.painting_id = a.painting_id
-    CROSS JOIN LATERAL (
-        SELECT e.painting_id,
-               1 - (duplicate_signature(model_name, e.embedding)
-                    <=> duplicate_signature(model_name, a.embedding)) AS score
-        FROM painting_embedding e
-        JOIN painting p ON p.painting_id = e.painting_id
-        WHERE e.model = model_name
-          AND e.painting_id <> a.painting_id
-          AND painting_matches(p, r)
-        ORDER BY l2_normalize(e.embedding)::halfvec(1024)
-                 <=> l2_normalize(a.embedding)::halfvec(1024)
-        LIMIT neighbours
-    ) AS nb
-    WHERE a.model = model_name
-      AND painting_matches(pa, r)
-      AND nb.score >= threshold;
+    IF NOT distributed_table('painting_embedding') THEN
+        SELECT array_agg(a.painting_id), array_agg(nb.painting_id)
+        INTO edge_a, edge_b
+        FROM painting_embedding a
+        JOIN painting pa ON pa.painting_id = a.painting_id
+        CROSS JOIN LATERAL (
+            SELECT e.painting_id,
+                   1 - (duplicate_signature(model_name, e.embedding)
+                        <=> duplicate_signature(model_name, a.embedding)) AS score
+            FROM painting_embedding e
+            JOIN painting p ON p.painting_id = e.painting_id
+            WHERE e.model = model_name
+              AND e.painting_id <> a.painting_id
+              AND painting_matches(ROW(p.*)::painting, r)
+            ORDER BY l2_normalize(e.embedding)::halfvec(1024)
+                     <=> l2_normalize(a.embedding)::halfvec(1024)
+            LIMIT neighbours
+        ) AS nb
+        WHERE a.model = model_name
+          AND painting_matches(ROW(pa.*)::painting, r)
+          AND nb.score >= threshold;
+    ELSE
+        -- On Citus each painting's neighbours may be on any shard, and Citus cannot run
+        -- a lateral join over two shardings: one nearest-neighbour search per painting,
+        -- each sent to every shard (with this call's ef_search on the workers).
+        PERFORM shard_search_settings(
+            least(greatest(coalesce(near_duplicates.ef_search, 20), neighbours), 1000), 1);
+        FOR a_id, a_embedding IN
+            SELECT a.painting_id, a.embedding
+            FROM painting_embedding a
+            JOIN painting pa ON pa.painting_id = a.painting_id
+            WHERE a.model = model_name AND painting_matches(ROW(pa.*)::painting, r)
+            ORDER BY a.painting_id
+        LOOP
+            SELECT array_agg(nb.painting_id) INTO found
+            FROM (
+                SELECT e.painting_id,
+                       1 - (duplicate_signature(model_name, e.embedding)
+                            <=> duplicate_signature(model_name, a_embedding)) AS score
+                FROM painting_embedding e
+                JOIN painting p ON p.painting_id = e.painting_id
+                WHERE e.model = model_name
+                  AND e.painting_id <> a_id
+                  AND painting_matches(ROW(p.*)::painting, r)
+                ORDER BY l2_normalize(e.embedding)::halfvec(1024)
+                         <=> l2_normalize(a_embedding)::halfvec(1024)
+                LIMIT neighbours
+            ) AS nb
+            WHERE nb.score >= threshold;
+            IF found IS NOT NULL THEN
+                edge_a := edge_a || array_fill(a_id, ARRAY[cardinality(found)]);
+                edge_b := edge_b || found;
+            END IF;
+        END LOOP;
+    END IF;
     IF edge_a IS NULL THEN
         RETURN;
     END IF;

@@ -14,10 +14,13 @@ SET search_path FROM CURRENT
 AS $$
 DECLARE
     chosen embedding_model;
+    -- read first, not as a subquery of the INSERT: Citus refuses subqueries in an INSERT
+    -- into a reference table (the unique index on is_active still settles a race)
+    first_model boolean := NOT EXISTS (SELECT 1 FROM embedding_model a WHERE a.is_active);
 BEGIN
     INSERT INTO embedding_model AS em (name, dimension, provider, is_active)
     VALUES (register_model.name, register_model.dimension, register_model.provider,
-            NOT EXISTS (SELECT 1 FROM embedding_model a WHERE a.is_active))
+            first_model)
     ON CONFLICT ON CONSTRAINT embedding_model_pkey DO NOTHING;
     SELECT * INTO chosen FROM embedding_model em WHERE em.name = register_model.name;
     IF chosen.dimension <> register_model.dimension THEN

@@ -44,6 +44,11 @@ SET search_path FROM CURRENT
 AS $$
 DECLARE
     m embedding_model;
+    written_ids bigint[];
+    embedded_files text[];
+    -- the transaction's time, as a value: Citus refuses now() in an ON CONFLICT ... DO
+    -- UPDATE SET of a distributed or reference table (it must be IMMUTABLE there)
+    stamp timestamptz := now();
 BEGIN
     IF model IS NULL THEN
         RAISE EXCEPTION 'merge_staged_paintings needs a model' USING ERRCODE = 'PGA04';
@@ -77,7 +82,7 @@ BEGIN
             description = coalesce(excluded.description, p.description),
             image_uri = coalesce(excluded.image_uri, p.image_uri),
             content_hash = coalesce(excluded.content_hash, p.content_hash),
-            updated_at = now()
+            updated_at = stamp
         -- leave unchanged rows alone: a re-run of the same file writes no dead tuples
         WHERE (p.title, p.author, p.technique, p.date, p.painting_type, p.school,
                p.timeframe, p.description, p.image_uri, p.content_hash)
@@ -104,17 +109,32 @@ BEGIN
         ORDER BY p.painting_id
         ON CONFLICT ON CONSTRAINT painting_embedding_pkey DO UPDATE SET
             embedding = excluded.embedding, content_hash = excluded.content_hash,
-            embedded_at = now()
+            embedded_at = stamp
         WHERE pe.embedding IS DISTINCT FROM excluded.embedding
            OR pe.content_hash IS DISTINCT FROM excluded.content_hash
-        RETURNING 1
+        RETURNING pe.painting_id
     )
-    SELECT count(*) INTO embeddings_written FROM written;
+    SELECT count(*), array_agg(painting_id) INTO embeddings_written, written_ids FROM written;
+
+    -- The compact copy (painting_embedding_half): a trigger keeps it on a single server; on
+    -- Citus, which has no such trigger (78_compact_vectors.sql), it is written here, in the
+    -- same transaction, shard by shard (both tables are sharded by painting_id together).
+    IF written_ids IS NOT NULL AND distributed_table('painting_embedding') THEN
+        INSERT INTO painting_embedding_half AS h (painting_id, model, embedding)
+        SELECT e.painting_id, e.model, l2_normalize(e.embedding)::halfvec(1024)
+        FROM painting_embedding e
+        WHERE e.model = m.name AND e.painting_id = ANY (written_ids)
+        ON CONFLICT ON CONSTRAINT painting_embedding_half_pkey DO UPDATE SET embedding = excluded.embedding
+        WHERE h.embedding IS DISTINCT FROM excluded.embedding;
+    END IF;
 
     -- an image embedded now is no longer a failure
+    -- (the names as a value read first: Citus cannot read a temporary table in a DELETE
+    -- on a reference table)
+    embedded_files := ARRAY(SELECT s.image_file FROM pg_temp.painting_staging s
+                            WHERE s.embedding IS NOT NULL);
     DELETE FROM embedding_failure f
-    USING pg_temp.painting_staging s
-    WHERE f.image_file = s.image_file AND f.model = m.name AND s.embedding IS NOT NULL;
+    WHERE f.model = m.name AND f.image_file = ANY (embedded_files);
 
     TRUNCATE pg_temp.painting_staging;
     RETURN NEXT;

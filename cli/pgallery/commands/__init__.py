@@ -38,6 +38,9 @@ class PgalleryGroup(TyperGroup):
         except PgalleryError as exc:
             raise fail(exc) from None
         except psycopg.OperationalError as exc:
+            mapped = from_database_error(exc)     # a Citus worker that is down, say
+            if isinstance(mapped, PgalleryError):
+                raise fail(mapped) from None
             raise fail(DatabaseError(f"database error: {exc}".strip())) from None
         except psycopg.Error as exc:
             mapped = from_database_error(exc)

@@ -74,7 +74,29 @@ def status(ctx: typer.Context):
         head = migrations.head_revision()
         items.append(("schema", f"{current or 'not migrated'}"
                       + ("" if current == head else f" (head is {head}: run pgallery migrate)")))
+        items += _citus_items(url)
     console.print(key_value_table(items))
+
+
+def _citus_items(url: str) -> list[tuple[str, object]]:
+    """On a Citus coordinator: its workers, with their shards, and each table's kind."""
+    from pgallery import citus_layout
+    from pgallery.database import connect
+    from pgallery.database.cluster import cluster_nodes
+
+    with connect(url, autocommit=True, register=False) as conn:
+        if not citus_layout.is_coordinator(conn):
+            return []
+        tables = citus_layout.describe(conn)
+    nodes = cluster_nodes(url)
+    items: list[tuple[str, object]] = [
+        ("cluster", f"Citus coordinator with {len(nodes)} worker(s)")]
+    for port, host, shards, size in nodes:
+        items.append((f"worker {host}:{port}", f"{shards} shards, {size / 2**20:.1f} MB"))
+    for name, kind, shards, column in tables:
+        items.append((f"table {name}", kind + (f" by {column}, {shards} shards"
+                                               if kind == "distributed" else "")))
+    return items
 
 
 @app.command()
@@ -217,3 +239,113 @@ def replica_destroy(ctx: typer.Context):
     """
     _replica(ctx).destroy()
     console.print("replica removed")
+
+
+# -- `pgallery db cluster ...`: a local Citus cluster -----------------------------------------
+
+cluster_app = typer.Typer(
+    help="A local Citus cluster (a coordinator and N workers) for development and tests: "
+         "create, start, stop, status, url, destroy. Needs a PostgreSQL with Citus and "
+         "pgvector (docs/scale-out.md).",
+    no_args_is_help=True)
+app.add_typer(cluster_app, name="cluster")
+
+
+def _cluster(ctx: typer.Context):
+    from pgallery.database.cluster import LocalCluster
+
+    return LocalCluster(settings(ctx).home)
+
+
+@cluster_app.command("create")
+def cluster_create(
+    ctx: typer.Context,
+    workers: Annotated[int, typer.Option(min=1, max=16, help="How many workers.")] = 2,
+    pg_bin: Annotated[Optional[str], typer.Option(
+        "--pg-bin", envvar="PGALLERY_CITUS_PG_BIN",
+        help="The bin directory of a PostgreSQL with Citus and pgvector installed.")] = None,
+):
+    """Start a coordinator and N workers under $PGALLERY_HOME/cluster, joined as one Citus
+    cluster; then `pgallery migrate` on it distributes the collection.
+
+    Example: `pgallery db cluster create --workers 2 --pg-bin /opt/citus-pg/bin &&
+    DATABASE_URL="$(pgallery db cluster url)" pgallery migrate`
+    """
+    cluster = _cluster(ctx)
+    existed = cluster.created
+    if not existed and not pg_bin:
+        raise ConfigError("name the PostgreSQL with Citus: --pg-bin DIR (or "
+                          "PGALLERY_CITUS_PG_BIN)")
+    cluster.create(workers, pg_bin or "")
+    _print_cluster(cluster, "already existed" if existed else "created")
+
+
+@cluster_app.command("start")
+def cluster_start(ctx: typer.Context):
+    """Start every node of the cluster (a worker on a new port is re-registered).
+
+    Example: `pgallery db cluster start`
+    """
+    cluster = _cluster(ctx)
+    cluster.start()
+    _print_cluster(cluster, "running")
+
+
+@cluster_app.command("stop")
+def cluster_stop(ctx: typer.Context,
+                 node: Annotated[Optional[str], typer.Argument(
+                     help="Only this node (worker-1, ...); default: all.")] = None):
+    """Stop the cluster's nodes (data is kept), or one of them.
+
+    Example: `pgallery db cluster stop` or `pgallery db cluster stop worker-2`
+    """
+    stopped = _cluster(ctx).stop(node)
+    console.print("stopped " + ", ".join(stopped) if stopped else "not running")
+
+
+@cluster_app.command("status")
+def cluster_status(ctx: typer.Context):
+    """Each node: running, port, registered with the coordinator, shards and their size.
+
+    Example: `pgallery db cluster status`
+    """
+    cluster = _cluster(ctx)
+    st = cluster.status()
+    if not st.created:
+        raise ConfigError("no cluster yet: run `pgallery db cluster create --workers 2 "
+                          "--pg-bin DIR`")
+    items: list[tuple[str, object]] = [("cluster", cluster.root), ("pg-bin", st.pg_bin)]
+    for node in st.nodes:
+        state = "running" if node.running else "stopped"
+        extra = ("" if node.shards is None
+                 else f", {node.shards} shards, {node.rows_bytes / 2**20:.1f} MB")
+        if node.registered is False:
+            extra += ", not registered with the coordinator"
+        items.append((node.name, f"{state} on 127.0.0.1:{node.port}{extra}"))
+    console.print(key_value_table(items))
+
+
+@cluster_app.command("url")
+def cluster_url(ctx: typer.Context):
+    """Print the coordinator's URL (searches, loads and migrations all go there).
+
+    Example: `DATABASE_URL="$(pgallery db cluster url)" pgallery db status`
+    """
+    typer.echo(_cluster(ctx).url())
+
+
+@cluster_app.command("destroy")
+def cluster_destroy(ctx: typer.Context):
+    """Stop every node and delete the cluster's files.
+
+    Example: `pgallery db cluster destroy`
+    """
+    _cluster(ctx).destroy()
+    console.print("cluster removed")
+
+
+def _print_cluster(cluster, what: str) -> None:
+    workers = cluster.workers
+    console.print(f"cluster {what}: coordinator on 127.0.0.1:{cluster.coordinator.port}, "
+                  f"{len(workers)} worker(s) on "
+                  + ", ".join(f"127.0.0.1:{w.port}" for w in workers))

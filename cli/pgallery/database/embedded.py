@@ -108,10 +108,22 @@ class ServerStatus:
 class EmbeddedServer:
     """One embedded cluster under ``home``; every method is safe to call repeatedly."""
 
-    def __init__(self, home: Path | str):
+    def __init__(self, home: Path | str, *, pg_bin: Path | str | None = None,
+                 settings: dict[str, str] | None = None, password: str | None = None):
+        """`pg_bin`: another PostgreSQL installation's bin directory (a Citus cluster's
+        nodes, database/cluster.py); `settings` are written over SERVER_SETTINGS at init;
+        `password` is the superuser's at init (a cluster's nodes share one)."""
         self.home = Path(home).absolute()
         self.data_dir = self.home / "data"
         self.log_file = self.home / "postgres.log"
+        self._pg_bin = Path(pg_bin).absolute() if pg_bin else None
+        self._settings = dict(settings or {})
+        self._initial_password = password
+
+    @property
+    def bins(self) -> Path:
+        """The directory of the programs this server runs (the wheel's unless pg_bin)."""
+        return self._pg_bin or bin_dir()
 
     # -- files -----------------------------------------------------------------------------
     @property
@@ -168,7 +180,7 @@ class EmbeddedServer:
         if self.port is None:
             return False
         result = subprocess.run(
-            [str(bin_dir() / "pg_isready"), "-q", "-h", "127.0.0.1", "-p", str(self.port)],
+            [str(self.bins / "pg_isready"), "-q", "-h", "127.0.0.1", "-p", str(self.port)],
             capture_output=True,
         )
         return result.returncode == 0
@@ -214,7 +226,7 @@ class EmbeddedServer:
             )
         entry = pwd.getpwnam(SYSTEM_USER)
         # every parent of the data and binary directories must be traversable
-        for path in (self.home, bin_dir()):
+        for path in (self.home, self.bins):
             for parent in [path, *path.parents]:
                 mode = parent.stat().st_mode
                 if mode & 0o005 != 0o005:
@@ -235,7 +247,7 @@ class EmbeddedServer:
                 f"{self.data_dir} exists but holds no PostgreSQL cluster; move it away"
             )
         self.home.mkdir(parents=True, exist_ok=True)
-        password = secrets.token_urlsafe(24)
+        password = self._initial_password or secrets.token_urlsafe(24)
         pwfile = self.home / "password"
         pwfile.write_text(password + "\n")
         pwfile.chmod(0o600)
@@ -251,7 +263,7 @@ class EmbeddedServer:
             tmp = pwfile
         try:
             self._run([
-                str(bin_dir() / "initdb"), "-D", str(self.data_dir), "-U", SUPERUSER,
+                str(self.bins / "initdb"), "-D", str(self.data_dir), "-U", SUPERUSER,
                 "--pwfile", str(tmp), "--auth=scram-sha-256", "--encoding=UTF8",
                 "--locale=C.UTF-8", "--no-instructions",
             ])
@@ -259,7 +271,7 @@ class EmbeddedServer:
             if tmp != pwfile:
                 tmp.unlink(missing_ok=True)
         conf = self.data_dir / "postgresql.auto.conf"
-        settings = dict(SERVER_SETTINGS, port=str(self.port))
+        settings = dict(SERVER_SETTINGS, **self._settings, port=str(self.port))
         with open(conf, "a") as fh:
             fh.write("# written by pgallery (database/embedded.py)\n")
             for key, value in settings.items():
@@ -269,7 +281,7 @@ class EmbeddedServer:
             fh.write("host replication all 127.0.0.1/32 scram-sha-256\n")
         self._start_locked()
         self._run(
-            [str(bin_dir() / "createdb"), "-h", "127.0.0.1", "-p", str(self.port),
+            [str(self.bins / "createdb"), "-h", "127.0.0.1", "-p", str(self.port),
              "-U", SUPERUSER, DATABASE],
             env=self.env(),
         )
@@ -295,7 +307,7 @@ class EmbeddedServer:
                 with open(self.data_dir / "postgresql.auto.conf", "a") as fh:
                     fh.write(f"port = {port}\n")
         self._run([
-            str(bin_dir() / "pg_ctl"), "-D", str(self.data_dir), "-l", str(self.log_file),
+            str(self.bins / "pg_ctl"), "-D", str(self.data_dir), "-l", str(self.log_file),
             "-w", "-t", "120", "start",
         ], start_new_session=True)
         for _ in range(100):
@@ -320,7 +332,7 @@ class EmbeddedServer:
             if not self.status().running:
                 return False
             self._run([
-                str(bin_dir() / "pg_ctl"), "-D", str(self.data_dir), "-m", mode, "-w", "stop",
+                str(self.bins / "pg_ctl"), "-D", str(self.data_dir), "-m", mode, "-w", "stop",
             ])
             return True
 

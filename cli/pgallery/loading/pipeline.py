@@ -323,7 +323,10 @@ def collection_images(conn: psycopg.Connection, images_dir: Path | None = None,
 def count_missing(conn: psycopg.Connection, model: str) -> int:
     """Paintings without a vector of ``model``."""
     with conn.transaction():
+        # a set difference, not a correlated NOT EXISTS, which Citus cannot run on a
+        # reference table's rows (docs/scale-out.md)
         return conn.execute(
-            "SELECT count(*) FROM painting p WHERE NOT EXISTS (SELECT 1 FROM painting_embedding"
-            " e WHERE e.painting_id = p.painting_id AND e.model = %s)", (model,)).fetchone()[0]
+            "SELECT count(*) FROM (SELECT p.painting_id FROM painting p EXCEPT"
+            " SELECT e.painting_id FROM painting_embedding e WHERE e.model = %s) AS missing",
+            (model,)).fetchone()[0]
 
