@@ -1,0 +1,34 @@
+"""Palettes and search by colour: every painting's dominant colours, and a search by them.
+
+- painting_palette (incremental/0015_palettes.sql): up to five CIE Lab colours and their
+  shares per painting, the content hash of the image they came from, and a 216-d
+  histogram over fixed anchor colours with an HNSW index (cosine).
+- The layer adds sql/idempotent/26_search_by_colour.sql: search_by_colour(colours text[],
+  <the search parameters>), the Lab conversion, palette_histogram (kept current by a
+  trigger on painting_palette) and palette_coverage, the exact score.
+
+No existing signature changes.
+
+Revision ID: 0015
+Revises: 0014
+"""
+
+from alembic import op
+
+from pgallery.migrations import step
+
+revision = "0015"
+down_revision = "0014"
+branch_labels = None
+depends_on = None
+# sha256 of the layer this revision ships (tests/test_migrations.py checks it: a change to
+# a landed layer needs a new revision, docs/migrations.md)
+layer_sha256 = "ff130e2ed883c5faa76174c52071f2886ca319053988929bd68ae64eb99bc63b"
+
+
+def upgrade() -> None:
+    step(op, revision)
+
+
+def downgrade() -> None:
+    step(op, revision, down=True)
