@@ -49,7 +49,7 @@ Duplicate.__module__ = __name__
 Duplicate.__doc__ = "One painting of a near-duplicate group (SQL near_duplicates())."
 
 # The names search() takes besides the vocabulary's: what to search by.
-QUERY_NAMES = ("text", "similar", "image", "vector", "query")
+QUERY_NAMES = ("text", "similar", "image", "vector", "query", "colour")
 EXTRA_NAMES = ("hybrid", "provider")
 EMBEDDINGS_BATCH = 2000     # rows per transaction of an embeddings file
 
@@ -106,7 +106,8 @@ def search_params(**params) -> SearchParams:
                                      f"({filters.year_to})")
     return SearchParams(
         text=params.get("text"), similar=params.get("similar"), image=params.get("image"),
-        vector=params.get("vector"), query=params.get("query"), filters=filters,
+        vector=params.get("vector"), query=params.get("query"),
+        colour=params.get("colour"), filters=filters,
         k=by_sql.get("k", vocabulary.K.default), model=by_sql.get("model"),
         recall=RecallSettings(ef_search=by_sql.get("ef_search"), probes=by_sql.get("probes"),
                               exact=True if by_sql.get("exact") else None),
@@ -203,8 +204,9 @@ class Gallery:
     def search(self, text: str | None = None, **params) -> Results:
         """Search by ``text``, ``similar`` (a painting's image_file), ``image`` (a path,
         bytes or an http(s) URL), ``vector`` or ``query`` (a composed query: '2:"stormy
-        sea" + @a.jpg - "people"'), or by none of them to list the collection under the
-        filters. The other parameters are the web API's: k, page, author, technique,
+        sea" + @a.jpg - "people"'), ``colour`` (['#1e3a8a', '#d4af37:0.3'] or
+        '1e3a8a,d4af37': search_by_colour), or by none of them to list the collection
+        under the filters. The other parameters are the web API's: k, page, author, technique,
         school, type, timeframe, year_from, year_to, min_similarity, order, model, exact,
         ef_search, probes (and hybrid=True for search_hybrid)."""
         if text is not None:

@@ -70,6 +70,7 @@ FUNCTIONS = {
     "image": ("search_by_image", "image_file"),
     "text": ("search_by_text", "prompt"),
     "hybrid": ("search_hybrid", "prompt"),
+    "colour": ("search_by_colour", "colours"),     # '#rrggbb[:weight]' strings
 }
 
 
