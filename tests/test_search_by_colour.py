@@ -248,3 +248,70 @@ def test_a_load_computes_every_images_palette_whatever_the_provider(make_databas
     assert rows[0].image_file.startswith("col-ivory-")
     with connect(url) as conn:
         assert count_missing_palettes(conn) == 0
+
+
+# --- the web: /api/search?colour=..., the search page, palette chips ----------------------------
+
+@pytest.fixture(scope="module")
+def server(url, tmp_path_factory):
+    from pgallery.web import WebConfig
+    from web_server import running_server
+
+    with running_server(url, WebConfig(home=tmp_path_factory.mktemp("colour-web"))) as (base, _):
+        yield base
+
+
+def test_api_searches_by_colour(server):
+    import requests
+
+    r = requests.get(server + "/api/search", params={"colour": "1e3a8a,d4af37", "k": 6,
+                                                     "school": "italian"}, timeout=30)
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["mode"] == "colour" and body["query"]["colour"] == ["#1e3a8a", "#d4af37"]
+    assert len(body["results"]) == 6 and all(x["school"] == "Italian" for x in body["results"])
+    assert "colour=1e3a8a%2Cd4af37" in body["page_url"]
+    single = requests.get(server + "/api/search", params={"colour": "#AA192D"}, timeout=30)
+    assert all(x["image_file"].startswith("col-crimson-")
+               for x in single.json()["results"][:10])
+
+
+@pytest.mark.parametrize("params, words", [
+    ({"colour": "navy"}, "colour must be hex colours"),
+    ({"colour": "1e3a8a", "text": "a stormy sea"}, "cannot be combined"),
+    ({"colour": ",".join(["000000"] * 6)}, "at most 5")])
+def test_api_refuses_bad_colours_in_one_line(server, params, words):
+    import requests
+
+    r = requests.get(server + "/api/search", params=params, timeout=30)
+    assert r.status_code == 422 and words in r.json()["error"], r.text
+
+
+def test_painting_page_shows_its_palette_as_chips_that_search_their_colour(server, db):
+    import requests
+
+    image_file = db.execute("SELECT image_file FROM painting ORDER BY painting_id LIMIT 1"
+                            ).fetchone()[0]
+    api = requests.get(f"{server}/api/paintings/{image_file}", timeout=30).json()
+    assert 1 <= len(api["palette"]) <= 5
+    assert abs(sum(c["share"] for c in api["palette"]) - 1) < 0.01
+    page = requests.get(f"{server}/paintings/{image_file}", timeout=30).text
+    first = api["palette"][0]["hex"]
+    assert f'href="/?colour={first[1:]}"' in page and f'data-colour="{first}"' in page
+    searched = requests.get(f"{server}/?colour={first[1:]}", timeout=30)
+    assert searched.status_code == 200 and "Colour search" in searched.text
+
+
+def test_show_lists_the_palette_and_its_html_page_draws_the_chips(url, tmp_path):
+    with connect(url) as conn:
+        image_file = conn.execute("SELECT image_file FROM painting ORDER BY painting_id"
+                                  " LIMIT 1").fetchone()[0]
+    page = tmp_path / "painting.html"
+    result = runner.invoke(app, ["--database-url", url, "show", image_file, "--html",
+                                 str(page)])
+    assert result.exit_code == 0, result.output
+    with Gallery(url) as gallery:
+        palette = gallery.painting(image_file)["palette"]
+    assert f"{palette[0]['hex']} {palette[0]['share']:.0%}" in result.output
+    html = page.read_text()
+    assert f'style="background:{palette[0]["hex"]}"' in html and "<script" not in html

@@ -32,6 +32,7 @@ from pgallery.config import Settings
 from pgallery.database import connect, resolve_url
 from pgallery.errors import ArgError, PaintingNotFound
 from pgallery.flow import EmptyReason, SearchOutcome, SearchParams, SearchState
+from pgallery.palette import chips
 from pgallery.search import RecallSettings, ResultOptions, SearchFilters
 
 # One search result: a frozen dataclass with one attribute per column of SQL's
@@ -136,8 +137,10 @@ SELECT p.painting_id, p.image_file, p.title, p.author, p.technique, p.date,
        lower(p.years) AS year_from, upper(p.years) - 1 AS year_to,
        p.painting_type, p.school, p.timeframe, p.description, p.image_uri,
        (SELECT array_agg(e.model ORDER BY e.model) FROM painting_embedding e
-        WHERE e.painting_id = p.painting_id) AS embedded_with
-FROM painting p WHERE p.image_file = %s
+        WHERE e.painting_id = p.painting_id) AS embedded_with,
+       pp.lab AS palette_lab, pp.shares AS palette_shares
+FROM painting p LEFT JOIN painting_palette pp ON pp.painting_id = p.painting_id
+WHERE p.image_file = %s
 """
 
 MODELS_SQL = """
@@ -222,11 +225,14 @@ class Gallery:
         return flow.run(flow.model(self.state, name), self.connection)
 
     def painting(self, image_file: str) -> dict:
-        """One painting's metadata, parsed years and the models it is embedded with."""
+        """One painting's metadata, parsed years, the models it is embedded with and its
+        palette ([{"hex", "share"}], largest first; [] before it is computed)."""
         rows = flow.run(_fetch(PAINTING_SQL, (image_file,)), self.connection)
         if not rows:
             raise PaintingNotFound(f"no painting with image_file {image_file!r}")
-        return rows[0]
+        row = rows[0]
+        row["palette"] = chips(row.pop("palette_lab"), row.pop("palette_shares"))
+        return row
 
     def painting_title(self, image_file: str) -> str | None:
         row = flow.run(_fetch("SELECT title FROM painting WHERE image_file = %s",

@@ -175,6 +175,15 @@ def _seed(lab: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
     return np.array(centres)
 
 
+def chips(lab, shares) -> list[dict]:
+    """A stored palette (SQL's lab and shares arrays) as [{"hex", "share"}], largest first,
+    for pages and JSON; [] when there is none."""
+    if not lab or not shares:
+        return []
+    return [{"hex": lab_to_hex(colour), "share": round(float(share), 4)}
+            for colour, share in zip(lab, shares)]
+
+
 # --- colours as people write them --------------------------------------------------------
 
 _COLOUR = re.compile(r"#?([0-9a-fA-F]{6}|[0-9a-fA-F]{3})(?::([0-9]*\.?[0-9]+))?")
