@@ -97,6 +97,17 @@ def test_sql_converts_hex_to_lab_exactly_as_the_loader_does(db):
         assert np.allclose(lab, srgb_to_lab([r, g, b]), atol=1e-3)
 
 
+def test_the_written_out_anchors_are_the_srgb_cube_in_lab(db):
+    anchors, computed = db.execute(
+        "SELECT colour_anchors(), array_agg(srgb_to_lab(51 * r, 51 * g, 51 * b)"
+        " ORDER BY r, g, b) FROM generate_series(0, 5) r, generate_series(0, 5) g,"
+        " generate_series(0, 5) b").fetchone()
+    levels = np.arange(6) * 51
+    grid = np.array([(r, g, b) for r in levels for g in levels for b in levels])
+    assert np.allclose(anchors, computed, atol=1e-3)
+    assert np.allclose(anchors, srgb_to_lab(grid), atol=1e-3)
+
+
 @pytest.mark.parametrize("name", list(COLOURS))
 def test_one_colour_finds_the_paintings_it_dominates(db, name):
     rows = by_colour(db, [hex_of(name)], k=10)

@@ -23,7 +23,7 @@ branch_labels = None
 depends_on = None
 # sha256 of the layer this revision ships (tests/test_migrations.py checks it: a change to
 # a landed layer needs a new revision, docs/migrations.md)
-layer_sha256 = "ff130e2ed883c5faa76174c52071f2886ca319053988929bd68ae64eb99bc63b"
+layer_sha256 = "d7eb75d26e944fd009049f60901a36e893fda113f2957ff8146a0d2b6c14fead"
 
 
 def upgrade() -> None:
