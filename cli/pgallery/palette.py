@@ -83,6 +83,25 @@ def lab_to_hex(lab) -> str:
     return f"#{r:02x}{g:02x}{b:02x}"
 
 
+# The anchors of the index's histograms: the sRGB cube at six levels a channel in Lab, to
+# four places, as SQL's colour_anchors() writes them out (a test holds the two equal).
+_LEVELS = np.arange(6) * 51.0
+ANCHORS = np.round(srgb_to_lab(np.stack(np.meshgrid(_LEVELS, _LEVELS, _LEVELS,
+                                                    indexing="ij"), -1).reshape(-1, 3)), 4)
+HISTOGRAM_WIDTH = 20.0      # Delta E: the kernel each colour spreads over the anchors
+
+
+def histogram(lab, shares) -> np.ndarray:
+    """A palette as the unit vector over the anchors that SQL's palette_histogram() makes
+    (the index's vector): anchor a gets sum of share * exp(-dE(a, colour)^2 / (2 * 20^2)).
+    The loader sends it with each palette, so a bulk write computes none in SQL."""
+    lab = np.asarray(lab, dtype=np.float64).reshape(-1, 3)
+    d2 = ((ANCHORS[:, None, :] - lab[None, :, :]) ** 2).sum(axis=2)
+    h = (np.exp(-d2 / (2 * HISTOGRAM_WIDTH ** 2))
+         * np.asarray(shares, dtype=np.float64)[None, :]).sum(axis=1)
+    return (h / np.linalg.norm(h)).astype(np.float32)
+
+
 def extract_palette(source, colours: int = COLOURS) -> Palette:
     """The dominant colours of an image (a path, bytes, a CheckedImage or a Pillow image).
     Raises the intake's typed errors (ImageNotFound, UnreadableImage, ...) for a bad one."""

@@ -5,7 +5,7 @@
 -- backfill` (cli/pgallery/palette.py: k-means in Lab on a thumbnail). content_hash is the
 -- sha256 of the image bytes it was computed from, so a changed image gets a new palette.
 -- histogram is the palette spread over 216 fixed anchor colours (palette_histogram() in
--- sql/idempotent/26_search_by_colour.sql, set by that layer's trigger, never by hand):
+-- sql/idempotent/26_search_by_colour.sql; the loader sends it, the trigger fills it):
 -- a fixed-length vector whose HNSW index finds candidates that search_by_colour then
 -- re-ranks exactly on the colours themselves.
 CREATE TABLE painting_palette (

@@ -19,17 +19,20 @@ import psycopg
 from pgallery.errors import EmbeddingFailed
 from pgallery.intake import AddressPolicy, is_url, read_image
 from pgallery.loading.summary import Progress
-from pgallery.palette import Palette, extract_palette
+from pgallery.palette import Palette, extract_palette, histogram
 
 DEFAULT_BATCH = 200
 
+# The histogram is sent with the colours (pgallery.palette.histogram, the same as SQL's
+# palette_histogram: a bulk write then computes none in SQL; the table's trigger fills it
+# for a row written without one).
 STORE_SQL = """
-INSERT INTO painting_palette AS pp (painting_id, lab, shares, content_hash)
-SELECT p.painting_id, %(lab)s::real[], %(shares)s::real[], %(hash)s
+INSERT INTO painting_palette AS pp (painting_id, lab, shares, histogram, content_hash)
+SELECT p.painting_id, %(lab)s::real[], %(shares)s::real[], %(histogram)s::vector, %(hash)s
 FROM painting p WHERE p.image_file = %(image_file)s
 ON CONFLICT (painting_id) DO UPDATE
-SET lab = excluded.lab, shares = excluded.shares, content_hash = excluded.content_hash,
-    computed_at = now()
+SET lab = excluded.lab, shares = excluded.shares, histogram = excluded.histogram,
+    content_hash = excluded.content_hash, computed_at = now()
 """
 
 MISSING_SQL = """
@@ -51,12 +54,17 @@ def store_palettes(conn: psycopg.Connection,
     caller's transaction. The rows whose painting is unknown are ignored. Returns how
     many were given."""
     params = [{"image_file": image_file, "lab": palette.lab.tolist(),
-               "shares": palette.shares.tolist(), "hash": digest}
+               "shares": palette.shares.tolist(), "hash": digest,
+               "histogram": _vector_text(histogram(palette.lab, palette.shares))}
               for image_file, palette, digest in rows]
     if params:
         with conn.cursor() as cur:
             cur.executemany(STORE_SQL, params)
     return len(params)
+
+
+def _vector_text(v) -> str:
+    return "[" + ",".join(f"{x:.7g}" for x in v) + "]"
 
 
 def palette_of_file(path, name: str | None = None) -> tuple[Palette, str]:
