@@ -227,6 +227,27 @@ def test_backfill_resumes_where_it_stopped(make_database, pictures, tmp_path):
         assert hashes == 30
 
 
+def test_the_library_backfills_with_a_progress_callback(make_database, pictures):
+    url = make_database(prefix="backfill")
+    write_paintings(url, pictures[:6])
+    seen = []
+    with Gallery(url) as gallery:
+        summary = gallery.backfill_palettes(progress=lambda done, total: seen.append(
+            (done, total)), batch_size=4)
+        assert (summary.done, summary.remaining) == (6, 0)
+        assert gallery.painting(pictures[0].image_file)["palette"][0]["share"] > 0.5
+    assert seen[0] == (0, 6) and seen[-1] == (6, 6)
+
+
+def test_cli_html_page_of_a_colour_search(url, tmp_path):
+    page = tmp_path / "colour.html"
+    result = runner.invoke(app, ["--database-url", url, "search", "colour", "#d4af37",
+                                 "--k", "3", "--html", str(page)])
+    assert result.exit_code == 0, result.output
+    html = page.read_text()
+    assert "Colour search" in html and html.count('class="card') == 3
+
+
 def test_backfill_reports_an_image_it_cannot_read_and_does_the_rest(make_database, pictures,
                                                                     tmp_path):
     url = make_database(prefix="backfill")

@@ -336,6 +336,18 @@ class Gallery:
         self.state.forget_models()
         return summary
 
+    def backfill_palettes(self, images: str | Path | None = None, *, progress=None,
+                          batch_size: int | None = None):
+        """Compute the palette of every painting that has none (loading/palettes.py):
+        resumable, a commit per batch. ``images``: where to find moved images by
+        image_file. A BackfillSummary (done, failed, remaining)."""
+        from pgallery.loading.palettes import DEFAULT_BATCH, backfill_palettes
+
+        conn = self.connection
+        with _progress(progress) as shown:
+            return backfill_palettes(conn, images_dir=Path(images) if images else None,
+                                     batch_size=batch_size or DEFAULT_BATCH, progress=shown)
+
     # --- the indexes ------------------------------------------------------------------------
 
     def tune(self, *, record: bool = True, **options):

@@ -63,6 +63,7 @@ MODE_LABELS = {
     "vector": "Nearest to a vector",
     "text": "Text search",
     "hybrid": "Hybrid search",
+    "colour": "Colour search",
 }
 
 FILTER_LABELS = {
