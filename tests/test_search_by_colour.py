@@ -353,3 +353,39 @@ def test_show_lists_the_palette_and_its_html_page_draws_the_chips(url, tmp_path)
     assert f"{palette[0]['hex']} {palette[0]['share']:.0%}" in result.output
     html = page.read_text()
     assert f'style="background:{palette[0]["hex"]}"' in html and "<script" not in html
+
+
+# --- composed queries: a colour term with images and text ---------------------------------------
+
+def test_a_composed_query_mixes_a_colour_with_a_painting(db):
+    anchor = "col-sky-03.jpg"
+    rows = db.execute("SELECT image_file, similarity, score FROM search_combined("
+                      "paintings => ARRAY[%s], colours => ARRAY['#1e3a8a:1'], k => 10)",
+                      (anchor,)).fetchall()
+    colour = dict(reference(db, [("#1e3a8a", 1.0)]))
+    similar = dict(db.execute("SELECT image_file, similarity FROM search_by_image(%s,"
+                              " k => 1000, exact => true)", (anchor,)).fetchall())
+    mix = {f: (similar[f] + colour[f]) / 2 for f in similar}      # equal weights
+    expected = sorted(mix, key=lambda f: -mix[f])[:10]
+    assert [f for f, _, _ in rows] == expected and anchor not in expected
+    for f, similarity, score in rows:
+        assert similarity == pytest.approx(similar[f], abs=1e-6)
+        assert score == pytest.approx(mix[f], abs=1e-4)
+
+
+def test_colours_alone_in_a_composed_query_are_a_colour_search(db):
+    assert db.execute("SELECT image_file FROM search_combined(colours => ARRAY['#d4af37'],"
+                      " k => 5)").fetchall() == [
+        (f,) for f, _ in by_colour(db, ["#d4af37"], k=5)]
+
+
+def test_cli_composes_a_colour_with_a_painting(url):
+    result = runner.invoke(app, ["--database-url", url, "search", "query",
+                                 "@col-sky-03.jpg + 3:#aa192d", "--json", "--k", "5"])
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.stdout)
+    rows = rows["results"] if isinstance(rows, dict) else rows
+    assert sum(r["image_file"].startswith("col-crimson-") for r in rows) >= 4
+    refused = runner.invoke(app, ["--database-url", url, "search", "query",
+                                  "@col-sky-03.jpg - #aa192d"])
+    assert refused.exit_code == 2 and "cannot be subtracted" in refused.output

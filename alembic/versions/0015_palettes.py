@@ -23,7 +23,7 @@ branch_labels = None
 depends_on = None
 # sha256 of the layer this revision ships (tests/test_migrations.py checks it: a change to
 # a landed layer needs a new revision, docs/migrations.md)
-layer_sha256 = "d94d1e88339acbf7591fabef928db3e36426405dc9f8cd068f977283d779a842"
+layer_sha256 = "c7b26780593c84519683b4db187c1c05f826c07be287bd7d3e1b3f4a6891196c"
 
 
 def upgrade() -> None:

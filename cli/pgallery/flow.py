@@ -386,11 +386,14 @@ def _composed(params: SearchParams, target: ModelInfo, state: SearchState) -> Fl
     vector_terms = [(next(vectors) if t.kind == "image" else np.asarray(t.value), t.weight)
                     for t in terms if t.kind in ("image", "vector")]
     paintings = [t for t in terms if t.kind == "painting"]
+    colours = [f"{t.value}:{t.weight:g}" for t in terms if t.kind == "colour"]
+    if len(colours) > 5:
+        raise ArgError("a composed query takes at most 5 colours")
     return combined_statement(
         paintings=[t.value for t in paintings], painting_weights=[t.weight for t in paintings],
         prompts=[t.value for t in prompts], prompt_weights=[t.weight for t in prompts],
         vectors=[v for v, _ in vector_terms], vector_weights=[w for _, w in vector_terms],
-        k=params.k, filters=params.filters, model=target.name, recall=params.recall,
+        colours=colours, k=params.k, filters=params.filters, model=target.name, recall=params.recall,
         result=params.result)
 
 

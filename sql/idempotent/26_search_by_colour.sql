@@ -5,7 +5,7 @@
 --   SELECT * FROM search_by_colour(ARRAY['#1e3a8a:3', '#d4af37:1'], k => 5,
 --                                  school => 'italian');
 --
--- The ranking (chosen by measurement: bench/README.md, "Searching by colour"): each asked
+-- The ranking (chosen by measurement: bench/colour-search.md): each asked
 -- colour q with weight w (the weights normalised to sum 1: the shares asked for) is
 -- covered by the palette colours p near it, each counting its share s by how near it is,
 -- s * exp(-dE(q, p)^2 / (2 * 20^2)) with dE the CIE76 distance in Lab; the score is
@@ -122,8 +122,8 @@ RETURN ARRAY[
 -- A palette (n x 3 Lab, n shares or weights) as a unit vector over the anchors: anchor
 -- a gets sum over colours c of share(c) * exp(-dE(a, c)^2 / (2 * 20^2)). Two palettes'
 -- cosine is then a smoothed share-weighted colour overlap: what the HNSW index on
--- painting_palette.histogram ranks candidates by (bench/README.md says how many it takes
--- for the exact ranking's top rows to be among them). PL/pgSQL, whose plans last the
+-- painting_palette.histogram ranks candidates by (bench/colour-search.md says how many it
+-- takes for the exact ranking's top rows to be among them). PL/pgSQL, whose plans last the
 -- session, where a SQL function's body is planned again at every call.
 CREATE OR REPLACE FUNCTION palette_histogram(lab real[], shares real[]) RETURNS vector
 LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
@@ -150,7 +150,7 @@ $$;
 -- The score (see the top of this file) of each painting in ``candidates``: how much of
 -- each asked colour's weight its palette covers with colours near it, summed; 0..1.
 -- Set-based, one statement for all the candidates (a scalar function called per painting
--- cost ten times more: bench/README.md, "Searching by colour").
+-- cost ten times more: bench/colour-search.md).
 CREATE OR REPLACE FUNCTION colour_scores(q_lab real[], q_weights real[], candidates bigint[])
 RETURNS TABLE (painting_id bigint, score float8)
 LANGUAGE sql STABLE PARALLEL SAFE
@@ -193,29 +193,59 @@ CREATE OR REPLACE TRIGGER painting_palette_histogram
     FOR EACH ROW EXECUTE FUNCTION fill_palette_histogram();
 
 -- How many candidates the index gives for the rows up to n of a ranking, to be re-ranked
--- exactly (bench/README.md, "Searching by colour": the exact top 10 is among the first
--- 400 in nearly every query at 100k).
+-- exactly (bench/colour-search.md: the exact top 10 is among the first 400 in nearly
+-- every query at 100k).
 CREATE OR REPLACE FUNCTION colour_candidates(n integer) RETURNS integer
 LANGUAGE sql IMMUTABLE PARALLEL SAFE
 RETURN least(100000, greatest(400, 8 * n));
 
--- search_by_colour: the paintings whose palettes best hold the colours asked.
---
--- colours   1 to 5 of '#rrggbb', each optionally ':weight' (relative, default 1)
--- The other parameters are search_by_vector's: the same filters, k, page, min_similarity
--- (on the score, 0..1) and order_by. model is accepted and checked like everywhere (a
--- palette belongs to the image, not to a model); ef_search, probes, exact: exact => true
--- scores every matching painting, without the index.
+-- Colours as the search functions take them, 1 to 5 of '#rrggbb' each optionally with
+-- ':weight' (above 0, at most 1000; default 1): their Lab values, their weights
+-- normalised to sum 1, and the sum of the weights as given (what a composed query weighs
+-- the colours by against its other terms). PGA06 for anything else.
+CREATE OR REPLACE FUNCTION colour_terms(colours text[], OUT lab real[], OUT weights real[],
+                                        OUT total float8)
+LANGUAGE plpgsql IMMUTABLE
+SET search_path FROM CURRENT
+AS $$
+DECLARE
+    term text;
+    weight float8;
+BEGIN
+    IF colours IS NULL OR cardinality(colours) = 0 OR cardinality(colours) > 5 THEN
+        RAISE EXCEPTION 'give 1 to 5 colours, got %', coalesce(cardinality(colours), 0)
+            USING ERRCODE = 'PGA06',
+                  HINT = 'e.g. search_by_colour(ARRAY[''#1e3a8a'', ''#d4af37''])';
+    END IF;
+    FOREACH term IN ARRAY colours LOOP
+        IF term IS NULL OR term !~ '^#[0-9a-fA-F]{6}(:[0-9]*\.?[0-9]+)?$' THEN
+            PERFORM colour_lab(term);          -- raises PGA06 naming the term
+        END IF;
+        weight := coalesce(nullif(split_part(term, ':', 2), '')::float8, 1);
+        IF weight <= 0 OR weight > 1000 THEN
+            RAISE EXCEPTION 'the weight of % must be above 0 and at most 1000',
+                            quote_literal(term)
+                USING ERRCODE = 'PGA06';
+        END IF;
+        lab := lab || ARRAY[colour_lab(split_part(term, ':', 1))];
+        weights := weights || weight::real;
+    END LOOP;
+    total := (SELECT sum(w) FROM unnest(weights) AS t(w));
+    weights := ARRAY(SELECT w / total FROM unnest(weights) WITH ORDINALITY AS t(w, n)
+                     ORDER BY n);
+END
+$$;
+
+-- One page of the colour ranking for a checked request (search_by_colour's engine; a
+-- composed query of colours alone comes here too).
 --
 -- How: the asked colours become a histogram (palette_histogram) and the HNSW index on
 -- painting_palette.histogram gives the candidates nearest to it, filters checked as the
 -- graph is walked (pgvector's iterative scan); the candidates (colour_candidates rows,
 -- growing with the page) are re-ranked exactly by colour_scores. When filters leave
--- few paintings (fewer than colour_candidates * 4), all of them are scored exactly.
-CREATE OR REPLACE FUNCTION search_by_colour(
-    colours text[],
-    {{search_parameters}}
-) RETURNS SETOF search_result
+-- few paintings (fewer than colour_candidates * 4), or r.exact, all of them are scored.
+CREATE OR REPLACE FUNCTION colour_page(q_lab real[], q_weights real[], r search_request)
+RETURNS SETOF search_result
 LANGUAGE plpgsql STABLE
 SET search_path FROM CURRENT
 SET hnsw.ef_search = 40
@@ -224,46 +254,20 @@ SET enable_sort = on
 SET plan_cache_mode = auto
 AS $$
 DECLARE
-    r search_request := checked_request({{search_request}});
     skip integer := (r.page - 1) * r.k;
-    q_lab real[];
-    q_weights real[];
-    q_hist vector;
-    term text;
-    weight float8;
-    wanted integer;
+    wanted integer := colour_candidates(skip + r.k);
+    q_hist vector := palette_histogram(q_lab, q_weights);
+    exact boolean := r.exact;
     matching bigint;
     candidates bigint[];
 BEGIN
-    IF colours IS NULL OR cardinality(colours) = 0 OR cardinality(colours) > 5 THEN
-        RAISE EXCEPTION 'give 1 to 5 colours, got %', coalesce(cardinality(colours), 0)
-            USING ERRCODE = 'PGA06', HINT = 'e.g. search_by_colour(ARRAY[''#1e3a8a'', ''#d4af37''])';
-    END IF;
-    FOREACH term IN ARRAY colours LOOP
-        IF term !~ '^#[0-9a-fA-F]{6}(:[0-9]*\.?[0-9]+)?$' THEN
-            PERFORM colour_lab(term);          -- raises PGA06 naming the term
-        END IF;
-        weight := coalesce(nullif(split_part(term, ':', 2), '')::float8, 1);
-        IF weight <= 0 OR weight > 1000 THEN
-            RAISE EXCEPTION 'the weight of % must be above 0 and at most 1000', quote_literal(term)
-                USING ERRCODE = 'PGA06';
-        END IF;
-        q_lab := q_lab || ARRAY[colour_lab(split_part(term, ':', 1))];
-        q_weights := q_weights || weight::real;
-    END LOOP;
-    q_weights := ARRAY(SELECT w / sum(w) OVER () FROM unnest(q_weights) WITH ORDINALITY
-                       AS t(w, n) ORDER BY n);
-    q_hist := palette_histogram(q_lab, q_weights);
-    wanted := colour_candidates(skip + r.k);
-
-    IF NOT r.exact AND has_filters(r) THEN
+    IF NOT exact AND has_filters(r) THEN
         PERFORM set_config('plan_cache_mode', 'force_custom_plan', true);
         SELECT count(*) INTO matching FROM (
             SELECT 1 FROM painting p WHERE painting_matches(p, r) LIMIT 4 * wanted) AS bounded;
-        r.exact := matching < 4 * wanted;
+        exact := matching < 4 * wanted;
     END IF;
-
-    IF NOT r.exact THEN
+    IF NOT exact THEN
         -- candidates: the histograms nearest to the query's, filters checked on the way
         PERFORM set_config('hnsw.ef_search', least(1000, wanted)::text, true),
                 set_config('enable_sort', 'off', true);
@@ -292,5 +296,27 @@ BEGIN
               ORDER BY c.score DESC, c.painting_id
               LIMIT r.k OFFSET skip) AS s
         JOIN painting p ON p.painting_id = s.painting_id), r);
+END
+$$;
+
+-- search_by_colour: the paintings whose palettes best hold the colours asked.
+--
+-- colours   1 to 5 of '#rrggbb', each optionally ':weight' (relative, default 1)
+-- The other parameters are search_by_vector's: the same filters, k, page, min_similarity
+-- (on the score, 0..1) and order_by. model is accepted and checked like everywhere (a
+-- palette belongs to the image, not to a model); ef_search and probes are not used;
+-- exact => true scores every matching painting, without the index.
+CREATE OR REPLACE FUNCTION search_by_colour(
+    colours text[],
+    {{search_parameters}}
+) RETURNS SETOF search_result
+LANGUAGE plpgsql STABLE
+SET search_path FROM CURRENT
+AS $$
+DECLARE
+    r search_request := checked_request({{search_request}});
+    q record := colour_terms(colours);
+BEGIN
+    RETURN QUERY SELECT * FROM colour_page(q.lab, q.weights, r);
 END
 $$;
