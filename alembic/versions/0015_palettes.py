@@ -23,7 +23,7 @@ branch_labels = None
 depends_on = None
 # sha256 of the layer this revision ships (tests/test_migrations.py checks it: a change to
 # a landed layer needs a new revision, docs/migrations.md)
-layer_sha256 = "c7b26780593c84519683b4db187c1c05f826c07be287bd7d3e1b3f4a6891196c"
+layer_sha256 = "ec8d72183d074a3a0e7f59f3f195ec78d886da38f39ca2f6e418177465f23500"
 
 
 def upgrade() -> None:
