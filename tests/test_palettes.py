@@ -88,3 +88,16 @@ def test_anything_else_is_refused_in_one_line(bad):
     with pytest.raises(ArgError) as error:
         parse_colours(bad)
     assert "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize("command", [["search", "colour"], ["palettes"],
+                                     ["palettes", "backfill"]], ids=" ".join)
+def test_the_colour_commands_explain_themselves_with_an_example(command):
+    from typer.testing import CliRunner
+
+    from pgallery.commands import app
+
+    result = CliRunner().invoke(app, [*command, "--help"])
+    assert result.exit_code == 0 and "Usage" in result.output
+    if len(command) == 2:
+        assert "Example" in result.output
