@@ -389,3 +389,18 @@ def test_cli_composes_a_colour_with_a_painting(url):
     refused = runner.invoke(app, ["--database-url", url, "search", "query",
                                   "@col-sky-03.jpg - #aa192d"])
     assert refused.exit_code == 2 and "cannot be subtracted" in refused.output
+
+
+def test_each_candidate_path_under_filters_scores_by_the_same_rule(db):
+    # pgallery.colour_candidates = 4 with k = 1: 8 candidates, so the 32 Dutch paintings
+    # are "few" (fewer than 25 times the candidates, not under 4 times): their histograms
+    # are read without the index; the scores stay the documented ones
+    colour = dict(reference(db, [("#d4af37", 1.0)], school="%dutch%"))
+    with db.transaction():
+        db.execute("SET LOCAL pgallery.colour_candidates = 4")
+        for page in (1, 2, 3):
+            (image_file, similarity), = by_colour(db, ["#d4af37"], k=1, page=page,
+                                                  school="dutch")
+            assert similarity == pytest.approx(colour[image_file], abs=1e-4)
+        best, = by_colour(db, ["#d4af37"], k=1, school="dutch")
+        assert best[0] == max(colour, key=colour.get)

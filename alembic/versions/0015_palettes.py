@@ -23,7 +23,7 @@ branch_labels = None
 depends_on = None
 # sha256 of the layer this revision ships (tests/test_migrations.py checks it: a change to
 # a landed layer needs a new revision, docs/migrations.md)
-layer_sha256 = "4bbb88cdc8e76cd7510600e1444e02eca7f74046b9ee6a6076f87d4ec13c2b2f"
+layer_sha256 = "5947c61a96580f2276a2789f6b80536d307c65e4dba6c7635253276b41c25afa"
 
 
 def upgrade() -> None:
