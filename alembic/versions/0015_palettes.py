@@ -4,10 +4,12 @@
   shares per painting, the content hash of the image they came from, and a 216-d
   histogram over fixed anchor colours with an HNSW index (cosine).
 - The layer adds sql/idempotent/26_search_by_colour.sql: search_by_colour(colours text[],
-  <the search parameters>), the Lab conversion, palette_histogram (kept current by a
-  trigger on painting_palette) and palette_coverage, the exact score.
-
-No existing signature changes.
+  <the search parameters>), its engine colour_page, colour_terms (the colours parsed),
+  colour_scores (the exact score), the Lab conversion, palette_histogram and the trigger
+  that fills a histogram written without one, colour_candidates (pgallery.colour_candidates).
+- search_combined gains colours text[] DEFAULT NULL (a colour term in a composed query):
+  its identity changes, so the step replaces it (a user's view over it stops the upgrade
+  with the step's one-line message, as docs/migrations.md says).
 
 Revision ID: 0015
 Revises: 0014
