@@ -50,6 +50,8 @@ BENCHMARKS = (
     "web",            # pgallery serve under load against direct SQL
     "concurrency",    # searches while a load and an index rebuild run
     "query_kinds",    # recall per kind of query (stored, new vectors, filtered) at the tuned default
+    "colour_ranking", # which palette measure finds the pictures of the colours asked
+    "colour",         # search_by_colour at scale: latency tails, index against exact
 )
 
 

@@ -130,8 +130,10 @@ def test_an_empty_filtered_search_names_the_filter_that_left_nothing(gallery):
 
 
 def test_bad_input_raises_typed_errors_never_a_bare_exception(gallery):
-    with pytest.raises(ArgError, match="unknown search parameter 'colour'"):
-        gallery.search(text="x", colour="red")
+    with pytest.raises(ArgError, match="unknown search parameter 'flavour'"):
+        gallery.search(text="x", flavour="red")
+    with pytest.raises(ArgError, match="not colour and text"):
+        gallery.search(text="x", colour="#1e3a8a")
     with pytest.raises(FilterError, match="k must be between 1 and 10000"):
         gallery.search(similar="x", k=0)
     with pytest.raises(FilterError, match="year_from .* after year_to"):

@@ -40,6 +40,7 @@ from pgallery.errors import (ArgError, EmbeddingFailed, ModelMismatch, Permissio
                              ProviderError, UnknownModel)
 from pgallery.search import (RecallSettings, ResultOptions, SearchFilters,
                              combined_statement, fetch_statement, search_statement)
+from pgallery.palette import colour_arguments
 from pgallery.providers import build_provider
 from pgallery.search_state import (MODEL_TTL, AddressPolicy, ModelInfo,  # noqa: F401
                                    SearchState, as_vector, combine, embed_new_image)
@@ -156,6 +157,7 @@ class SearchParams:
     image: object = None                  # a new image: path, URL or bytes
     vector: object = None                 # a vector you have
     query: str | None = None              # a composed query (query_syntax.py)
+    colour: object = None                 # colours: '#rrggbb[:weight]', a list or "a,b"
     filters: SearchFilters = field(default_factory=SearchFilters)
     k: int = 10
     model: str | None = None
@@ -171,11 +173,12 @@ class SearchParams:
 
     @property
     def mode(self) -> str:
-        given = [name for name in ("similar", "image", "vector", "query")
+        given = [name for name in ("similar", "image", "vector", "query", "colour")
                  if getattr(self, name) is not None]
-        if len(given) > 1:
-            raise ArgError(f"search by one of similar, image, vector or query, not "
-                           f"{' and '.join(given)}")
+        if len(given) > 1 or given == ["colour"] and self.text is not None:
+            given += ["text"] if self.text is not None else []
+            raise ArgError(f"search by one of similar, image, vector, query or colour, "
+                           f"not {' and '.join(given)}")
         if given:
             return given[0]
         return "text" if self.text is not None else "browse"
@@ -261,6 +264,11 @@ def search(params: SearchParams, state: SearchState) -> Flow:
         if mode == "query":
             statement, args = yield from _composed(params, target, state)
             kind = "combined"
+        elif mode == "colour":
+            kind = "colour"
+            statement, args = search_statement(
+                kind, colour_arguments(params.colour), k=params.k, filters=params.filters,
+                model=target.name, recall=params.recall, result=params.result)
         else:
             kind, query = yield from _plan(mode, params, target, state, notices)
             statement, args = search_statement(
@@ -378,11 +386,14 @@ def _composed(params: SearchParams, target: ModelInfo, state: SearchState) -> Fl
     vector_terms = [(next(vectors) if t.kind == "image" else np.asarray(t.value), t.weight)
                     for t in terms if t.kind in ("image", "vector")]
     paintings = [t for t in terms if t.kind == "painting"]
+    colours = [f"{t.value}:{t.weight:g}" for t in terms if t.kind == "colour"]
+    if len(colours) > 5:
+        raise ArgError("a composed query takes at most 5 colours")
     return combined_statement(
         paintings=[t.value for t in paintings], painting_weights=[t.weight for t in paintings],
         prompts=[t.value for t in prompts], prompt_weights=[t.weight for t in prompts],
         vectors=[v for v, _ in vector_terms], vector_weights=[w for _, w in vector_terms],
-        k=params.k, filters=params.filters, model=target.name, recall=params.recall,
+        colours=colours, k=params.k, filters=params.filters, model=target.name, recall=params.recall,
         result=params.result)
 
 

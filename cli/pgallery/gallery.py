@@ -32,6 +32,7 @@ from pgallery.config import Settings
 from pgallery.database import connect, resolve_url
 from pgallery.errors import ArgError, PaintingNotFound
 from pgallery.flow import EmptyReason, SearchOutcome, SearchParams, SearchState
+from pgallery.palette import chips
 from pgallery.search import RecallSettings, ResultOptions, SearchFilters
 
 # One search result: a frozen dataclass with one attribute per column of SQL's
@@ -49,7 +50,7 @@ Duplicate.__module__ = __name__
 Duplicate.__doc__ = "One painting of a near-duplicate group (SQL near_duplicates())."
 
 # The names search() takes besides the vocabulary's: what to search by.
-QUERY_NAMES = ("text", "similar", "image", "vector", "query")
+QUERY_NAMES = ("text", "similar", "image", "vector", "query", "colour")
 EXTRA_NAMES = ("hybrid", "provider")
 EMBEDDINGS_BATCH = 2000     # rows per transaction of an embeddings file
 
@@ -106,7 +107,8 @@ def search_params(**params) -> SearchParams:
                                      f"({filters.year_to})")
     return SearchParams(
         text=params.get("text"), similar=params.get("similar"), image=params.get("image"),
-        vector=params.get("vector"), query=params.get("query"), filters=filters,
+        vector=params.get("vector"), query=params.get("query"),
+        colour=params.get("colour"), filters=filters,
         k=by_sql.get("k", vocabulary.K.default), model=by_sql.get("model"),
         recall=RecallSettings(ef_search=by_sql.get("ef_search"), probes=by_sql.get("probes"),
                               exact=True if by_sql.get("exact") else None),
@@ -139,8 +141,10 @@ SELECT p.painting_id, p.image_file, p.title, p.author, p.technique, p.date,
        p.painting_type, p.school, p.timeframe, p.description, p.image_uri,
        (SELECT array_agg(e.model ORDER BY e.model) FROM painting_embedding e
         JOIN painting named ON named.painting_id = e.painting_id
-        WHERE named.image_file = %(image_file)s) AS embedded_with
-FROM painting p WHERE p.image_file = %(image_file)s
+        WHERE named.image_file = %(image_file)s) AS embedded_with,
+       pp.lab AS palette_lab, pp.shares AS palette_shares
+FROM painting p LEFT JOIN painting_palette pp ON pp.painting_id = p.painting_id
+WHERE p.image_file = %(image_file)s
 """
 
 MODELS_SQL = """
@@ -210,8 +214,9 @@ class Gallery:
     def search(self, text: str | None = None, **params) -> Results:
         """Search by ``text``, ``similar`` (a painting's image_file), ``image`` (a path,
         bytes or an http(s) URL), ``vector`` or ``query`` (a composed query: '2:"stormy
-        sea" + @a.jpg - "people"'), or by none of them to list the collection under the
-        filters. The other parameters are the web API's: k, page, author, technique,
+        sea" + @a.jpg - "people"'), ``colour`` (['#1e3a8a', '#d4af37:0.3'] or
+        '1e3a8a,d4af37': search_by_colour), or by none of them to list the collection
+        under the filters. The other parameters are the web API's: k, page, author, technique,
         school, type, timeframe, year_from, year_to, min_similarity, order, model, exact,
         ef_search, probes (and hybrid=True for search_hybrid)."""
         if text is not None:
@@ -227,11 +232,14 @@ class Gallery:
         return flow.run(flow.model(self.state, name), self.connection)
 
     def painting(self, image_file: str) -> dict:
-        """One painting's metadata, parsed years and the models it is embedded with."""
+        """One painting's metadata, parsed years, the models it is embedded with and its
+        palette ([{"hex", "share"}], largest first; [] before it is computed)."""
         rows = flow.run(_fetch(PAINTING_SQL, {"image_file": image_file}), self.connection)
         if not rows:
             raise PaintingNotFound(f"no painting with image_file {image_file!r}")
-        return rows[0]
+        row = rows[0]
+        row["palette"] = chips(row.pop("palette_lab"), row.pop("palette_shares"))
+        return row
 
     def painting_title(self, image_file: str) -> str | None:
         row = flow.run(_fetch("SELECT title FROM painting WHERE image_file = %s",
@@ -334,6 +342,18 @@ class Gallery:
                                       batch_size=batch_size or DEFAULT_BATCH_SIZE)
         self.state.forget_models()
         return summary
+
+    def backfill_palettes(self, images: str | Path | None = None, *, progress=None,
+                          batch_size: int | None = None):
+        """Compute the palette of every painting that has none (loading/palettes.py):
+        resumable, a commit per batch. ``images``: where to find moved images by
+        image_file. A BackfillSummary (done, failed, remaining)."""
+        from pgallery.loading.palettes import DEFAULT_BATCH, backfill_palettes
+
+        conn = self.connection
+        with _progress(progress) as shown:
+            return backfill_palettes(conn, images_dir=Path(images) if images else None,
+                                     batch_size=batch_size or DEFAULT_BATCH, progress=shown)
 
     # --- the indexes ------------------------------------------------------------------------
 

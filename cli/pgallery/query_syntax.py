@@ -9,6 +9,8 @@ A term is one of
     "text" or 'text'    a prompt (embedded by the provider, cached in the database)
     @image_file         a stored painting, by its image_file (@"name with spaces.jpg" too)
     [0.1, -0.2, ...]    a raw vector (a JSON list)
+    #rrggbb             a colour: the paintings whose palettes hold it rank higher (its
+                        weight against the others' decides how much); never subtracted
     anything else       a new image: a file path or an http(s) URL, up to the next space
 optionally preceded by a weight, ``N:`` (a plain non-negative number: 2, 0.5, 1e-1). Terms
 are joined by ``+`` or ``-`` (a ``-`` subtracts the term: its weight becomes negative); the
@@ -28,7 +30,8 @@ from dataclasses import dataclass
 
 from pgallery.errors import ArgError
 
-KINDS = ("prompt", "painting", "image", "vector")
+KINDS = ("prompt", "painting", "image", "vector", "colour")
+_COLOUR = re.compile(r"#[0-9a-fA-F]{6}")
 _WEIGHT = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?:")
 _BARE_END = re.compile(r"\s")
 
@@ -145,6 +148,11 @@ def _term(text: str, i: int, sign: float) -> tuple[Term, int]:
     if char in "+-:":
         raise QuerySyntaxError(f"unexpected {char!r}: a term is missing here", text, i)
     end = _bare_end(text, i)
+    if _COLOUR.fullmatch(text, i, end):
+        if sign < 0:
+            raise QuerySyntaxError("a colour cannot be subtracted: give the colours wanted",
+                                   text, start)
+        return Term("colour", text[i:end].lower(), weight, start, end), end
     return Term("image", text[i:end], sign * weight, start, end), end
 
 

@@ -70,6 +70,7 @@ FUNCTIONS = {
     "image": ("search_by_image", "image_file"),
     "text": ("search_by_text", "prompt"),
     "hybrid": ("search_hybrid", "prompt"),
+    "colour": ("search_by_colour", "colours"),     # '#rrggbb[:weight]' strings
 }
 
 
@@ -160,13 +161,14 @@ def _vector_text(vector) -> str:
 
 
 def combined_statement(*, paintings=(), painting_weights=(), prompts=(), prompt_weights=(),
-                       vectors=(), vector_weights=(), k: int = 10,
+                       vectors=(), vector_weights=(), colours=(), k: int = 10,
                        filters: SearchFilters | None = None, model: str | None = None,
                        recall: RecallSettings | None = None,
                        result: ResultOptions | None = None) -> tuple[str, dict]:
     """(statement, arguments) that call search_combined (sql/idempotent/24_search_combined.sql)
     with the terms of each kind and their signed weights (a negative weight subtracts the
-    term); like search_statement, the text is fixed and every value a bound parameter."""
+    term) and the colours ('#rrggbb:weight'); like search_statement, the text is fixed and
+    every value a bound parameter."""
     args: dict = {}
     for name, terms, weights in (("paintings", list(paintings), list(painting_weights)),
                                  ("prompts", list(prompts), list(prompt_weights))):
@@ -175,6 +177,8 @@ def combined_statement(*, paintings=(), painting_weights=(), prompts=(), prompt_
     if len(vectors):
         args["vectors"] = [_vector_text(v) for v in vectors]
         args["vector_weights"] = [float(w) for w in vector_weights]
+    if colours:             # '#rrggbb:weight', the weight against the other terms'
+        args["colours"] = list(colours)
     args.update(arguments(k, filters, model, recall, result))
     casts = {"vectors": "::vector[]", "painting_weights": "::real[]",
              "prompt_weights": "::real[]", "vector_weights": "::real[]"}

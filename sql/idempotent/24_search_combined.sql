@@ -26,6 +26,12 @@
 -- filters, model, recall settings) are search_by_vector's; distance and similarity are to
 -- the composed vector.
 --
+-- colours ('#rrggbb[:weight]', as search_by_colour takes them) mix a palette term in:
+-- the composed vector's colour_candidates() nearest paintings (under the filters) are
+-- ranked by (V * similarity + C * colour score) / (V + C), V the sum of the other terms'
+-- |weights| and C of the colours' weights (so '@a.jpg + #1e3a8a' weighs them equally);
+-- similarity stays the vector's, score is the mix. Colours alone are search_by_colour.
+--
 -- Nothing here is dynamic SQL: every term is a bound value, read by fixed statements.
 CREATE OR REPLACE FUNCTION search_combined(
     paintings text[] DEFAULT NULL,
@@ -37,6 +43,7 @@ CREATE OR REPLACE FUNCTION search_combined(
     painting_weights real[] DEFAULT NULL,
     prompt_weights real[] DEFAULT NULL,
     vector_weights real[] DEFAULT NULL,
+    colours text[] DEFAULT NULL,
     {{search_parameters}}
 ) RETURNS SETOF search_result
 LANGUAGE plpgsql STABLE
@@ -63,6 +70,8 @@ DECLARE
     q vector;
     wide search_request;
     i integer;
+    c record;                       -- the colours (colour_terms), when there are some
+    vector_total float8;
 BEGIN
     IF cardinality(painting_weights) IS DISTINCT FROM cardinality(paintings)
            AND painting_weights IS NOT NULL
@@ -152,8 +161,15 @@ BEGIN
         term_weight := term_weight || w;
     END LOOP;
 
+    IF colours IS NOT NULL THEN
+        c := colour_terms(colours);
+        IF cardinality(term_vector) = 0 THEN
+            RETURN QUERY SELECT * FROM colour_page(c.lab, c.weights, r);
+            RETURN;
+        END IF;
+    END IF;
     IF cardinality(term_vector) = 0 THEN
-        RAISE EXCEPTION 'the query has no terms: give paintings, prompts or vectors'
+        RAISE EXCEPTION 'the query has no terms: give paintings, prompts, vectors or colours'
             USING ERRCODE = 'PGA06';
     END IF;
     IF EXISTS (SELECT FROM unnest(term_weight) AS t(x)
@@ -194,6 +210,33 @@ BEGIN
     END IF;
 
     named_ids := ARRAY(SELECT DISTINCT x FROM unnest(named_ids) AS t(x));
+    IF colours IS NOT NULL THEN
+        -- The vector's nearest candidates, the named paintings left out, scored for the
+        -- colours and ranked by the mix (see the top of this file).
+        wide := r;
+        wide.k := least(10000, colour_candidates(r.page * r.k) + cardinality(named_ids));
+        wide.page := 1;
+        wide.min_similarity := NULL;
+        wide.order_by := 'similarity';
+        vector_total := (SELECT sum(abs(x)) FROM unnest(term_weight) AS t(x));
+        RETURN QUERY SELECT * FROM finished_page(ARRAY(
+            WITH near AS MATERIALIZED (
+                SELECT * FROM nearest_paintings(q, wide, named_ids[1]) AS n
+                WHERE n.painting_id <> ALL (named_ids)),
+            scored AS (
+                SELECT * FROM colour_scores(c.lab, c.weights,
+                                            ARRAY(SELECT near.painting_id FROM near)))
+            SELECT ROW(n.painting_id, n.image_file, n.title, n.author, n.technique,
+                       n.painting_type, n.school, n.timeframe, n.date, n.distance,
+                       n.similarity,
+                       (vector_total * n.similarity + c.total * coalesce(s.score, 0))
+                       / (vector_total + c.total))::search_result
+            FROM near AS n LEFT JOIN scored AS s ON s.painting_id = n.painting_id
+            ORDER BY (vector_total * n.similarity + c.total * coalesce(s.score, 0)) DESC,
+                     n.painting_id
+            OFFSET (r.page - 1) * r.k LIMIT r.k), r);
+        RETURN;
+    END IF;
     IF cardinality(named_ids) <= 1 THEN
         -- The common case (at most one stored painting): nearest_paintings leaves it out
         -- itself, so every setting of the request applies exactly as elsewhere.

@@ -24,7 +24,7 @@ from pgallery.providers import PROVIDERS
 from pgallery.rendering.output import emit_results
 
 app = typer.Typer(help="Search the collection: by one of its paintings, by text, by a new "
-                       "image or by a vector.", no_args_is_help=True)
+                       "image, by a vector or by colour.", no_args_is_help=True)
 
 Provider = Annotated[Optional[str], typer.Option(
     help=f"Embedding provider: {', '.join(PROVIDERS)}. "
@@ -159,6 +159,29 @@ def new_image(
             search)
 
 
+@search_options
+def colour(
+    ctx: typer.Context,
+    colours: Annotated[list[str], typer.Argument(
+        metavar="COLOUR...", help="1 to 5 colours as '#rrggbb', each optionally with a "
+                                  "relative weight: '#1e3a8a:3' '#d4af37:1'.")],
+    search: SearchOptions,
+):
+    """Paintings whose dominant colours are these, in these shares (search_by_colour).
+
+    Every painting's palette (five colours, computed from its pixels when it was loaded,
+    or by `pgallery palettes backfill`) is compared in CIE Lab: a painting scores 1 when
+    it holds each colour, or one near it, in at least the share asked.
+
+    Example: `pgallery search colour '#1e3a8a' '#d4af37' --k 5 --school italian`
+    """
+    from pgallery.palette import parse_colours
+
+    parse_colours(colours)              # a bad colour says so before the database opens
+    _search(ctx, _params(search, colour=list(colours)),
+            {"mode": "colour", "prompt": " ".join(colours)}, search)
+
+
 @app.command("query")
 @search_options
 def composed_query(
@@ -184,6 +207,7 @@ app.command("painting")(painting)
 app.command("text")(text)
 app.command("new-image")(new_image)
 app.command("vector")(vector)
+app.command("colour")(colour)
 for _old, _new in OLD_NAMES.items():
     _command = {"painting": painting, "new-image": new_image}[_new]
     app.command(_old, hidden=True, help=f"(The old name of `pgallery search {_new}`.) "

@@ -30,7 +30,7 @@ def show(
         print_json(painting)
     else:
         console.print(key_value_table(
-            [(k, ", ".join(v) if isinstance(v, list) else v) for k, v in painting.items()],
+            [(k, _listed(k, v) if isinstance(v, list) else v) for k, v in painting.items()],
             title=painting["title"] or image_file))
     if html is not None:
         from pgallery.rendering.html import write_painting_page
@@ -38,3 +38,9 @@ def show(
         location = painting.get("image_uri")
         write_painting_page(html, painting, image_resolver=lambda _f: location)
         err_console.print(f"wrote {html}")
+
+
+def _listed(key: str, values: list) -> str:
+    if key == "palette":        # [{"hex", "share"}]: '#1e3a8a 42%, ...'
+        return ", ".join(f"{c['hex']} {c['share']:.0%}" for c in values)
+    return ", ".join(values)

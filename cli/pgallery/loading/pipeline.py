@@ -9,7 +9,11 @@ failed-image list or the whole collection) and one provider, :func:`load_images`
    not change either);
 2. streams every other image into ``provider.embed_images``, which runs them concurrently
    within its rate limit and yields results in any order;
-3. writes the vectors in batches (``write_batch``: COPY into the staging table, one merge,
+3. computes each local image's palette (pgallery.palette: its dominant colours, whatever
+   the provider) as it is hashed, for the images to embed and for unchanged ones whose
+   palette is missing or was computed from other bytes (images given by URL get theirs
+   from ``pgallery palettes backfill``, which fetches them);
+4. writes the vectors in batches (``write_batch``: COPY into the staging table, one merge,
    one transaction), at least every ``flush_seconds`` so a slow provider's work is
    committed often; failures (``EmbeddingFailed``: code and message; a file that cannot
    be read gets the image reader's typed error, as in the providers) are recorded in
@@ -44,6 +48,7 @@ from pgallery.loading.records import METADATA_FIELDS, PaintingRecord, RejectedRo
 from pgallery.loading.sources import ImageItem, SourceListing
 from pgallery.loading.summary import LoadSummary, Progress
 from pgallery.loading.after_load import after_load
+from pgallery.loading.palettes import palette_of_file, store_palettes
 from pgallery.loading.writer import record_failures, register_model, write_batch
 from pgallery.providers.base import EmbeddingProvider
 
@@ -52,8 +57,9 @@ DEFAULT_FLUSH_SECONDS = 5.0  # ... or whatever arrived in this many seconds
 LOOKUP_CHUNK = 256           # images hashed and looked up per query
 
 EXISTING_SQL = """
-SELECT p.image_file, e.content_hash
+SELECT p.image_file, e.content_hash, pp.content_hash AS palette_hash
 FROM painting p JOIN painting_embedding e ON e.painting_id = p.painting_id
+LEFT JOIN painting_palette pp ON pp.painting_id = p.painting_id
 WHERE p.image_file = ANY(%s) AND e.model = %s
 """
 
@@ -76,6 +82,18 @@ def _hash(item: ImageItem) -> tuple[str | None, tuple[ImageItem, EmbeddingFailed
         return content_hash(item.path), None
     except EmbeddingFailed as exc:
         return None, (item, exc)
+
+
+def _add_palettes(items: list[ImageItem]) -> None:
+    """Each local image's palette on its record. An image that cannot be read gets none
+    here: the provider meets the same error and records it as the image's failure."""
+    for item in items:
+        if is_url(item.path):
+            continue
+        try:
+            item.record.palette, _ = palette_of_file(item.path, name=str(item.path))
+        except EmbeddingFailed:
+            item.record.palette = None
 
 
 def check_vector(vector, dimension: int) -> np.ndarray:
@@ -122,10 +140,11 @@ class _Load:
 
     # --- before the provider: hash, look up, skip what is already there -----------------
 
-    def _existing(self, image_files: list[str]) -> dict[str, str | None]:
+    def _existing(self, image_files: list[str]) -> dict[str, tuple[str | None, str | None]]:
+        """image_file -> (hash embedded, hash its palette came from) for those embedded."""
         with self.conn.transaction():
             rows = self.conn.execute(EXISTING_SQL, (image_files, self.model)).fetchall()
-        return dict(rows)
+        return {file: (digest, palette) for file, digest, palette in rows}
 
     def _classify(self, chunk: list[ImageItem]) -> list[ImageItem]:
         """Write the unchanged and the unreadable; return the images to embed."""
@@ -139,16 +158,23 @@ class _Load:
                 hashed.append(item)
         with self.lock:
             existing = self._existing([i.record.image_file for i in hashed]) if hashed else {}
-            unchanged, to_embed = [], []
-            for item in hashed:
-                file = item.record.image_file
-                same = file in existing and (
-                    is_url(item.path) or existing[file] == item.record.content_hash)
-                (unchanged if same else to_embed).append(item)
+        unchanged, to_embed = [], []
+        for item in hashed:
+            file = item.record.image_file
+            same = file in existing and (
+                is_url(item.path) or existing[file][0] == item.record.content_hash)
+            (unchanged if same else to_embed).append(item)
+        repaint = [i for i in unchanged if not is_url(i.path)
+                   and existing[i.record.image_file][1] != i.record.content_hash]
+        _add_palettes(to_embed + repaint)       # outside the lock: results keep flowing
+        with self.lock:
             if unchanged:
                 with self.conn.transaction():
                     self.summary.merged += write_batch(
                         self.conn, self.model, [_metadata_only(i.record) for i in unchanged])
+                    store_palettes(self.conn, [(i.record.image_file, i.record.palette,
+                                                i.record.content_hash)
+                                               for i in repaint if i.record.palette])
                     # an image that is embedded after all is no longer a failure
                     self.conn.execute(
                         "DELETE FROM embedding_failure WHERE model = %s AND image_file = ANY(%s)",
@@ -214,6 +240,8 @@ class _Load:
             rows.append(meta)
         with self.conn.transaction():
             counts = write_batch(self.conn, self.model, rows)
+            store_palettes(self.conn, [(r.image_file, r.palette, r.content_hash)
+                                       for r in self.embedded if r.palette is not None])
             record_failures(self.conn, self.model, failures)
         self.summary.merged += counts
         self.summary.failed += len(self.failed)

@@ -37,6 +37,7 @@ class PaintingRecord:
     image_uri: str | None = None
     content_hash: str | None = None
     embedding: np.ndarray | None = field(default=None, repr=False)
+    palette: object = field(default=None, repr=False)   # pgallery.palette.Palette
 
 
 @dataclass

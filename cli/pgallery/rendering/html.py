@@ -63,6 +63,7 @@ MODE_LABELS = {
     "vector": "Nearest to a vector",
     "text": "Text search",
     "hybrid": "Hybrid search",
+    "colour": "Colour search",
 }
 
 FILTER_LABELS = {
@@ -274,7 +275,7 @@ def render_painting_page(painting: Mapping, image_resolver: ImageResolver = lamb
     shown = {"author": painting.get("author") if _present(painting.get("author")) else None,
              "date": painting.get("date") if _present(painting.get("date")) else None}
     return render("painting_page.html", csp=_CSP, title=title or str(name), name=name,
-                  painting=shown, fields=rows,
+                  painting=shown, fields=rows, colours=painting.get("palette") or [],
                   big_picture=picture(location, _alt(painting), PAINTING_SIDE, "bigpic"))
 
 

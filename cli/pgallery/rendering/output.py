@@ -18,7 +18,7 @@ from pgallery.rendering.tables import console, err_console, print_json, results_
 
 MODE_TITLES = {"painting": "more like this", "new-image": "similar to your image",
                "vector": "nearest to the vector", "text": "text search",
-               "hybrid": "hybrid search",
+               "hybrid": "hybrid search", "colour": "colour search",
                # the names before issue 12, for callers that still pass them
                "image": "more like this", "file": "similar to your image"}
 

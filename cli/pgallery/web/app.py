@@ -71,9 +71,10 @@ HERE = Path(__file__).parent
 templates = Jinja2Templates(directory=HERE.parent / "templates")   # shared with rendering/
 FORM_OVERHEAD = 256 * 1024        # multipart headers and the text fields around a file
 MODE_LABELS = {"image": "More like this", "text": "Text search", "hybrid": "Keyword ranking",
-               "upload": "Similar to your image", "browse": "The collection"}
+               "upload": "Similar to your image", "colour": "Colour search",
+               "browse": "The collection"}
 IMAGE_CACHE = "public, max-age=86400"
-FORM_FIELDS = frozenset((*FILTER_FIELDS, "text", "similar", "upload", "k", "page",
+FORM_FIELDS = frozenset((*FILTER_FIELDS, "text", "similar", "upload", "colour", "k", "page",
                          "image_url"))
 
 
@@ -185,8 +186,13 @@ async def search_form(request: Request) -> Response:
     if data is not None or image_url:          # a new image replaces the query painting
         params.pop("similar", None)
         params.pop("upload", None)
+        params.pop("colour", None)
     elif (params.get("text") or "").strip():   # a prompt typed over "more like this"
         params.pop("similar", None)
+        params.pop("colour", None)
+    elif (params.get("colour") or "").strip():  # colours picked over "more like this"
+        params.pop("similar", None)
+        params.pop("upload", None)
     params.pop("page", None)
     req = SearchRequest.from_params(params)
     if data is not None or image_url:
@@ -201,7 +207,7 @@ async def painting_page(request: Request) -> Response:
     service: SearchService = request.app.state.service
     image_file = _path_param(request)
     req = SearchRequest.from_params(request.query_params).with_(
-        text=None, upload=None, similar=image_file, page=1, k=12)
+        text=None, upload=None, colour=None, similar=image_file, page=1, k=12)
     painting = await service.painting(image_file)
     try:
         outcome = await service.search(req)

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field, replace
 from urllib.parse import urlencode
 
 from pgallery.errors import ArgError
+from pgallery.palette import parse_colours
 from pgallery.vocabulary import FILTERS, K, PAGE, Param, SearchFilters
 
 K_DEFAULT = 20
@@ -44,15 +45,38 @@ SIMILAR = _web(Param("similar", str, "A painting's image_file: more like this pa
                      "Not with text or upload."))
 UPLOAD = Param("upload", str, "The hash of an image uploaded with POST /api/search "
                "(its answer's query.upload).", pattern="^" + UPLOAD_HASH.pattern + "$")
+COLOUR = _web(Param("colour", str, "Colours to search by: hex colours separated by commas, "
+                    "each optionally with a weight (1e3a8a,d4af37:0.7). Not with text, "
+                    "similar or upload."))
 WEB_FILTERS = tuple(_web(p) for p in FILTERS if p.web)
 WEB_K = replace(K, high=K_MAX, default=K_DEFAULT)
 WEB_PAGE = replace(PAGE, high=MAX_RANK, default=1, help=f"Page n of the ranking: results "
                    f"(n-1)*k+1 .. n*k, with k x page at most {MAX_RANK}.")
-QUERY_PARAMS: tuple[Param, ...] = (TEXT, SIMILAR, UPLOAD, *WEB_FILTERS, WEB_K, WEB_PAGE)
+QUERY_PARAMS: tuple[Param, ...] = (TEXT, SIMILAR, UPLOAD, COLOUR, *WEB_FILTERS, WEB_K,
+                                    WEB_PAGE)
 
 # URL parameter -> SearchFilters field, for every filter of the vocabulary
 FILTER_FIELDS = {p.api: p.sql for p in WEB_FILTERS}
 PARAMS = tuple(p.api for p in QUERY_PARAMS)
+_COLOUR = re.compile(r"#?([0-9a-fA-F]{6})(:[0-9]*\.?[0-9]+)?")
+
+
+def _colour_param(value: str | None) -> str | None:
+    """colour=1e3a8a,d4af37:0.7 (a '#' before each is allowed): the same, canonical
+    (lower case, no '#'), or ArgError naming what is wrong."""
+    value = clean_text("colour", value)
+    if value is None:
+        return None
+    items = [item for item in re.split(r"[,\s]+", value) if item]
+    canonical = []
+    for item in items:
+        match = _COLOUR.fullmatch(item)
+        if not match:
+            raise ArgError(f"colour must be hex colours separated by commas, like "
+                           f"1e3a8a,d4af37 (optionally 1e3a8a:0.7); got {item[:40]!r}")
+        canonical.append(match[1].lower() + (match[2] or ""))
+    parse_colours(canonical)              # the weights and the count, as the core checks
+    return ",".join(canonical)
 
 
 def clean_text(name: str, value: str | None) -> str | None:
@@ -117,6 +141,7 @@ class SearchRequest:
     text: str | None = None
     similar: str | None = None      # a painting's image_file: more like this
     upload: str | None = None       # sha256 of an uploaded image this server keeps
+    colour: str | None = None       # "1e3a8a,d4af37:0.7": search by these colours
     filters: SearchFilters = field(default_factory=SearchFilters)
     k: int = K_DEFAULT
     page: int = 1
@@ -131,6 +156,10 @@ class SearchRequest:
         if similar and (text or upload):
             raise ArgError("similar (more like this painting) cannot be combined with text "
                            "or upload; use one of them")
+        colour = _colour_param(params.get("colour"))
+        if colour and (text or similar or upload):
+            raise ArgError("colour cannot be combined with text, similar or upload; use one "
+                           "of them")
         k = _value(WEB_K, params.get("k")) or K_DEFAULT
         page = _value(WEB_PAGE, params.get("page")) or 1
         if k * page > MAX_RANK:
@@ -142,19 +171,25 @@ class SearchRequest:
                 and values["year_from"] > values["year_to"]):
             raise ArgError(f"year_from ({values['year_from']}) is after year_to "
                            f"({values['year_to']})")
-        return cls(text=text, similar=similar, upload=upload, filters=SearchFilters(**values),
-                   k=k, page=page)
+        return cls(text=text, similar=similar, upload=upload, colour=colour,
+                   filters=SearchFilters(**values), k=k, page=page)
 
     @property
     def mode(self) -> str:
-        """upload, image (more like this), text, or browse (filters only)."""
+        """upload, image (more like this), text, colour, or browse (filters only)."""
         if self.upload:
             return "upload"
+        if self.colour:
+            return "colour"
         if self.similar:
             return "image"
         if self.text:
             return "text"
         return "browse"
+
+    def colours(self) -> list[str] | None:
+        """The colours as the core takes them: ['#1e3a8a', '#d4af37:0.7'], or None."""
+        return ["#" + c for c in self.colour.split(",")] if self.colour else None
 
     def filter_params(self) -> dict[str, str]:
         out = {}
@@ -167,7 +202,7 @@ class SearchRequest:
     def params(self) -> dict[str, str]:
         """The URL parameters that give this search (defaults left out), in a fixed order."""
         out = {}
-        for name in ("text", "similar", "upload"):
+        for name in ("text", "similar", "upload", "colour"):
             if getattr(self, name):
                 out[name] = getattr(self, name)
         out.update(self.filter_params())
@@ -180,6 +215,7 @@ class SearchRequest:
     def echo(self) -> dict:
         """The query as JSON echoes it."""
         return {"text": self.text, "similar": self.similar, "upload": self.upload,
+                "colour": self.colours(),
                 **{param: getattr(self.filters, name) for param, name in FILTER_FIELDS.items()},
                 "k": self.k, "page": self.page}
 

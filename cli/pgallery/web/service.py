@@ -33,6 +33,7 @@ from psycopg.rows import dict_row
 import pgallery.flow as flow
 from pgallery.config import Settings
 from pgallery.errors import PaintingNotFound, PgalleryError, from_database_error
+from pgallery.palette import chips
 from pgallery.flow import (AddressPolicy, Block, Fetch, ModelInfo, SearchParams,
                            SearchState, embed_new_image)
 from pgallery.search import ResultOptions
@@ -135,7 +136,8 @@ class SearchService:
         there is a next page)."""
         params = SearchParams(
             text=request.text, similar=request.similar, filters=request.filters, k=request.k,
-            result=ResultOptions(page=request.page), policy=AddressPolicy.PUBLIC_ONLY)
+            colour=request.colours(), result=ResultOptions(page=request.page),
+            policy=AddressPolicy.PUBLIC_ONLY)
         if request.mode == "upload":
             upload = self.uploads.get(request.upload)
             params = SearchParams(text=request.text, vector=upload.vector,
@@ -153,13 +155,16 @@ class SearchService:
     # --- paintings, locations, filter values -------------------------------------------------
 
     async def painting(self, image_file: str) -> dict:
-        rows = await self.db.fetchall(f"SELECT {', '.join(PAINTING_COLUMNS)}, image_uri"
-                                      " FROM painting WHERE image_file = %s", (image_file,),
-                                      row_factory=dict_row)
+        columns = ", ".join(f"p.{c}" for c in PAINTING_COLUMNS)
+        rows = await self.db.fetchall(
+            f"SELECT {columns}, p.image_uri, pp.lab, pp.shares FROM painting p"
+            " LEFT JOIN painting_palette pp ON pp.painting_id = p.painting_id"
+            " WHERE p.image_file = %s", (image_file,), row_factory=dict_row)
         row = rows[0] if rows else None
         if row is None:
             raise PaintingNotFound(f"no painting has image_file {image_file[:200]!r}")
         self._remember(image_file, row.pop("image_uri"))
+        row["palette"] = chips(row.pop("lab"), row.pop("shares"))
         return row
 
     async def image_location(self, image_file: str) -> str | None:

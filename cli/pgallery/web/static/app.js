@@ -87,6 +87,25 @@
     });
   });
 
+  // Swatches: the server's policy allows no inline style, so colours come from data-colour.
+  Array.prototype.forEach.call(document.querySelectorAll("[data-colour]"), function (swatch) {
+    swatch.style.backgroundColor = swatch.getAttribute("data-colour");
+  });
+
+  // A colour picked is added to the colours searched (up to five), and searched at once;
+  // a prompt is cleared (one kind of query at a time).
+  var picker = document.getElementById("colour-picker");
+  var colours = document.getElementById("colour");
+  if (picker && colours) {
+    picker.addEventListener("change", function () {
+      var list = colours.value.split(/[,\s]+/).filter(Boolean);
+      list.push(picker.value.replace("#", ""));
+      colours.value = list.slice(-5).join(",");
+      text.value = "";
+      form.submit();
+    });
+  }
+
   // Choosing a type, timeframe or page size applies it at once.
   Array.prototype.forEach.call(form.querySelectorAll(".filters-form select"), function (select) {
     select.addEventListener("change", function () { form.submit(); });
