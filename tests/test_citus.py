@@ -26,7 +26,9 @@ from pgallery import migrations
 from pgallery.commands import app
 from pgallery.database import connect
 from pgallery.database.cluster import LocalCluster
+from pgallery.loading.palettes import store_palettes
 from pgallery.loading.writer import write_batch, write_batch_staged
+from pgallery.palette import Palette, srgb_to_lab
 from pg_roles import login_member, with_credentials
 from synthetic import Collection, load_collection, make_collection, queries_near
 
@@ -67,9 +69,22 @@ def collection():
     return with_duplicate(make_collection(N, seed=3))
 
 
+def palettes(collection: Collection, count: int = 600):
+    """Palettes for the first ``count`` paintings: three random colours each, as the
+    loader would store them (the synthetic collection has no pixels to read)."""
+    rng = np.random.default_rng(12)
+    for record in collection.records[:count]:
+        shares = rng.dirichlet(np.ones(3)).astype(np.float32)
+        order = np.argsort(-shares)
+        lab = srgb_to_lab(rng.integers(0, 256, (3, 3)))
+        yield record.image_file, Palette(lab=lab[order], shares=shares[order]), None
+
+
 def loaded(url: str, collection: Collection) -> None:
     with connect(url) as conn:
         load_collection(conn, collection, MODEL, batch=1000)
+        store_palettes(conn, palettes(collection))
+        conn.commit()
     with connect(url, autocommit=True) as conn:
         conn.execute("SELECT store_prompt_embedding(%s, %s)", (PROMPT, collection.vectors[97]))
 
@@ -121,6 +136,10 @@ EXACT_SEARCHES = [
     "SELECT image_file, score FROM search_hybrid(%(prompt)s, k => 10, exact => true)",
     "SELECT image_file, distance FROM search_combined(paintings => ARRAY['syn-000042.jpg',"
     " 'syn-000043.jpg'], negative_prompts => ARRAY[%(prompt)s], k => 10, exact => true)",
+    "SELECT image_file, similarity FROM search_by_colour(ARRAY['#1e3a8a', '#d4af37:0.5'],"
+    " k => 10, exact => true)",
+    "SELECT image_file, similarity FROM search_by_colour(ARRAY['#1e3a8a'], k => 10,"
+    " painting_type => 'portrait')",
 ]
 
 
@@ -138,7 +157,7 @@ def test_migrate_spreads_the_collection_over_the_workers(cluster, collection):
                      "painting_embedding_half": "distributed",
                      "painting": "reference", "embedding_model": "reference",
                      "prompt_embedding": "reference", "embedding_failure": "reference",
-                     "index_tuning": "reference"}
+                     "index_tuning": "reference", "painting_palette": "reference"}
     assert len(per_worker) == 2
     assert sum(n for _, n in per_worker) == len(collection.records)
     assert all(n > len(collection.records) / 4 for _, n in per_worker)   # both hold rows

@@ -8,7 +8,7 @@ below whatever revisions ran before it (docs/scale-out.md, "Citus"):
 
     sharded by painting_id, co-located   painting_embedding, painting_embedding_half
     reference (a copy on every node)     painting, embedding_model, prompt_embedding,
-                                         embedding_failure, index_tuning
+                                         embedding_failure, index_tuning, painting_palette
     local to the coordinator             alembic_version
 
 Why this layout: the vectors are almost all of the bytes (4 kB + 2 kB a painting, against a
@@ -23,6 +23,8 @@ fill and the exact path stay within each shard.
 What Citus cannot take as a single server has it, and what replaces it here:
   - the compact copy's statement triggers (with transition tables): dropped; the layer's
     merge_staged_paintings fills the copy itself when painting_embedding is sharded;
+  - the palette's histogram trigger: dropped; the loader and the backfill send the
+    histogram with the colours;
   - a foreign key with ON UPDATE CASCADE on the distribution column (the compact copy's):
     recreated with ON DELETE CASCADE only (nothing of pgallery's renames a vector's key);
   - functions the shards' queries call (painting_matches, like_pattern, the generated
@@ -36,7 +38,7 @@ import psycopg
 from psycopg import sql
 
 REFERENCE_TABLES = ("embedding_model", "painting", "prompt_embedding", "embedding_failure",
-                    "index_tuning")
+                    "index_tuning", "painting_palette")
 # (table, distribution column, co-located with)
 SHARDED_TABLES = (("painting_embedding", "painting_id", None),
                   ("painting_embedding_half", "painting_id", "painting_embedding"))
@@ -44,6 +46,10 @@ SHARDED_TABLES = (("painting_embedding", "painting_id", None),
 WORKER_FUNCTIONS = ("like_pattern", "painting_matches", "has_filters", "parse_year_range",
                     "prompt_key", "duplicate_signature")
 COMPACT_TRIGGERS = ("painting_embedding_half_insert", "painting_embedding_half_update")
+# (table, trigger) of the layer that a Citus table cannot keep; the layer does not create
+# them there (78_compact_vectors.sql, 26_search_by_colour.sql)
+CITUS_REFUSED_TRIGGERS = (*(("painting_embedding", t) for t in COMPACT_TRIGGERS),
+                          ("painting_palette", "painting_palette_histogram"))
 # shards per worker when the database does not say (ALTER DATABASE ... SET
 # citus.shard_count): each search scans every shard, so a few per worker core is enough
 # (docs/scale-out.md, "Citus": how many shards).
@@ -135,10 +141,10 @@ def distribute(conn: psycopg.Connection) -> list[str]:
         for table, name, _ in keys:
             conn.execute(sql.SQL("ALTER TABLE {} DROP CONSTRAINT {}").format(
                 sql.Identifier(table), sql.Identifier(name)))
-        for trigger in COMPACT_TRIGGERS:
-            if _exists(conn, "painting_embedding"):
-                conn.execute(sql.SQL("DROP TRIGGER IF EXISTS {} ON painting_embedding")
-                             .format(sql.Identifier(trigger)))
+        for table, trigger in CITUS_REFUSED_TRIGGERS:
+            if _exists(conn, table):
+                conn.execute(sql.SQL("DROP TRIGGER IF EXISTS {} ON {}")
+                             .format(sql.Identifier(trigger), sql.Identifier(table)))
         shards = shard_count(conn)
         for table in REFERENCE_TABLES:
             if table in todo:

@@ -25,14 +25,15 @@ DEFAULT_BATCH = 200
 
 # The histogram is sent with the colours (pgallery.palette.histogram, the same as SQL's
 # palette_histogram: a bulk write then computes none in SQL; the table's trigger fills it
-# for a row written without one).
+# for a row written without one). computed_at is the inserted row's default (now()), not a
+# now() in DO UPDATE, which Citus refuses on a reference table.
 STORE_SQL = """
 INSERT INTO painting_palette AS pp (painting_id, lab, shares, histogram, content_hash)
 SELECT p.painting_id, %(lab)s::real[], %(shares)s::real[], %(histogram)s::vector, %(hash)s
 FROM painting p WHERE p.image_file = %(image_file)s
 ON CONFLICT (painting_id) DO UPDATE
 SET lab = excluded.lab, shares = excluded.shares, histogram = excluded.histogram,
-    content_hash = excluded.content_hash, computed_at = now()
+    content_hash = excluded.content_hash, computed_at = excluded.computed_at
 """
 
 MISSING_SQL = """

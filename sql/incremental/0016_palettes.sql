@@ -1,4 +1,4 @@
--- Revision 0015: every painting's palette, its dominant colours, for search_by_colour.
+-- Revision 0016: every painting's palette, its dominant colours, for search_by_colour.
 --
 -- One row per painting: up to five colours in CIE Lab (D65) with their shares of the
 -- picture, largest first, computed from the pixels by the loader or by `pgallery palettes
