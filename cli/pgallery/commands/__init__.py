@@ -87,7 +87,8 @@ def root(
 
 
 from pgallery.commands import (alembic_passthrough, db, demo, duplicates,  # noqa: E402
-                               index, load, models, reembed, search, serve, show)
+                               index, load, map, models, reembed, search, serve,
+                               show)
 
 app.add_typer(db.app, name="db")
 app.command("migrate")(db.migrate)
@@ -102,6 +103,7 @@ app.command("duplicates")(duplicates.duplicates)
 app.add_typer(search.app, name="search")
 app.add_typer(index.app, name="index")
 app.add_typer(models.app, name="models")
+app.add_typer(map.app, name="map")
 
 
 def main() -> None:
