@@ -7,6 +7,8 @@
     GET  /api/search                JSON: the same parameters as the page
     POST /api/search                JSON: multipart with a file field `image` (or image_url)
     GET  /api/paintings/{image_file}
+    GET  /explore                   the collection as a zoomable map (static/explore.js)
+    GET  /api/map                   JSON: at most `limit` paintings in `bbox` (the map's twin)
     GET  /api/filters               the collection's types and timeframes
     GET  /api/suggest?field=&q=     author / technique / school values containing q
     GET  /thumbnails/{image_file}   a painting's thumbnail (ETag, Cache-Control)
@@ -104,7 +106,7 @@ def wants_json(request: Request) -> bool:
     """JSON for the API and the picture routes; a page for the pages, and for anything
     else a browser asked for."""
     path = request.url.path
-    if path == "/" or path == "/search" or path.startswith("/paintings/"):
+    if path in ("/", "/search", "/explore") or path.startswith("/paintings/"):
         return False
     if path.startswith(("/api/", "/thumbnails/", "/images/", "/uploads/", "/static/")):
         return True
@@ -237,6 +239,34 @@ async def api_painting(request: Request) -> Response:
                     painting_url=f"/paintings/{path_of(image_file)}",
                     similar_url=SearchRequest(similar=image_file).url("/api/search"))
     return JSONResponse(painting)
+
+
+async def explore_page(request: Request) -> Response:
+    service: SearchService = request.app.state.service
+    req = SearchRequest.from_params(request.query_params)
+    context = _page_context(request, req=req, choices=await service.choices(),
+                            model=await _model_name(service),
+                            json_url=req.url("/api/map"))
+    return templates.TemplateResponse(request, "explore.html", context)
+
+
+async def api_map(request: Request) -> Response:
+    from pgallery.map import viewport
+
+    params = request.query_params
+    box = viewport.parse_bbox(params.get("bbox"))
+    limit = viewport.parse_limit(params.get("limit"))
+    req = SearchRequest.from_params({k: v for k, v in params.items() if k in FILTER_FIELDS})
+    model = clean_text("model", params.get("model"))
+    rows = await request.app.state.service.map_points(
+        viewport.arguments(box, limit, req.filters, model))
+    suffix = "?" + urlencode(req.filter_params()) if req.filter_params() else ""
+    points = [{"image_file": r["image_file"], "title": r["title"], "x": r["x"], "y": r["y"],
+               "thumbnail_url": f"/thumbnails/{path_of(r['image_file'])}",
+               "painting_url": f"/paintings/{path_of(r['image_file'])}{suffix}"}
+              for r in rows]
+    return JSONResponse({"points": points, "bbox": [box.x0, box.y0, box.x1, box.y1],
+                         "limit": limit, "complete": len(points) < limit})
 
 
 async def api_filters(request: Request) -> Response:
@@ -420,6 +450,8 @@ def create_app(database_url: str, config: WebConfig | None = None,
         Route("/paintings/{image_file:path}", painting_page),
         Route("/api/search", api_search, methods=["GET", "POST"]),
         Route("/api/paintings/{image_file:path}", api_painting),
+        Route("/explore", explore_page),
+        Route("/api/map", api_map),
         Route("/api/filters", api_filters),
         Route("/api/suggest", api_suggest),
         Route("/thumbnails/{image_file:path}", _picture(THUMB_SIDE)),
