@@ -222,9 +222,10 @@ def test_after_a_load_the_map_is_made_and_then_grown(make_database):
         conn.commit()
         second = after_load(conn, tune=False)
         status = store.status(conn, MODEL)
-    assert count == 250 and any("map" in note for note in first.notes)
+    assert count == 250 and any("laid out the map of 250" in note for note in first.map_notes)
     assert (status.laid_out, status.placed, status.unplaced) == (250, 50, 0)
-    assert any("placed 50" in note for note in second.notes)
+    assert second.map_notes[0] == ("placed 50 new paintings on the map beside their "
+                                  "nearest neighbours")
 
 
 # --- the command line ------------------------------------------------------------------------

@@ -35,6 +35,7 @@ class AfterLoad:
     ivfflat_rebuilt: bool = False
     ef_search_default: int | None = None   # the new database default, if it changed
     tuning: object | None = None           # tuning.TuningResult, if recall was measured
+    map_notes: list[str] = field(default_factory=list)   # the map laid out, paintings placed
 
 
 def after_load(conn: psycopg.Connection, *, build_ivfflat: bool = False,
@@ -56,7 +57,7 @@ def after_load(conn: psycopg.Connection, *, build_ivfflat: bool = False,
     if tune:
         _measure_recall(conn, done)
     with _autocommit(conn):
-        done.notes.extend(map_store.after_load(conn))
+        done.map_notes = map_store.after_load(conn)
     return done
 
 
