@@ -50,6 +50,8 @@ BENCHMARKS = (
     "web",            # pgallery serve under load against direct SQL
     "concurrency",    # searches while a load and an index rebuild run
     "query_kinds",    # recall per kind of query (stored, new vectors, filtered) at the tuned default
+    "map_layout",     # the map: neighbours kept per layout method, time, placement
+    "map_viewport",   # /api/map at 100k: the first screen and pan/zoom latency
 )
 
 
