@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from pgallery.commands.common import Model, gallery
+from pgallery.commands.common import gallery
 from pgallery.errors import ArgError
 from pgallery.map.layout import METHODS
 from pgallery.rendering.tables import console, err_console, rows_table
@@ -20,6 +20,8 @@ app = typer.Typer(
           "Example: `pgallery map --png map.png --size 1600`"),
     invoke_without_command=True)
 
+Model = Annotated[Optional[str], typer.Option(
+    "--model", metavar="NAME", help="Whose map: this model's. [default: the active model]")]
 STAGES = {"read": "reading vectors", "graph": "finding neighbours", "layout": "laying out"}
 
 
