@@ -251,3 +251,14 @@ def test_map_layout_and_png_on_the_command_line(mapped, monkeypatch, tmp_path):
     result = runner.invoke(app, ["map", "--png", str(tmp_path / "no" / "map.png")])
     assert result.exit_code != 0 and "Traceback" not in result.output
     store.full_layout(connect(url, autocommit=True), MODEL)     # back to the default layout
+
+
+def test_a_model_without_vectors_has_no_map_to_lay_out(make_database):
+    url = make_database()
+    with connect(url, autocommit=True) as conn:
+        conn.execute("INSERT INTO embedding_model (name, dimension, is_active)"
+                     " VALUES ('test/empty', 8, true)")
+    with Gallery(url) as core:
+        with pytest.raises(ArgError, match="model test/empty has no vectors to lay out"):
+            core.map_layout()
+        assert core.map_points() == [] and core.place_on_map() == 0

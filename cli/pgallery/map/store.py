@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import psycopg
 
+from pgallery.errors import ArgError
 from pgallery.map import layout as layouts
 
 READ_BATCH = 5000
@@ -109,6 +110,8 @@ def full_layout(conn: psycopg.Connection, model: str | None = None, *,
     name = resolve_model(conn, model)
     ids, X = read_vectors(conn, name,
                           (lambda d, t: progress("read", d, t)) if progress else None)
+    if not len(ids):
+        raise ArgError(f"model {name} has no vectors to lay out: load paintings first")
     positions = layouts.layout(X, method, seed=seed, progress=progress)
     write_layout(conn, name, ids, positions, seed)
     return LayoutSummary(name, len(ids), method, time.perf_counter() - started)
