@@ -131,6 +131,22 @@ def test_map_points_applies_the_search_filters(mapped):
     assert all(s == "Sienese" and t == "portrait" for s, t in rows)
 
 
+@pytest.mark.parametrize("filters", ["author => 'gogh'", "painting_type => 'portrait'",
+                                     "technique => 'canvas'", "year_from => 1500"])
+def test_a_filtered_view_is_the_lowest_ranked_matches_in_the_box(mapped, filters):
+    """Rare filters read the matches first, broad ones walk the levels: the same answer."""
+    url, _ = mapped
+    with connect(url, autocommit=True) as conn:
+        got = [r[0] for r in points(conn, f"SELECT painting_id FROM map_points(0.02, 0.02, 1,"
+                                          f" 1, lim => 60, {filters})")]
+        truth = [r[0] for r in points(conn, f"""
+            SELECT m.painting_id FROM painting_map m JOIN painting p USING (painting_id)
+            WHERE m.x BETWEEN 0.02 AND 1 AND m.y BETWEEN 0.02 AND 1
+              AND painting_matches(p, search_request({filters}))
+            ORDER BY m.sample_rank LIMIT 60""")]
+    assert got == truth and len(got) >= 1
+
+
 @pytest.mark.parametrize("call, message", [
     ("map_points(0.5, 0, 0.4, 1)", "x0 <= x1"),
     ("map_points('NaN', 0, 1, 1)", "x0 <= x1"),
@@ -155,7 +171,7 @@ def test_the_reader_role_may_read_the_map(mapped):
     with connect(url, autocommit=True) as conn:
         conn.execute("SET ROLE pgallery_reader")
         assert len(points(conn, "SELECT * FROM map_points(0, 0, 1, 1, lim => 10)")) == 10
-        # a rare filter takes the path that asks the planner first (estimated_matches)
+        # a rare filter takes the path that reads the matching paintings first
         rare = points(conn, "SELECT * FROM map_points(0, 0, 1, 1, author => 'gogh')")
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             conn.execute("SELECT place_on_map()")

@@ -23,7 +23,7 @@ branch_labels = None
 depends_on = None
 # sha256 of the layer this revision ships (tests/test_migrations.py checks it: a change to
 # a landed layer needs a new revision, docs/migrations.md)
-layer_sha256 = "ba199b3078cebbacdc1ed134fa45a4eab3417fa84a0ad807ab8b48516bf4d469"
+layer_sha256 = "535e7372a3af6414d1ce0a44cd443aadef3561fed01e94e0e82c61d0c0493bf7"
 
 
 def upgrade() -> None:

@@ -17,12 +17,13 @@
 -- one GiST index on tile, and the levels are read from 0 up, each with ORDER BY
 -- sample_rank LIMIT (what is still missing). A level holds three times the paintings of
 -- the levels before it, so the scan ends within about four times lim rows read, at any
--- zoom. With filters, the walk reads about lim / (the share passing) rows; when the
--- planner expects fewer matches than sqrt(lim * paintings on the map), where the two
--- costs cross, the matching paintings are read first through the metadata indexes
--- instead (estimated_matches(), as nearest_paintings decides), and joined to the map.
--- Statements are planned per call (plan_cache_mode) so that the filters' "IS NULL OR"
--- arms drop out and their indexes can be used.
+-- zoom. With filters, the walk reads about lim / (the share passing) rows; when fewer
+-- paintings match than sqrt(lim * paintings on the map), where the two costs cross, the
+-- matching paintings are read first through the metadata indexes instead and joined to
+-- the map. The matches are counted up to that bound only (a LIMIT), so a broad filter
+-- costs a few thousand rows of a scan that stops early. Statements are planned per call
+-- (plan_cache_mode) so that the filters' "IS NULL OR" arms drop out and their indexes
+-- can be used.
 CREATE OR REPLACE FUNCTION map_points(
     x0 float8, y0 float8, x1 float8, y1 float8,
     lim integer DEFAULT 500,
@@ -39,10 +40,6 @@ CREATE OR REPLACE FUNCTION map_points(
 LANGUAGE plpgsql STABLE
 SET search_path FROM CURRENT
 SET plan_cache_mode = force_custom_plan
--- estimated_matches() is VOLATILE (EXPLAIN), so only pgallery_writer may call it; the
--- owner's rights let a reader's map_points() ask it. Everything else read here (painting,
--- painting_map) the reader may read anyway.
-SECURITY DEFINER
 AS $$
 DECLARE
     r search_request := search_request(
@@ -53,6 +50,8 @@ DECLARE
     model_name text := (resolve_model(map_points.model)).name;
     filtered boolean := has_filters(r);
     top_level integer;
+    crossover integer;
+    matching integer;
     got integer := 0;
     n integer;
     bx0 float8 := greatest(x0, 0);
@@ -76,9 +75,13 @@ BEGIN
     IF bx0 > bx1 OR by0 > by1 THEN       -- the box lies outside the map
         RETURN;
     END IF;
-    IF filtered AND estimated_matches(r) < sqrt(lim * greatest(
-            (SELECT c.reltuples FROM pg_class c WHERE c.oid = 'painting_map'::regclass), 1))
-    THEN
+    IF filtered THEN
+        crossover := ceil(sqrt(lim * greatest(
+            (SELECT c.reltuples FROM pg_class c WHERE c.oid = 'painting_map'::regclass), 1)));
+        SELECT count(*) INTO matching
+        FROM (SELECT FROM painting p WHERE painting_matches(p, r) LIMIT crossover + 1) AS s;
+    END IF;
+    IF filtered AND matching <= crossover THEN
         RETURN QUERY
         SELECT m.painting_id, p.image_file, p.title, m.x, m.y, m.sample_rank
         FROM painting p
