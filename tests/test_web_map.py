@@ -149,6 +149,7 @@ def test_the_map_draws_zooms_and_a_click_opens_that_painting(site, driver):
     wait_for(driver, lambda d: map_state(d)["ready"] == "true", "the map never drew")
     first = map_state(driver)
     assert first["drawn"] == COUNT            # every painting fits the first screen
+    assert first["mode"] == "dots"            # far out: dots
     ARTEFACTS.mkdir(parents=True, exist_ok=True)
 
     # zoom out: dots; zoom in: pictures, each request after the view changed
@@ -206,7 +207,8 @@ def test_the_readme_screenshot_of_the_map(site, driver):
     base, _ = site
     driver.get(base + "/explore")
     wait_for(driver, lambda d: map_state(d)["ready"] == "true", "the map never drew")
-    wait_for(driver, lambda d: map_state(d)["mode"] == "pictures"      # 120 fit: pictures
+    driver.find_element("id", "zoom-in").click()
+    wait_for(driver, lambda d: map_state(d)["mode"] == "pictures"
              and map_state(d)["loaded"] >= map_state(d)["drawn"],
              "the thumbnails did not load")
     path = ARTEFACTS / "explore.png"

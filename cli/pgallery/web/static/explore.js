@@ -16,7 +16,9 @@
   var api = canvas.dataset.api;
   var searchUrl = canvas.dataset.search;
   var LIMIT = 400;            // points per request
-  var PICTURES_BELOW = 160;   // fewer visible points than this: draw thumbnails
+  var PICTURES_BELOW = 160;   // zoomed in, fewer visible points than this: thumbnails
+  var PICTURES_ZOOM = 1.5;    // ... from this zoom on (the whole map is dots, unless
+  var FEW = 40;               // it holds fewer than FEW paintings)
   var MAX_SCALE = 4000;       // pixels per map unit, at most
   var view = {cx: 0.5, cy: 0.5, scale: 1};   // centre (map units), pixels per map unit
   var points = [];            // the last answer's points
@@ -76,7 +78,8 @@
       var q = toScreen(p.x, p.y, s);
       return q.x >= -60 && q.x <= s.w + 60 && q.y >= -60 && q.y <= s.h + 60;
     });
-    var pictures = visible.length < PICTURES_BELOW;
+    var zoomed = view.scale / state.fitScale >= PICTURES_ZOOM;
+    var pictures = visible.length < FEW || (zoomed && visible.length < PICTURES_BELOW);
     state.mode = pictures ? "pictures" : "dots";
     canvas.dataset.mode = state.mode;
     var side = pictures ? Math.max(28, Math.min(120, Math.sqrt(s.w * s.h / Math.max(visible.length, 1)) * 0.55)) : 0;
