@@ -4,8 +4,8 @@
     python bench/run.py map_viewport --size 20000 --set requests=300
 
 The collection is datagen's (bench/lib/datagen.py, with its metadata), laid out by the
-neighbours method (the positions are cached under bench/.work/data/; map_layout's run at
-the same size writes them), in a database of its own (bench_map_<size>: paintings, one
+neighbours method (``layout``: or pca; the positions are cached under bench/.work/data/,
+and map_layout's run at the same size writes the neighbours ones), in a database of its own (bench_map_<size>: paintings, one
 model, painting_map; no vectors, which map_points never reads). The server is the real
 `pgallery serve` (a subprocess, 1 worker, its default pool), warmed with 50 requests.
 
@@ -32,37 +32,44 @@ import requests
 
 from common import WORK, connect, fresh_database, database_exists, print_table
 
-DEFAULTS = {"size": 100000, "requests": 600, "limit": 400, "rebuild": False}
+DEFAULTS = {"size": 100000, "requests": 600, "limit": 400, "rebuild": False,
+            "layout": "neighbours"}
 QUICK = {"requests": 150}
 LIBRARIES = ("requests",)
 FILTERS = {"none": {}, "school 5%": {"school": "dutch"}, "author 0.1%": {"author": "gogh"}}
 
 
-def positions(n: int, log) -> np.ndarray:
-    path = WORK / "data" / f"map-positions-datagen-{n}.npy"
+def result_name(params) -> str:
+    suffix = "" if params.layout == "neighbours" else f"_{params.layout}"
+    return f"map_viewport_{params.size}{suffix}"
+
+
+def positions(n: int, log, method: str = "neighbours") -> np.ndarray:
+    suffix = "" if method == "neighbours" else f"-{method}"
+    path = WORK / "data" / f"map-positions-datagen-{n}{suffix}.npy"
     if path.is_file():
         return np.load(path)
     import datagen
     from pgallery.map import layout
 
-    log(f"laying out datagen {n:,} (cached in {path}) ...")
-    P = layout.layout(np.asarray(datagen.dataset(n).vectors))
+    log(f"laying out datagen {n:,} ({method}, cached in {path}) ...")
+    P = layout.layout(np.asarray(datagen.dataset(n).vectors), method)
     path.parent.mkdir(parents=True, exist_ok=True)
     np.save(path, P)
     return P
 
 
-def build(n: int, rebuild: bool, log) -> str:
+def build(n: int, rebuild: bool, log, method: str) -> str:
     import datagen
 
-    name = f"bench_map_{n}"
+    name = f"bench_map_{n}" + ("" if method == "neighbours" else f"_{method}")
     if database_exists(name) and not rebuild:
         from common import server_url
 
         return server_url(name)
     url = fresh_database(name)
     ds = datagen.dataset(n)
-    P = positions(n, log)
+    P = positions(n, log, method)
     ranks = np.random.default_rng(0).permutation(n)
     with psycopg.connect(url) as conn:
         conn.execute("INSERT INTO embedding_model (name, dimension, provider, is_active)"
@@ -112,12 +119,12 @@ def run(ctx) -> dict:
     from pgallery.vocabulary import SearchFilters
 
     p = ctx.params
-    url = build(p.size, p.rebuild, ctx.log)
-    P = positions(p.size, ctx.log)
+    url = build(p.size, p.rebuild, ctx.log, p.layout)
+    P = positions(p.size, ctx.log, p.layout)
     walk = views(P, p.requests)
     process, host, port = start_server(url, 1, 8, "bench-map")
     base = f"http://{host}:{port}"
-    out: dict = {"rows": p.size, "limit": p.limit}
+    out: dict = {"rows": p.size, "limit": p.limit, "layout": p.layout}
     try:
         session = requests.Session()
         for v in walk[:50]:                                    # warm the server
