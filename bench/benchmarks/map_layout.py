@@ -19,10 +19,9 @@ Methods: ``pca`` and ``neighbours`` (pgallery/map/layout.py, numpy only), ``umap
 Barnes-Hut t-SNE), each skipped with a note when not installed.
 
 Placement (up to ``placement_max`` rows): the neighbours layout of 90% of the paintings,
-then the other 10% placed as
-place_on_map() does (the mean of the positions of their ``placed_k`` most similar laid-out
-paintings): the figure for the placed ones beside the laid-out ones'. t-SNE runs up to
-``tsne_max`` rows (270 s at 1,000 on the shared two cores).
+then the other 10% placed as place_on_map() does (the mean of the positions of their
+``placed_k`` most similar laid-out paintings): the figure for the placed ones beside the
+laid-out ones'. t-SNE runs up to ``tsne_max`` rows (270 s at 1,000 on the shared cores).
 """
 
 from __future__ import annotations
