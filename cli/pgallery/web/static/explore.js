@@ -16,6 +16,8 @@
   var api = canvas.dataset.api;
   var searchUrl = canvas.dataset.search;
   var LIMIT = 400;            // points per request
+  var LIMIT_FILTERED = 200;   // with filters: a filtered view reads about limit / (share
+                              // passing) rows, so half the points halve its cost
   var PICTURES_BELOW = 160;   // zoomed in, fewer visible points than this: thumbnails
   var PICTURES_ZOOM = 1.5;    // ... from this zoom on (the whole map is dots, unless
   var FEW = 40;               // it holds fewer than FEW paintings)
@@ -119,7 +121,9 @@
   function load() {
     if (pending) pending.abort();
     var controller = pending = new AbortController();
-    var url = api + (api.indexOf("?") < 0 ? "?" : "&") + "bbox=" + bbox() + "&limit=" + LIMIT;
+    var filtered = api.indexOf("?") >= 0;
+    var url = api + (filtered ? "&" : "?") + "bbox=" + bbox() + "&limit=" +
+      (filtered ? LIMIT_FILTERED : LIMIT);
     requests += 1;
     state.requests = requests;
     fetch(url, {signal: controller.signal, headers: {"Accept": "application/json"}})
