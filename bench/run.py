@@ -52,6 +52,8 @@ BENCHMARKS = (
     "query_kinds",    # recall per kind of query (stored, new vectors, filtered) at the tuned default
     "colour_ranking", # which palette measure finds the pictures of the colours asked
     "colour",         # search_by_colour at scale: latency tails, index against exact
+    "map_layout",     # the map: neighbours kept per layout method, time, placement
+    "map_viewport",   # /api/map at 100k: the first screen and pan/zoom latency
 )
 
 

@@ -355,6 +355,45 @@ class Gallery:
             return backfill_palettes(conn, images_dir=Path(images) if images else None,
                                      batch_size=batch_size or DEFAULT_BATCH, progress=shown)
 
+    # --- the map ----------------------------------------------------------------------------
+
+    def map_points(self, bbox: str | Sequence[float] | None = None, limit: int | None = None,
+                   *, model: str | None = None, **filters) -> list[dict]:
+        """At most ``limit`` paintings inside ``bbox`` (x0, y0, x1, y1 of the unit-square
+        map; "x0,y0,x1,y1" too; default the whole map), an even sample when there are
+        more (SQL map_points): dicts of painting_id, image_file, title, x, y, sample_rank.
+        Filters by their API names, as search() takes them."""
+        from pgallery.map import viewport
+
+        box = (viewport.parse_bbox(bbox) if bbox is None or isinstance(bbox, str)
+               else viewport.check(viewport.Viewport(*map(float, bbox))))
+        args = viewport.arguments(box, viewport.parse_limit(limit),
+                                  vocabulary.filters_from_api(
+                                      {k: v for k, v in filters.items() if v is not None}),
+                                  model)
+        return flow.run(_fetch(viewport.STATEMENT, args), self.connection)
+
+    def map_layout(self, *, model: str | None = None, method: str = "neighbours",
+                   progress=None):
+        """Lay out every painting of ``model`` (default the active one) afresh and store
+        the map (pgallery.map.store): a LayoutSummary. ``progress(stage, done, total)``."""
+        from pgallery.map import store
+
+        return store.full_layout(self.connection, model, method=method, progress=progress)
+
+    def place_on_map(self, model: str | None = None) -> int:
+        """Place the paintings that have no position yet beside their nearest neighbours
+        on the map, moving no other (SQL place_on_map): how many were placed."""
+        from pgallery.map import store
+
+        return store.place_new(self.connection, model)
+
+    def map_status(self, model: str | None = None):
+        """How many of the model's paintings the map holds, and how they got there."""
+        from pgallery.map import store
+
+        return store.status(self.connection, model)
+
     # --- the indexes ------------------------------------------------------------------------
 
     def tune(self, *, record: bool = True, **options):

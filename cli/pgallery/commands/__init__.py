@@ -90,8 +90,8 @@ def root(
 
 
 from pgallery.commands import (alembic_passthrough, db, demo, duplicates,  # noqa: E402
-                               index, load, models, palettes, reembed, search, serve,
-                               show)
+                               index, load, map, models, palettes, reembed, search,
+                               serve, show)
 
 app.add_typer(db.app, name="db")
 app.command("migrate")(db.migrate)
@@ -107,6 +107,7 @@ app.add_typer(search.app, name="search")
 app.add_typer(index.app, name="index")
 app.add_typer(models.app, name="models")
 app.add_typer(palettes.app, name="palettes")
+app.add_typer(map.app, name="map")
 
 
 def main() -> None:

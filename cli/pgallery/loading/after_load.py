@@ -6,7 +6,9 @@ that wrote vectors (images or an embeddings file) and after ``pgallery index bui
    step 4 reads);
 3. rebuild the IVFFlat index if there is one (its lists are trained on the data it was
    built from), or build it when asked (``pgallery index build``);
-4. size the database's default hnsw.ef_search to the collection (tune_search_defaults).
+4. size the database's default hnsw.ef_search to the collection (tune_search_defaults);
+5. the map (pgallery/map/store.py): the active model's first layout, or its new
+   paintings placed beside their neighbours.
 
 A new after-load step goes into after_load and nowhere else. Here too: the bulk load's
 own index work around its batches (defer_hnsw_indexes before, restore_indexes after),
@@ -22,6 +24,7 @@ from dataclasses import dataclass, field
 import psycopg
 
 from pgallery.loading.build_memory import build_memory, graph_bytes, human
+from pgallery.map import store as map_store
 
 
 @dataclass
@@ -32,6 +35,7 @@ class AfterLoad:
     ivfflat_rebuilt: bool = False
     ef_search_default: int | None = None   # the new database default, if it changed
     tuning: object | None = None           # tuning.TuningResult, if recall was measured
+    map_notes: list[str] = field(default_factory=list)   # the map laid out, paintings placed
 
 
 def after_load(conn: psycopg.Connection, *, build_ivfflat: bool = False,
@@ -52,6 +56,8 @@ def after_load(conn: psycopg.Connection, *, build_ivfflat: bool = False,
     done.ef_search_default = tune_search_defaults(conn)
     if tune:
         _measure_recall(conn, done)
+    with _autocommit(conn):
+        done.map_notes = map_store.after_load(conn)
     return done
 
 

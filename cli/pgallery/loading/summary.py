@@ -31,10 +31,12 @@ class LoadSummary:
     ef_search_default: int | None = None   # the database default, if this load changed it
     tuning: object | None = None            # tuning.TuningResult, if recall was measured
     notes: list[str] = field(default_factory=list)   # advice and facts worth a line each
+    map_notes: list[str] = field(default_factory=list)   # what the map's step did
 
     def took(self, after: "AfterLoad") -> None:
         """Record what the after-load steps (after_load.py) did."""
         self.notes += after.notes
+        self.map_notes += after.map_notes
         self.ivfflat_rebuilt = after.ivfflat_rebuilt
         self.ef_search_default = after.ef_search_default
         self.tuning = after.tuning

@@ -106,7 +106,7 @@ def print_load_summary(summary, limit: int = 20) -> None:
         items.append(("search default", f"hnsw.ef_search = {summary.ef_search_default} "
                                          f"for new sessions ({how})"))
     console.print(key_value_table(items, title="load summary"))
-    for note in getattr(summary, "notes", []):
+    for note in [*getattr(summary, "notes", []), *getattr(summary, "map_notes", [])]:
         err_console.print(f"note: {note}", markup=False, highlight=False)
     if summary.rejected:
         rows = [{"where": r.where, "image_file": r.image_file, "reason": r.reason}

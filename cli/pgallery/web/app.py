@@ -7,6 +7,8 @@
     GET  /api/search                JSON: the same parameters as the page
     POST /api/search                JSON: multipart with a file field `image` (or image_url)
     GET  /api/paintings/{image_file}
+    GET  /explore                   the collection as a zoomable map (static/explore.js)
+    GET  /api/map                   JSON: at most `limit` paintings in `bbox` (the map's twin)
     GET  /api/filters               the collection's types and timeframes
     GET  /api/suggest?field=&q=     author / technique / school values containing q
     GET  /api/openapi.json          the OpenAPI 3.1 document of all this (web/openapi.py,
@@ -57,6 +59,8 @@ from pgallery.web.openapi import DIGEST, HTML, IMAGE_FILE, JPEG, operation, ref,
 from pgallery.web.openapi import document as openapi_document
 from pgallery.web.query import (FILTER_FIELDS, MAX_TEXT, QUERY_PARAMS, SIMILAR, TEXT_PATTERN,
                                 UPLOAD, UPLOAD_HASH, WEB_FILTERS, SearchRequest, clean_text)
+from pgallery.map import viewport
+from pgallery.map.viewport import LIMIT_DEFAULT, LIMIT_MAX
 from pgallery.web.access_log import AccessLog
 from pgallery.web.limits import Limits
 from pgallery.web.security import SecurityHeaders
@@ -114,7 +118,7 @@ def wants_json(request: Request) -> bool:
     """JSON for the API and the picture routes; a page for the pages, and for anything
     else a browser asked for."""
     path = request.url.path
-    if path == "/" or path == "/search" or path.startswith("/paintings/"):
+    if path in ("/", "/search", "/explore") or path.startswith("/paintings/"):
         return False
     if path.startswith(("/api/", "/thumbnails/", "/images/", "/uploads/", "/static/")):
         return True
@@ -271,6 +275,63 @@ async def api_painting(request: Request) -> Response:
                     painting_url=f"/paintings/{path_of(image_file)}",
                     similar_url=SearchRequest(similar=image_file).url("/api/search"))
     return JSONResponse(painting)
+
+
+# The map's viewport parameters (pgallery.map.viewport checks them), beside the filters
+MAP_PARAMS: tuple[Param, ...] = (
+    Param("bbox", str, "The view: x0,y0,x1,y1 of the unit-square map, y up, x0 <= x1 and "
+          "y0 <= y1 (default the whole map).", max_length=MAX_TEXT),
+    Param("limit", int, "At most this many points: an even sample of the view when it "
+          "holds more.", low=1, high=LIMIT_MAX, default=LIMIT_DEFAULT),
+    Param("model", str, "The model whose map to show (default the active one).",
+          max_length=MAX_TEXT, pattern=TEXT_PATTERN),
+    *WEB_FILTERS)
+MAP_POINTS = {"type": "object", "required": ["points", "bbox", "limit", "complete"],
+              "properties": {
+                  "points": {"type": "array", "items": {
+                      "type": "object",
+                      "required": ["image_file", "title", "x", "y", "thumbnail_url",
+                                   "painting_url"],
+                      "properties": {"image_file": {"type": "string"},
+                                     "title": {"type": ["string", "null"]},
+                                     "x": {"type": "number"}, "y": {"type": "number"},
+                                     "thumbnail_url": {"type": "string"},
+                                     "painting_url": {"type": "string"}}}},
+                  "bbox": {"type": "array", "items": {"type": "number"}},
+                  "limit": {"type": "integer"}, "complete": {"type": "boolean"}}}
+
+
+@operation("GET", "The collection as a zoomable map of thumbnails", query=WEB_FILTERS,
+           media=HTML, tag="pages", errors=(422,))
+async def explore_page(request: Request) -> Response:
+    service: SearchService = request.app.state.service
+    req = SearchRequest.from_params(request.query_params)
+    context = _page_context(request, req=req, choices=await service.choices(),
+                            model=await _model_name(service),
+                            json_url=req.url("/api/map"))
+    return templates.TemplateResponse(request, "explore.html", context)
+
+
+@operation("GET", "At most `limit` paintings of the map inside `bbox` (the map's JSON "
+           "twin)", query=MAP_PARAMS, ok=MAP_POINTS, errors=(404, 422))
+async def api_map(request: Request) -> Response:
+
+    params = request.query_params
+    box = viewport.parse_bbox(params.get("bbox"))
+    limit = viewport.parse_limit(params.get("limit"))
+    req = SearchRequest.from_params({k: v for k, v in params.items() if k in FILTER_FIELDS})
+    model = clean_text("model", params.get("model"))
+    rows = await request.app.state.service.map_points(
+        viewport.arguments(box, limit, req.filters, model))
+    suffix = "?" + urlencode(req.filter_params()) if req.filter_params() else ""
+    points = []
+    for r in rows:                       # the hot path of a pan: each file quoted once
+        path = path_of(r["image_file"])
+        points.append({"image_file": r["image_file"], "title": r["title"], "x": r["x"],
+                       "y": r["y"], "thumbnail_url": f"/thumbnails/{path}",
+                       "painting_url": f"/paintings/{path}{suffix}"})
+    return JSONResponse({"points": points, "bbox": [box.x0, box.y0, box.x1, box.y1],
+                         "limit": limit, "complete": len(points) < limit})
 
 
 @operation("GET", "The collection's types and timeframes (the values of its choice filters)",
@@ -514,6 +575,8 @@ def create_app(database_url: str, config: WebConfig | None = None,
         Route("/paintings/{image_file:path}", painting_page),
         Route("/api/search", api_search, methods=["GET", "POST"]),
         Route("/api/paintings/{image_file:path}", api_painting),
+        Route("/explore", explore_page),
+        Route("/api/map", api_map),
         Route("/api/filters", api_filters),
         Route("/api/suggest", api_suggest),
         Route("/api/openapi.json", openapi_json),

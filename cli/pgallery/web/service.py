@@ -220,5 +220,11 @@ class SearchService:
         rows = await self.db.fetchall(statement, {"q": prefix, "limit": limit})
         return [r[0] for r in rows]
 
+    async def map_points(self, args: dict) -> list[dict]:
+        """One viewport of the map: SQL map_points (pgallery/map/viewport.py's statement)."""
+        from pgallery.map.viewport import STATEMENT
+
+        return await self.db.fetchall(STATEMENT, args, row_factory=dict_row)
+
     def close(self) -> None:
         self.state.close()
