@@ -157,7 +157,8 @@ def test_migrate_spreads_the_collection_over_the_workers(cluster, collection):
                      "painting_embedding_half": "distributed",
                      "painting": "reference", "embedding_model": "reference",
                      "prompt_embedding": "reference", "embedding_failure": "reference",
-                     "index_tuning": "reference", "painting_palette": "reference"}
+                     "index_tuning": "reference", "painting_palette": "reference",
+                     "painting_map": "reference"}
     assert len(per_worker) == 2
     assert sum(n for _, n in per_worker) == len(collection.records)
     assert all(n > len(collection.records) / 4 for _, n in per_worker)   # both hold rows

@@ -8,7 +8,8 @@ below whatever revisions ran before it (docs/scale-out.md, "Citus"):
 
     sharded by painting_id, co-located   painting_embedding, painting_embedding_half
     reference (a copy on every node)     painting, embedding_model, prompt_embedding,
-                                         embedding_failure, index_tuning, painting_palette
+                                         embedding_failure, index_tuning, painting_palette,
+                                         painting_map
     local to the coordinator             alembic_version
 
 Why this layout: the vectors are almost all of the bytes (4 kB + 2 kB a painting, against a
@@ -38,7 +39,7 @@ import psycopg
 from psycopg import sql
 
 REFERENCE_TABLES = ("embedding_model", "painting", "prompt_embedding", "embedding_failure",
-                    "index_tuning", "painting_palette")
+                    "index_tuning", "painting_palette", "painting_map")
 # (table, distribution column, co-located with)
 SHARDED_TABLES = (("painting_embedding", "painting_id", None),
                   ("painting_embedding_half", "painting_id", "painting_embedding"))

@@ -1,4 +1,4 @@
--- The map (painting_map, revision 0015): what a viewport shows, and where a painting that
+-- The map (painting_map, revision 0017): what a viewport shows, and where a painting that
 -- arrived after the last full layout goes.
 
 -- The paintings inside a viewport of the map, at most lim of them, those of lowest
@@ -13,7 +13,7 @@
 -- author ... year_to, model   the filters of every search (painting_matches), and whose
 --                  map; NULL = no filter, the active model
 --
--- How it stays fast (0015_painting_map.sql): each level of ranks has its own band of the
+-- How it stays fast (0017_painting_map.sql): each level of ranks has its own band of the
 -- one GiST index on tile, and the levels are read from 0 up, each with ORDER BY
 -- sample_rank LIMIT (what is still missing). A level holds three times the paintings of
 -- the levels before it, so the scan ends within about four times lim rows read, at any
@@ -79,14 +79,14 @@ BEGIN
         crossover := ceil(sqrt(lim * greatest(
             (SELECT c.reltuples FROM pg_class c WHERE c.oid = 'painting_map'::regclass), 1)));
         SELECT count(*) INTO matching
-        FROM (SELECT FROM painting p WHERE painting_matches(p, r) LIMIT crossover + 1) AS s;
+        FROM (SELECT FROM painting p WHERE painting_matches(ROW(p.*)::painting, r) LIMIT crossover + 1) AS s;
     END IF;
     IF filtered AND matching <= crossover THEN
         RETURN QUERY
         SELECT m.painting_id, p.image_file, p.title, m.x, m.y, m.sample_rank
         FROM painting p
         JOIN painting_map m ON m.model = model_name AND m.painting_id = p.painting_id
-        WHERE painting_matches(p, r)
+        WHERE painting_matches(ROW(p.*)::painting, r)
           AND m.x BETWEEN bx0 AND bx1 AND m.y BETWEEN by0 AND by1
         ORDER BY m.sample_rank
         LIMIT lim;
@@ -102,7 +102,7 @@ BEGIN
         JOIN painting p ON p.painting_id = m.painting_id
         WHERE m.tile <@ box(point(bx0 + 4 * l, by0), point(bx1 + 4 * l, by1))
           AND m.model = model_name
-          AND (NOT filtered OR painting_matches(p, r))
+          AND (NOT filtered OR painting_matches(ROW(p.*)::painting, r))
         ORDER BY m.sample_rank
         LIMIT lim - got;
         GET DIAGNOSTICS n = ROW_COUNT;

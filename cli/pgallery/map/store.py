@@ -1,4 +1,4 @@
-"""The map in the database (table painting_map, revision 0015): a full layout written in
+"""The map in the database (table painting_map, revision 0017): a full layout written in
 one transaction, new paintings placed by SQL's place_on_map(), what a viewport shows by
 SQL's map_points().
 

@@ -101,10 +101,10 @@ SEARCH = {
     "properties": {
         "results": {"type": "array", "items": {"$ref": "#/components/schemas/Result"}},
         "query": {"$ref": "#/components/schemas/Query"},
-        "mode": {"enum": ["image", "text", "hybrid", "upload", "browse"],
+        "mode": {"enum": ["image", "text", "hybrid", "upload", "colour", "browse"],
                  "description": "How it was searched: more like a painting, by text, by "
-                                "keywords (a model without text), by an upload, or by "
-                                "filters alone."},
+                                "keywords (a model without text), by an upload, by "
+                                "colours, or by filters alone."},
         "model": {"type": ["string", "null"]},
         "notices": {"type": "array", "items": {"type": "string"}},
         "empty_because": {"type": ["string", "null"],
@@ -120,9 +120,16 @@ PAINTING = {
     "type": "object", "description": "One painting's metadata and links.",
     "properties": {"painting_id": {"type": "integer"}, "image_file": {"type": "string"},
                    "thumbnail_url": {"type": "string"}, "image_url": {"type": "string"},
-                   "painting_url": {"type": "string"}, "similar_url": {"type": "string"}},
+                   "painting_url": {"type": "string"}, "similar_url": {"type": "string"},
+                   "palette": {"type": "array", "description": "Its dominant colours, "
+                               "largest share first ([] before they are computed).",
+                               "items": {"type": "object", "required": ["hex", "share"],
+                                         "properties": {
+                                             "hex": {"type": "string",
+                                                     "pattern": "^#[0-9a-f]{6}$"},
+                                             "share": {"type": "number"}}}}},
     "required": ["painting_id", "image_file", "thumbnail_url", "image_url", "painting_url",
-                 "similar_url"],
+                 "similar_url", "palette"],
     "additionalProperties": {"type": ["string", "null"]},
 }
 

@@ -1,2 +1,2 @@
--- Back to 0014: no map.
+-- Back to 0016: no map.
 DROP TABLE painting_map;

@@ -1,4 +1,4 @@
--- Revision 0015: the map. Each painting of a model gets a 2-D position (x, y in [0, 1],
+-- Revision 0017: the map. Each painting of a model gets a 2-D position (x, y in [0, 1],
 -- written by `pgallery map layout`, pgallery/map_layout.py) and a sampling rank: a random
 -- permutation of the laid-out paintings, new paintings appended at the end. A viewport
 -- shows the paintings of lowest rank inside it, so a zoomed-out view is a uniform sample

@@ -9,21 +9,21 @@
 - place_on_map(model, neighbours): places the paintings with a vector and no position
   (VOLATILE: pgallery_writer).
 
-Revision ID: 0015
-Revises: 0014
+Revision ID: 0017
+Revises: 0016
 """
 
 from alembic import op
 
 from pgallery.migrations import step
 
-revision = "0015"
-down_revision = "0014"
+revision = "0017"
+down_revision = "0016"
 branch_labels = None
 depends_on = None
 # sha256 of the layer this revision ships (tests/test_migrations.py checks it: a change to
 # a landed layer needs a new revision, docs/migrations.md)
-layer_sha256 = "535e7372a3af6414d1ce0a44cd443aadef3561fed01e94e0e82c61d0c0493bf7"
+layer_sha256 = "8f7efc46e78a2c17b0ade9539e1a703c18e1e4f29e1dd2370a1b2aa82b216e46"
 
 
 def upgrade() -> None:
