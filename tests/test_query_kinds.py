@@ -268,6 +268,15 @@ def test_tune_says_when_no_setting_serves_a_kind_and_offers_the_rebuild(make_dat
         cut = tuning.tune_recall(conn, sample=20, target_mean=1.0, tail_recall=1.0,
                                  budget_seconds=0.0)
     assert cut.stopped_by_budget and cut.unmet and tuning.rebuild_advice(cut) is None
+    # nothing chosen: the default in force stays, and each kind's figures are the ones
+    # at it, not at the last value swept
+    with connect(url) as conn:
+        conn.execute("SET hnsw.ef_search = 10")
+        unmet = tuning.tune_recall(conn, sample=20, target_mean=1.0, tail_recall=1.0)
+    assert unmet.chosen is None and unmet.current == 10
+    for name, kind in tuning.kinds_document(unmet).items():
+        assert kind["at"] == 10
+        assert kind["mean"] == unmet.kinds[name].at(10).mean
 
 
 def test_a_lost_page_that_looks_near_lowers_the_threshold_of_new_vectors():

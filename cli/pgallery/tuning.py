@@ -675,12 +675,14 @@ def lost_query_distance(result: TuningResult) -> float | None:
 
 
 def kinds_document(result: TuningResult) -> dict:
-    """What each kind gets at the chosen default (or at the last value measured), with its
-    own choice and guard threshold: the figures index_tuning.kinds keeps and
-    index_tuning_status() shows."""
+    """What each kind gets at the default its queries will run at (the choice; when
+    nothing was chosen, the default in force, which stays; the last value measured if
+    that one was not), with its own choice and guard threshold: the figures
+    index_tuning.kinds keeps and index_tuning_status() shows."""
     out = {}
+    default = result.chosen if result.chosen is not None else result.current
     for name, kind in result.kinds.items():
-        at = kind.at(result.chosen) if result.chosen is not None else None
+        at = kind.at(default) if default is not None else None
         at = at or (kind.table[-1] if kind.table else None)
         out[name] = {
             "sample_size": kind.sample_size, "chosen": kind.chosen,
