@@ -33,6 +33,7 @@ builds the HNSW index and runs the tuner after the load), and then, in one run:
   and measured again.
 - hnswlib and FAISS (same M / ef_construction, one thread) beside, at the same ef values,
   on held-out and noisy (``--libs``).
+- ``libs_only``: the libraries alone on the same rows and queries (no database).
 - ``reuse``: keep a database of the same name from an earlier run (same rows) instead of
   loading again (a 100k load takes 6-10 minutes on a shared machine).
 
@@ -189,7 +190,7 @@ def _query(conn, name, q, exclude, filtered, ef):
 
 
 def run_libs(X, sets, truth, efs) -> dict:
-    from recall_bench import build_libs
+    from benchmarks.recall import build_libs
 
     libs = build_libs(X, log=lambda *a, **k: None)
     fh, hl = libs["faiss"]["index"], libs["hnswlib"]["index"]
@@ -253,6 +254,17 @@ def rebuild(url: str) -> float:
     return seconds
 
 
+def run_libs_only(dist: str, n: int, log=print) -> dict:
+    """hnswlib and FAISS on the rows the database run loads, with the same query sets."""
+    coll = hard_data.load(dist, n + HOLD_OUT if dist != "real" else n, QUERIES)
+    X, held = split(coll)
+    sets = query_sets(X, held)
+    truth = truths(X, sets)
+    log(f"{dist} {len(X)} rows: libraries only", flush=True)
+    return {"dist": dist, "rows": len(X), "held_out": len(held), "facts": coll.facts,
+            "choices": {}, "measured": [], "libs": run_libs(X, sets, truth, (40, 100, 200))}
+
+
 def run_one(dist: str, n: int, libs: bool, log=print, reuse: bool = False,
             rebuilt: bool = False) -> dict:
     from common import database_exists, server_url
@@ -293,7 +305,7 @@ def run_one(dist: str, n: int, libs: bool, log=print, reuse: bool = False,
 
 
 DEFAULTS = {"size": 3000, "dist": "clustered,clustered-sorted,real", "libs": False,
-            "reuse": False, "rebuild": False}
+            "reuse": False, "rebuild": False, "libs_only": False}
 LIBRARIES = ("hnswlib", "faiss-cpu", "pyarrow")
 
 
@@ -307,6 +319,13 @@ def run(ctx) -> dict:
     held-out ones (`real` is the fixed 3,170-row gallery), measured as the docstring says."""
     runs = []
     for dist in ctx.params.dist.split(","):
+        if ctx.params.libs_only:
+            runs.append(run_libs_only(dist, ctx.size, log=ctx.log))
+            print_table(f"{dist} {ctx.size} libraries",
+                        [{"arm": k, "mean": f"{v['mean']:.3f}", "p5": f"{v['p5']:.2f}",
+                          "<0.5": f"{v['under_half']:.1%}", "p50 ms": f"{v['p50_ms']:.2f}"}
+                         for k, v in runs[-1]["libs"].items() if k != "build_s"])
+            continue
         r = run_one(dist, ctx.size, ctx.params.libs, log=ctx.log, reuse=ctx.params.reuse,
                     rebuilt=ctx.params.rebuild)
         rows = []
