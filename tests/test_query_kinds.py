@@ -274,6 +274,9 @@ def test_tune_says_when_no_setting_serves_a_kind_and_offers_the_rebuild(make_dat
         conn.execute("SET hnsw.ef_search = 10")
         unmet = tuning.tune_recall(conn, sample=20, target_mean=1.0, tail_recall=1.0)
     assert unmet.chosen is None and unmet.current == 10
+    # what the kinds' figures say fires is what the recorded threshold sends to exact
+    for kind in unmet.kinds.values():
+        assert kind.at(10).guard_distance == kind.guard_distance
     for name, kind in tuning.kinds_document(unmet).items():
         assert kind["at"] == 10
         assert kind["mean"] == unmet.kinds[name].at(10).mean

@@ -271,8 +271,9 @@ def tune_recall(conn: psycopg.Connection, *, model: str | None = None, sample: i
     for name, q in queries.items():
         if name == "stored" or chosen_by[name] is not None:
             continue
-        tables[name] = []
-        for value, (recalls, times, kth), stored in zip(values, pages[name], pages["stored"]):
+        base_table, tables[name] = tables[name], []
+        for value, (recalls, times, kth), stored, base_m in zip(values, pages[name],
+                                                               pages["stored"], base_table):
             # new images of the collection get lost where stored paintings do: their
             # lost pages calibrate the threshold too, and their pages estimate its share
             both = [(recalls, kth)] + ([(stored[0], stored[2])] if name == "vector" else [])
@@ -280,6 +281,8 @@ def tune_recall(conn: psycopg.Connection, *, model: str | None = None, sample: i
             m = _measure(value, recalls, times, kth, guard, **rule,
                          max_rate=LOWERED_MAX_RATE if lowered else GUARD_MAX_RATE,
                          rate_pages=stored[2] if lowered and name == "vector" else None)
+            if m.guard_rate > LOWERED_MAX_RATE:
+                m = base_m      # lowered that far it would cost more than it saves: kept
             tables[name].append(m)
             if m.meets and chosen_by[name] is None:
                 chosen_by[name] = value
@@ -401,9 +404,8 @@ def _threshold_at(kind: KindMeasurement, value: int | None) -> float | None:
     if kind.kind == "stored":
         return kind.guard_distance
     m = kind.at(value) if value is not None else None
-    if m is None or m.guard_distance is None or m.guard_rate > LOWERED_MAX_RATE:
-        return kind.guard_distance      # (a threshold that low would cost more than it saves)
-    return m.guard_distance
+    return m.guard_distance if m is not None and m.guard_distance is not None \
+        else kind.guard_distance
 
 
 def _guard(kth: np.ndarray) -> float | None:
