@@ -24,10 +24,20 @@ builds the HNSW index and runs the tuner after the load), and then, in one run:
   each with mean recall@10, p5, share under 0.5, p50 latency (client-observed) and the
   guard's firing rate (a query whose unguarded page's 10th distance passes its kind's
   threshold).
+- the tuner is run a third time as revision 0014 left it (per kind, each kind's
+  threshold fixed at 1.1 x its 99th percentile: ``LOWERED_MAX_RATE = 0``) before the
+  current one, whose threshold for new vectors is lowered below the sample's lost pages
+  where that one served none.
+- ``rebuild``: then the advice `pgallery index tune` prints where no setting served a
+  kind (HNSW rebuilt with ef_construction 128, rows in their stored order), timed, tuned
+  and measured again.
 - hnswlib and FAISS (same M / ef_construction, one thread) beside, at the same ef values,
   on held-out and noisy (``--libs``).
+- ``libs_only``: the libraries alone on the same rows and queries (no database).
+- ``reuse``: keep a database of the same name from an earlier run (same rows) instead of
+  loading again (a 100k load takes 6-10 minutes on a shared machine).
 
-Writes bench/results/query_kinds_<size>.json in the runner's envelope; the report is
+Writes bench/results/query_kinds_<dists>_<size>.json in the runner's envelope; the report is
 bench/recall-by-query-kind.md, whose tables came from the standalone version of this
 script (bench/results/archive/recall_by_query_kind*.json). Run it under `nice -n 19` on a
 shared machine.
@@ -157,6 +167,7 @@ def measure(url: str, sets: dict, truth: dict, ef: int | None) -> dict:
             recalls = [len(g & t) / len(t) for g, t in zip(got, truth[name])]
             out[name] = {**tail(recalls), "p50_ms": float(np.median(times) * 1000),
                          "p95_ms": float(np.percentile(times, 95) * 1000),
+                         "mean_ms": float(np.mean(times) * 1000),
                          "guard_rate": float(np.mean(fired))}
     return {"ef_search": ef or default_ef, "sets": out}
 
@@ -179,7 +190,7 @@ def _query(conn, name, q, exclude, filtered, ef):
 
 
 def run_libs(X, sets, truth, efs) -> dict:
-    from recall_bench import build_libs
+    from benchmarks.recall import build_libs
 
     libs = build_libs(X, log=lambda *a, **k: None)
     fh, hl = libs["faiss"]["index"], libs["hnswlib"]["index"]
@@ -203,34 +214,88 @@ def run_libs(X, sets, truth, efs) -> dict:
     return out
 
 
-def run_one(dist: str, n: int, libs: bool, log=print) -> dict:
+def tune_and_measure(url, sets, truth, result, label, kinds, log, lowered=True):
+    """Tune (``kinds``; ``lowered``: the current tuner, else 0014's fixed thresholds),
+    record, and measure every set at the default it leaves."""
     from pgallery import tuning
 
-    coll = hard_data.load(dist, n + HOLD_OUT if dist != "real" else n, QUERIES)
-    X, held = split(coll)
-    log(f"{dist} {len(X)} rows (+{len(held)} held out)", flush=True)
-    url, load_s = load(X, f"kinds_{dist.replace('-', '_')}_{n}", log)
-    sets = query_sets(X, held)
-    truth = truths(X, sets)
-    result = {"dist": dist, "rows": len(X), "held_out": len(held), "load_s": load_s,
-              "facts": coll.facts, "choices": {}, "measured": []}
-    for label, kinds in (("stored only (old)", ("stored",)), ("per kind (new)", tuning.KINDS)):
+    saved = tuning.LOWERED_MAX_RATE
+    tuning.LOWERED_MAX_RATE = saved if lowered else 0.0
+    try:
         with connect(url) as conn:
             t = time.perf_counter()
             r = tuning.tune_recall(conn, kinds=kinds)
             tuning.record(conn, r)
             seconds = time.perf_counter() - t
-        result["choices"][label] = {
-            "chosen": r.chosen, "met": r.met, "seconds": seconds, "unmet": r.unmet,
-            "kinds": tuning.kinds_document(r)}
-        log(f"  {label}: ef_search {r.chosen} ({seconds:.1f}s)", flush=True)
-        m = measure(url, sets, truth, None)
-        m["label"] = label
-        result["measured"].append(m)
+    finally:
+        tuning.LOWERED_MAX_RATE = saved
+    result["choices"][label] = {
+        "chosen": r.chosen, "met": r.met, "seconds": seconds, "unmet": r.unmet,
+        "kinds": tuning.kinds_document(r)}
+    guards = {n: k.guard_distance for n, k in r.kinds.items()}
+    log(f"  {label}: ef_search {r.chosen} ({seconds:.1f}s), guards {guards}", flush=True)
+    m = measure(url, sets, truth, None)
+    m["label"] = label
+    result["measured"].append(m)
+    return r
+
+
+def rebuild(url: str) -> float:
+    """The rebuild `pgallery index tune` advises: ef_construction 128, rows as stored."""
+    with connect(url, autocommit=True) as conn:
+        t = time.perf_counter()
+        conn.execute("CREATE INDEX painting_embedding_hnsw_128 ON painting_embedding USING hnsw"
+                     " ((l2_normalize(embedding)::halfvec(1024)) halfvec_cosine_ops)"
+                     " WITH (m = 16, ef_construction = 128)")
+        seconds = time.perf_counter() - t
+        conn.execute("DROP INDEX painting_embedding_hnsw")
+        conn.execute("ALTER INDEX painting_embedding_hnsw_128 RENAME TO painting_embedding_hnsw")
+        conn.execute("ANALYZE painting_embedding")
+    return seconds
+
+
+def run_libs_only(dist: str, n: int, log=print) -> dict:
+    """hnswlib and FAISS on the rows the database run loads, with the same query sets."""
+    coll = hard_data.load(dist, n + HOLD_OUT if dist != "real" else n, QUERIES)
+    X, held = split(coll)
+    sets = query_sets(X, held)
+    truth = truths(X, sets)
+    log(f"{dist} {len(X)} rows: libraries only", flush=True)
+    return {"dist": dist, "rows": len(X), "held_out": len(held), "facts": coll.facts,
+            "choices": {}, "measured": [], "libs": run_libs(X, sets, truth, (40, 100, 200))}
+
+
+def run_one(dist: str, n: int, libs: bool, log=print, reuse: bool = False,
+            rebuilt: bool = False) -> dict:
+    from common import database_exists, server_url
+    from pgallery import tuning
+
+    coll = hard_data.load(dist, n + HOLD_OUT if dist != "real" else n, QUERIES)
+    X, held = split(coll)
+    log(f"{dist} {len(X)} rows (+{len(held)} held out)", flush=True)
+    name = f"kinds_{dist.replace('-', '_')}_{n}"
+    if reuse and database_exists(name):
+        url, load_s = server_url(name), None
+        log(f"  reusing database {name}", flush=True)
+    else:
+        url, load_s = load(X, name, log)
+    sets = query_sets(X, held)
+    truth = truths(X, sets)
+    result = {"dist": dist, "rows": len(X), "held_out": len(held), "load_s": load_s,
+              "facts": coll.facts, "choices": {}, "measured": []}
+    tune_and_measure(url, sets, truth, result, "stored only (old)", ("stored",), log)
+    tune_and_measure(url, sets, truth, result, "per kind (0014)", tuning.KINDS, log,
+                     lowered=False)
     for ef in (40, 100):
         m = measure(url, sets, truth, ef)
         m["label"] = f"ef_search {ef}"
         result["measured"].append(m)
+    tune_and_measure(url, sets, truth, result, "lowered guard (new)", tuning.KINDS, log)
+    if rebuilt:
+        result["rebuild_s"] = rebuild(url)
+        log(f"  rebuilt with ef_construction 128 in {result['rebuild_s']:.1f}s", flush=True)
+        tune_and_measure(url, sets, truth, result, "efc 128 + lowered guard", tuning.KINDS,
+                         log)
     if libs:
         efs = sorted({m["ef_search"] for m in result["measured"]})
         result["libs"] = run_libs(X, sets, truth, efs)
@@ -239,8 +304,14 @@ def run_one(dist: str, n: int, libs: bool, log=print) -> dict:
     return result
 
 
-DEFAULTS = {"size": 3000, "dist": "clustered,clustered-sorted,real", "libs": False}
+DEFAULTS = {"size": 3000, "dist": "clustered,clustered-sorted,real", "libs": False,
+            "reuse": False, "rebuild": False, "libs_only": False}
 LIBRARIES = ("hnswlib", "faiss-cpu", "pyarrow")
+
+
+def result_name(params) -> str:
+    """query_kinds_<dists>_<size>: runs of other distributions at one size are kept."""
+    return f"query_kinds_{params.dist.replace(',', '+')}_{params.size}"
 
 
 def run(ctx) -> dict:
@@ -248,14 +319,22 @@ def run(ctx) -> dict:
     held-out ones (`real` is the fixed 3,170-row gallery), measured as the docstring says."""
     runs = []
     for dist in ctx.params.dist.split(","):
-        r = run_one(dist, ctx.size, ctx.params.libs, log=ctx.log)
+        if ctx.params.libs_only:
+            runs.append(run_libs_only(dist, ctx.size, log=ctx.log))
+            print_table(f"{dist} {ctx.size} libraries",
+                        [{"arm": k, "mean": f"{v['mean']:.3f}", "p5": f"{v['p5']:.2f}",
+                          "<0.5": f"{v['under_half']:.1%}", "p50 ms": f"{v['p50_ms']:.2f}"}
+                         for k, v in runs[-1]["libs"].items() if k != "build_s"])
+            continue
+        r = run_one(dist, ctx.size, ctx.params.libs, log=ctx.log, reuse=ctx.params.reuse,
+                    rebuilt=ctx.params.rebuild)
         rows = []
         for m in r["measured"]:
             for name, s in m["sets"].items():
                 rows.append({"setting": m["label"], "ef": m["ef_search"], "set": name,
                              "mean": f"{s['mean']:.3f}", "p5": f"{s['p5']:.2f}",
                              "<0.5": f"{s['under_half']:.1%}", "p50 ms": f"{s['p50_ms']:.2f}",
-                             "guard": f"{s['guard_rate']:.1%}"})
+                             "p95 ms": f"{s['p95_ms']:.1f}", "guard": f"{s['guard_rate']:.1%}"})
         print_table(f"{dist} {r['rows']}", rows)
         runs.append(r)
     return {"k": K, "hold_out": HOLD_OUT, "queries": QUERIES, "runs": runs}
