@@ -20,7 +20,8 @@ from sqlalchemy import create_engine, pool
 
 from pgallery.database.connection import resolve_url, sqlalchemy_url
 from pgallery.errors import DatabaseError, PgalleryError
-from pgallery.migrations import _known_revision, distribute_on_citus
+from pgallery.migrations import (_known_revision, distribute_on_citus,
+                                 refuse_below_citus_support)
 
 config = context.config
 
@@ -45,6 +46,10 @@ def show_progress() -> None:
 def run_migrations_online() -> None:
     url = database_url()
     _known_revision(url)
+    # the revision as the command was given it ('0014', 'base', 'head', '-1'), read where
+    # Alembic keeps it (get_revision_argument() turns 'base' into None and raises for a
+    # command that moves nothing, such as current)
+    refuse_below_citus_support(url, context._proxy.context_opts.get("destination_rev"))
     engine = create_engine(sqlalchemy_url(url), poolclass=pool.NullPool)
     with engine.connect() as connection:
         context.configure(connection=connection, transaction_per_migration=True)

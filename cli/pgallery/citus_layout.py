@@ -143,8 +143,13 @@ def distribute(conn: psycopg.Connection) -> list[str]:
             conn.execute(sql.SQL("ALTER TABLE {} DROP CONSTRAINT {}").format(
                 sql.Identifier(table), sql.Identifier(name)))
         for table, trigger in CITUS_REFUSED_TRIGGERS:
-            if _exists(conn, table):
-                conn.execute(sql.SQL("DROP TRIGGER IF EXISTS {} ON {}")
+            # only one that is there: Citus refuses even DROP TRIGGER IF EXISTS on a table
+            # it has sharded already (a later revision's new table being laid out)
+            if _exists(conn, table) and conn.execute(
+                    "SELECT EXISTS (SELECT FROM pg_catalog.pg_trigger"
+                    " WHERE tgrelid = to_regclass(%s) AND tgname = %s)",
+                    (table, trigger)).fetchone()[0]:
+                conn.execute(sql.SQL("DROP TRIGGER {} ON {}")
                              .format(sql.Identifier(trigger), sql.Identifier(table)))
         shards = shard_count(conn)
         for table in REFERENCE_TABLES:

@@ -590,10 +590,15 @@ def step(op, revision: str, *, down: bool = False) -> None:
     def run_once() -> None:
         for path in sorted(INCREMENTAL_DIR.glob(f"{revision}_*.sql")):
             if path.name.endswith(".down.sql") == down:
-                conn.execute(path.read_text(encoding="utf-8"))
+                text = path.read_text(encoding="utf-8")
+                # Citus sends some DDL on to the workers as the text it was given, which
+                # for a file is every statement of it ("cannot insert multiple commands
+                # into a prepared statement" on the worker): one statement at a time there
+                for statement in (sql_statements(text) if propagating else [text]):
+                    conn.execute(statement)
 
     pin_search_path(conn)
-    _citus_propagation(conn, arriving, moving)
+    propagating = _citus_propagation(conn, arriving, moving)
     try:
         replace_layer(conn, leaving, arriving, between=run_once, moving=moving)
     except psycopg.errors.DependentObjectsStillExist as exc:
@@ -607,28 +612,49 @@ def step(op, revision: str, *, down: bool = False) -> None:
 
 
 def _citus_propagation(conn: psycopg.Connection, arriving: str,
-                       moving: tuple[str, str]) -> None:
+                       moving: tuple[str, str]) -> bool:
     """On a Citus coordinator whose tables are not laid out yet (pgallery.citus_layout),
     a step changes the coordinator alone, as a single server: Citus would otherwise send
     each new routine to the workers, and refuse those that read tables it does not manage
     yet. The layout step after the migrations sends what the workers need. Once the tables
-    are laid out, Citus propagates each step's DDL as usual."""
+    are laid out, Citus propagates each step's DDL as usual. True in that case."""
     row = conn.execute(
         "SELECT EXISTS (SELECT FROM pg_extension WHERE extname = 'citus'),"
         "       to_regclass('pg_catalog.pg_dist_partition') IS NOT NULL").fetchone()
     if not row[0]:
-        return
+        return False
     sharded = conn.execute(
         "SELECT EXISTS (SELECT FROM pg_catalog.pg_dist_partition"
         " WHERE logicalrelid = to_regclass('painting_embedding'))").fetchone()[0]
     if not sharded:
         conn.execute("SET LOCAL citus.enable_ddl_propagation = off")
-    elif "distributed_table(" not in arriving:
+        return False
+    if "distributed_table(" not in arriving:
         verb, target = moving
         raise MigrationBlocked(
             f"revision {target} predates pgallery's Citus support (its functions cannot "
             f"run on sharded tables): a Citus cluster cannot {verb} to it (nothing was "
             "changed)")
+    return True
+
+
+# what sql_statements steps over: a quoted string or identifier, a dollar-quoted body, a
+# comment, or the semicolon that ends a statement
+_SQL_TOKEN = re.compile(r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"|(\$[A-Za-z_0-9]*\$).*?\1|--[^\n]*"
+                        r"|/\*.*?\*/|;", re.S)
+
+
+def sql_statements(text: str) -> list[str]:
+    """A file of SQL statements, one string each (without the semicolon; comments kept
+    with the statement they precede), for a server that must be sent them one by one."""
+    statements, start = [], 0
+    for match in _SQL_TOKEN.finditer(text):
+        if match.group(0) == ";":
+            statements.append(text[start:match.start()])
+            start = match.end()
+    statements.append(text[start:])
+    return [s for s in statements if _SQL_TOKEN.sub(
+        lambda m: "" if m.group(0).startswith(("--", "/*")) else m.group(0), s).strip()]
 
 
 def install_layer(conn: psycopg.Connection, text: str) -> None:
@@ -698,6 +724,33 @@ def _known_revision(url: str) -> None:
         raise SchemaNotReady(
             f"the database is at revision {current}, which this pgallery does not know (its "
             f"newest is {known[-1]}): it was migrated by a newer pgallery; use that one")
+
+
+def refuse_below_citus_support(url: str, target: str | None) -> None:
+    """Before a downgrade of a sharded Citus database to ``target`` (a revision id or
+    'base'): refuse it, changing nothing, if it goes below the first revision whose layer
+    runs on sharded tables. (Each step checks too, but a downgrade crossing several
+    revisions would otherwise stop half way.)"""
+    known = revisions()
+    if target not in (*known, "base"):
+        return                       # head, a relative step: each step's own check applies
+    supported = [r for r in known if "distributed_table(" in layer(r)]
+    if not supported or (target != "base" and target >= supported[0]):
+        return
+    current = current_revision(url)
+    if current is None or current < supported[0]:
+        return                       # not above the Citus layer: nothing to protect
+    with psycopg.connect(url, autocommit=True) as conn:
+        if not conn.execute("SELECT to_regclass('pg_catalog.pg_dist_partition') IS NOT NULL"
+                            ).fetchone()[0]:
+            return
+        if not conn.execute("SELECT EXISTS (SELECT FROM pg_catalog.pg_dist_partition"
+                            " WHERE logicalrelid = to_regclass('painting_embedding'))"
+                            ).fetchone()[0]:
+            return
+    raise MigrationBlocked(
+        f"revision {target} predates pgallery's Citus support (its functions cannot run on "
+        "sharded tables): a Citus cluster cannot downgrade to it (nothing was changed)")
 
 
 def distribute_on_citus(url: str) -> list[str]:
