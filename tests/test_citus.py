@@ -97,12 +97,14 @@ def cluster(collection):
                  home=home)
     assert result.exit_code == 0, result.output
     c = LocalCluster(home)
-    url = c.url()
-    result = cli(url, "migrate")
-    assert result.exit_code == 0, result.output
-    loaded(url, collection)
-    yield c
-    c.destroy()
+    try:        # a setup that fails stops the nodes too (else they outlive the run)
+        url = c.url()
+        result = cli(url, "migrate")
+        assert result.exit_code == 0, result.output
+        loaded(url, collection)
+        yield c
+    finally:
+        c.destroy()
     shutil.rmtree(home, ignore_errors=True)
 
 
