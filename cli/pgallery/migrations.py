@@ -623,19 +623,25 @@ def _citus_propagation(conn: psycopg.Connection, arriving: str,
         "       to_regclass('pg_catalog.pg_dist_partition') IS NOT NULL").fetchone()
     if not row[0]:
         return False
-    sharded = conn.execute(
-        "SELECT EXISTS (SELECT FROM pg_catalog.pg_dist_partition"
-        " WHERE logicalrelid = to_regclass('painting_embedding'))").fetchone()[0]
-    if not sharded:
+    if not _sharded(conn):
         conn.execute("SET LOCAL citus.enable_ddl_propagation = off")
         return False
     if "distributed_table(" not in arriving:
-        verb, target = moving
-        raise MigrationBlocked(
-            f"revision {target} predates pgallery's Citus support (its functions cannot "
-            f"run on sharded tables): a Citus cluster cannot {verb} to it (nothing was "
-            "changed)")
+        raise _before_citus_support(*moving)
     return True
+
+
+def _before_citus_support(verb: str, target: str) -> MigrationBlocked:
+    return MigrationBlocked(
+        f"revision {target} predates pgallery's Citus support (its functions cannot run on "
+        f"sharded tables): a Citus cluster cannot {verb} to it (nothing was changed)")
+
+
+def _sharded(conn: psycopg.Connection) -> bool:
+    """Whether Citus has laid out painting_embedding (on a server with Citus installed)."""
+    return conn.execute(
+        "SELECT EXISTS (SELECT FROM pg_catalog.pg_dist_partition"
+        " WHERE logicalrelid = to_regclass('painting_embedding'))").fetchone()[0]
 
 
 # what sql_statements steps over: a quoted string or identifier, a dollar-quoted body, a
@@ -742,15 +748,9 @@ def refuse_below_citus_support(url: str, target: str | None) -> None:
         return                       # not above the Citus layer: nothing to protect
     with psycopg.connect(url, autocommit=True) as conn:
         if not conn.execute("SELECT to_regclass('pg_catalog.pg_dist_partition') IS NOT NULL"
-                            ).fetchone()[0]:
+                            ).fetchone()[0] or not _sharded(conn):
             return
-        if not conn.execute("SELECT EXISTS (SELECT FROM pg_catalog.pg_dist_partition"
-                            " WHERE logicalrelid = to_regclass('painting_embedding'))"
-                            ).fetchone()[0]:
-            return
-    raise MigrationBlocked(
-        f"revision {target} predates pgallery's Citus support (its functions cannot run on "
-        "sharded tables): a Citus cluster cannot downgrade to it (nothing was changed)")
+    raise _before_citus_support("downgrade", target)
 
 
 def distribute_on_citus(url: str) -> list[str]:
