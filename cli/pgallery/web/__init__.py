@@ -11,7 +11,16 @@ through pgallery.intake with the public-only address policy) and thumbnails
 (thumbnail_cache.py) each have their own module.
 """
 
-from pgallery.web.app import create_app
 from pgallery.web.config import WebConfig
 
 __all__ = ["create_app", "WebConfig"]
+
+
+def __getattr__(name: str):
+    # The app (Starlette, Jinja, the routes) is imported on first use, not with the
+    # package: every CLI command reads WebConfig's defaults for its help, and only
+    # `pgallery serve` needs the app (about a quarter of a command's start-up time).
+    if name == "create_app":
+        from pgallery.web.app import create_app
+        return create_app
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
