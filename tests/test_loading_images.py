@@ -350,3 +350,27 @@ def test_the_engine_skips_committed_images_by_content_hash(make_database, tmp_pa
         assert again.ivfflat_rebuilt is False
     finally:
         conn.close()
+
+
+def test_a_palette_is_computed_once_per_picture_not_again_for_another_model(db, tmp_path):
+    folder = tmp_path / "pictures"
+    paths = [make_image(folder / f"{i:02d}-picture.jpg", i) for i in range(4)]
+    assert load("--folder", folder, "--provider", "local").exit_code == 0
+    # a mark no palette computation gives, on the first picture's stored palette
+    with connect(db, autocommit=True) as conn:
+        conn.execute("UPDATE painting_palette SET lab = ARRAY[[50, 0, 0]]::real[],"
+                     " shares = ARRAY[1]::real[] FROM painting p"
+                     " WHERE p.painting_id = painting_palette.painting_id"
+                     " AND p.image_file = %s", (paths[0].name,))
+    make_image(paths[3], 99)                       # a picture replaced by other bytes
+
+    second = load("--folder", folder, "--provider", "azure")   # a second model: all embedded
+    assert second.exit_code == 0, second.output
+    assert sorted(embedded_files(db, AZURE_MODEL)) == sorted(p.name for p in paths)
+    palettes = dict(rows(db, "SELECT p.image_file, pp.shares FROM painting_palette pp"
+                             " JOIN painting p USING (painting_id)"))
+    assert palettes[paths[0].name] == [1.0]        # kept: the same bytes as before
+    hashes = dict(rows(db, "SELECT p.image_file, pp.content_hash FROM painting_palette pp"
+                           " JOIN painting p USING (painting_id)"))
+    assert hashes[paths[3].name] == hashlib.sha256(paths[3].read_bytes()).hexdigest()
+    assert len(palettes) == 4

@@ -57,10 +57,17 @@ DEFAULT_FLUSH_SECONDS = 5.0  # ... or whatever arrived in this many seconds
 LOOKUP_CHUNK = 256           # images hashed and looked up per query
 
 EXISTING_SQL = """
-SELECT p.image_file, e.content_hash, pp.content_hash AS palette_hash
+SELECT p.image_file, e.content_hash
 FROM painting p JOIN painting_embedding e ON e.painting_id = p.painting_id
-LEFT JOIN painting_palette pp ON pp.painting_id = p.painting_id
 WHERE p.image_file = ANY(%s) AND e.model = %s
+"""
+
+# The bytes each painting's stored palette came from, whatever model embedded it: a palette
+# belongs to the picture, so a new model (`pgallery reembed`) or a re-run keeps it.
+PALETTE_HASH_SQL = """
+SELECT p.image_file, pp.content_hash
+FROM painting p JOIN painting_palette pp ON pp.painting_id = p.painting_id
+WHERE p.image_file = ANY(%s)
 """
 
 
@@ -140,11 +147,13 @@ class _Load:
 
     # --- before the provider: hash, look up, skip what is already there -----------------
 
-    def _existing(self, image_files: list[str]) -> dict[str, tuple[str | None, str | None]]:
-        """image_file -> (hash embedded, hash its palette came from) for those embedded."""
+    def _existing(self, image_files: list[str]) -> tuple[dict[str, str | None], dict[str, str]]:
+        """(image_file -> the hash embedded, for those embedded with this model;
+        image_file -> the hash its stored palette came from, for those with a palette)."""
         with self.conn.transaction():
-            rows = self.conn.execute(EXISTING_SQL, (image_files, self.model)).fetchall()
-        return {file: (digest, palette) for file, digest, palette in rows}
+            embedded = dict(self.conn.execute(EXISTING_SQL, (image_files, self.model)).fetchall())
+            palettes = dict(self.conn.execute(PALETTE_HASH_SQL, (image_files,)).fetchall())
+        return embedded, palettes
 
     def _classify(self, chunk: list[ImageItem]) -> list[ImageItem]:
         """Write the unchanged and the unreadable; return the images to embed."""
@@ -157,16 +166,22 @@ class _Load:
                 item.record.content_hash = digest
                 hashed.append(item)
         with self.lock:
-            existing = self._existing([i.record.image_file for i in hashed]) if hashed else {}
+            existing, palettes = (self._existing([i.record.image_file for i in hashed])
+                                  if hashed else ({}, {}))
         unchanged, to_embed = [], []
         for item in hashed:
             file = item.record.image_file
             same = file in existing and (
-                is_url(item.path) or existing[file][0] == item.record.content_hash)
+                is_url(item.path) or existing[file] == item.record.content_hash)
             (unchanged if same else to_embed).append(item)
-        repaint = [i for i in unchanged if not is_url(i.path)
-                   and existing[i.record.image_file][1] != i.record.content_hash]
-        _add_palettes(to_embed + repaint)       # outside the lock: results keep flowing
+
+        # a palette is computed once per picture: not again for a new model or a re-run
+        # (a URL's picture has none here: its bytes are the provider's to fetch)
+        paint = [i for i in hashed if not is_url(i.path)
+                 and palettes.get(i.record.image_file) != i.record.content_hash]
+        _add_palettes(paint)                    # outside the lock: results keep flowing
+        unchanged_ids = {id(i) for i in unchanged}
+        repaint = [i for i in paint if id(i) in unchanged_ids]
         with self.lock:
             if unchanged:
                 with self.conn.transaction():
