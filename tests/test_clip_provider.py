@@ -176,6 +176,23 @@ def test_with_an_empty_cache_and_no_hub_the_error_says_what_to_do(offline, make_
     assert not (tmp_path / "empty-cache").exists()      # nothing made for a failed fetch
 
 
+def test_a_model_that_cannot_be_had_is_said_before_torch_is_loaded(tmp_path):
+    # torch and transformers take seconds to import: the error should not wait for them
+    code = ("import sys\n"
+            "from pgallery.errors import ConfigError\n"
+            "from pgallery.providers.clip import ClipProvider\n"
+            "try:\n    ClipProvider('openai/clip-vit-base-patch32')\n"
+            "except ConfigError as exc:\n    print('error:', exc)\n"
+            "print('torch loaded:', 'torch' in sys.modules)\n")
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("HF_")},
+           "HF_HUB_CACHE": str(tmp_path / "empty-cache"), "HF_HUB_OFFLINE": "1"}
+    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                            text=True, timeout=120)
+    assert "error: the CLIP model openai/clip-vit-base-patch32 is not in" in result.stdout, (
+        result.stdout + result.stderr)
+    assert "torch loaded: False" in result.stdout
+
+
 def test_the_default_model_is_the_tutorials_vit_b_32(monkeypatch, tmp_path):
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("PGALLERY_CLIP_MODEL", raising=False)

@@ -31,6 +31,20 @@ _SNAPSHOT_DIR = re.compile(r"^[0-9a-f]{40}$")  # .../models--org--name/snapshots
 _TAG_UNSAFE = re.compile(r"[^A-Za-z0-9._:/@+-]")  # embedding_model.name's CHECK allows these
 
 
+def _check_backend_installed() -> None:
+    """The ConfigError of _import_backend without importing anything (torch and
+    transformers take seconds to import): so that a model that cannot be had is said at
+    once, and an install that lacks them is said before any download."""
+    import importlib.util
+    import sys
+
+    for name in ("torch", "transformers"):
+        missing = (sys.modules[name] is None if name in sys.modules
+                   else importlib.util.find_spec(name) is None)
+        if missing:
+            raise ConfigError(f"the 'clip' provider needs {name}: {INSTALL_HINT}")
+
+
 def _import_backend():
     """torch and transformers, or a ConfigError that says how to install them."""
     try:
@@ -183,8 +197,7 @@ class ClipProvider(EmbeddingProvider):
     def __init__(self, model_path: str | Path, batch_size: int = DEFAULT_BATCH_SIZE):
         if batch_size < 1:
             raise ConfigError(f"batch_size must be at least 1, got {batch_size}")
-        torch, transformers = _import_backend()
-        self._torch = torch
+        _check_backend_installed()
         self.batch_size = int(batch_size)
         spec = str(model_path)
         path = Path(spec).expanduser()
@@ -195,6 +208,8 @@ class ClipProvider(EmbeddingProvider):
             raise ConfigError(f"no CLIP model directory at {spec} (PGALLERY_CLIP_MODEL or "
                               "model_path): save one there with save_pretrained, see docs/clip.md")
         source = str(path) if path.is_dir() else _fetched(spec)
+        torch, transformers = _import_backend()   # after the model is found: seconds
+        self._torch = torch
         self.model = model_tag(spec)
         with _quiet(transformers):
             self._clip = self._load(transformers, "CLIPModel", source)
@@ -229,7 +244,7 @@ class ClipProvider(EmbeddingProvider):
     def from_settings(cls, settings, **options) -> "ClipProvider":
         """Build from the ``model_path`` option, else ``settings.clip_model_path``
         (PGALLERY_CLIP_MODEL); ``batch_size`` is optional."""
-        _import_backend()
+        _check_backend_installed()
         model_path = (options.pop("model_path", None)
                       or getattr(settings, "clip_model_path", None) or DEFAULT_MODEL)
         batch_size = options.pop("batch_size", None) or DEFAULT_BATCH_SIZE
