@@ -48,6 +48,7 @@ from urllib.request import url2pathname
 from pgallery.errors import ArgError
 from pgallery.rendering.templating import CSS, render
 from pgallery.rendering.thumbnails import thumbnail_data_uri
+from pgallery.vocabulary import FILTERS
 
 ImageResolver = Callable[[str], "Path | str | None"]
 
@@ -66,15 +67,8 @@ MODE_LABELS = {
     "colour": "Colour search",
 }
 
-FILTER_LABELS = {
-    "author": "author",
-    "technique": "technique",
-    "school": "school",
-    "painting_type": "type",
-    "timeframe": "timeframe",
-    "year_from": "from year",
-    "year_to": "to year",
-}
+# How a filter chip names each filter: its form label, in lower case ("from year").
+FILTER_LABELS = {param.sql: param.label.lower() for param in FILTERS}
 
 # Metadata fields of the painting page, in order, with their labels.
 PAINTING_FIELDS = (
