@@ -73,6 +73,19 @@ def test_every_frozen_release_is_exactly_what_freeze_writes(release):
     assert migrations.layer_digest(revision) == migrations.recorded_digest(revision)
 
 
+def test_the_head_is_alembics_own_and_is_found_without_importing_alembic():
+    from alembic.script import ScriptDirectory
+
+    assert migrations.head_revision() == ScriptDirectory.from_config(
+        migrations.alembic_config()).get_current_head() == REVISIONS[-1]
+    # every command checks the head before it opens the database: no Alembic at start-up
+    code = ("import sys; from pgallery import migrations; print(migrations.head_revision(),"
+            " 'alembic' in sys.modules, 'sqlalchemy' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            timeout=60)
+    assert result.stdout.split() == [REVISIONS[-1], "False", "False"], result.stderr
+
+
 def test_freeze_writes_the_head_layer_under_its_header_once(tmp_path):
     head = migrations.head_revision()
     frozen = migrations.freeze(head, tmp_path)
