@@ -278,3 +278,18 @@ def test_searches_go_on_with_one_standby_down_and_fail_clearly_with_both(cluster
     finally:
         a.start()
         b.start()
+
+
+def test_with_the_primary_down_searches_go_on_on_the_standbys(cluster, served, azure):
+    """Last in the file: the primary stays stopped (the fixture's teardown copes)."""
+    primary, a, b = cluster
+    base, _ = served
+    cached = "a harbour at dusk"             # cached and replayed by the test above
+    assert prompt_on(a, cached) and prompt_on(b, cached)
+    primary.stop("fast")
+    assert search(base, similar="rs-000003.jpg").status_code == 200
+    assert search(base, text=cached).status_code == 200
+    new = search(base, text="a mill in the snow")   # embedded, not cached: by its vector
+    assert new.status_code == 200, new.text
+    assert new.json()["mode"] == "text" and len(new.json()["results"]) == 5
+    assert requests.get(base + "readyz", timeout=30).status_code == 200

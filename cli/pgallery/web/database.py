@@ -7,7 +7,8 @@ with no password to create or store. So each pooled connection logs in with that
 then drops to ``pgallery_reader`` (``SET ROLE``): from then on the session has exactly the
 reader's rights - it runs the search functions and reads painting metadata, and cannot
 write, read raw vectors or change the schema. The writer connection drops to
-``pgallery_writer`` and only ever calls ``store_prompt_embedding``.
+``pgallery_writer`` and writes only through ``store_prompt_embedding`` (on a read-scaled
+server it also runs the searches that must see that write, below).
 
 SET ROLE is a guard against the server's own mistakes, not a sandbox: a session may RESET
 it. That is acceptable because no text from a request is ever part of a statement (every
@@ -27,8 +28,11 @@ not be there yet; reads that must see it go to the primary connection instead:
 * a search a standby answered with PGA05, the prompt not embedded (another request
   cached it, the standby has not replayed it yet): asked once more, on the primary.
 
-A pooled connection whose server went away (a standby stopped) is found broken when a
-statement fails on it: the pool is checked (broken connections dropped and replaced,
+(search_hybrid does not fail on a prompt it does not know: on a standby that has not
+replayed it yet, a hybrid search of another request ranks by keywords alone, once.)
+
+A pooled connection whose server went away (a standby stopped, the database restarted)
+is found broken when a statement fails on it: the pool is checked (broken connections dropped and replaced,
 on the standbys still up) and the statement retried once. When no read target answers at
 all, searches fail at once with one line naming the targets (503), and the pool is
 rebuilt when one answers again, instead of each request waiting out the pool's timeout.
@@ -62,6 +66,7 @@ log = logging.getLogger("pgallery.web")
 READER = "pgallery_reader"
 WRITER = "pgallery_writer"
 APPLICATION = "pgallery-serve"   # application_name, to tell the server's sessions apart
+READ_LIFETIME = 600.0            # seconds a read-scaled pool keeps a connection
 PROBE_TIMEOUT = 3                # seconds a probe waits for each read target (libpq's, per host)
 
 T = TypeVar("T")
@@ -132,10 +137,12 @@ class Database:
     def _new_pool(self) -> AsyncConnectionPool:
         # read-scaled: every connection opened at once, each on a standby libpq picks at
         # random, so the load is spread before it comes (a quiet pool of 2 would hold one
-        # or two standbys only)
+        # or two standbys only); and renewed every READ_LIFETIME seconds (psycopg_pool's
+        # default is an hour), so a standby back from a restart gets its share again
         pool = AsyncConnectionPool(self._reader_url,
                                    min_size=self.size if self.read_scaled else min(2, self.size),
                                    max_size=self.size, open=False,
+                                   max_lifetime=READ_LIFETIME if self.read_scaled else 3600.0,
                                    kwargs={"autocommit": True, "connect_timeout": 10},
                                    configure=self._configure_reader, timeout=15,
                                    name="pgallery-web")
