@@ -191,6 +191,20 @@ def test_a_malformed_read_url_is_a_one_line_error(tmp_path):
     assert "Traceback" not in result.output and result.exception.__class__ is SystemExit
 
 
+def test_serve_refuses_a_standby_as_the_primary_and_dead_read_targets_in_one_line(cluster):
+    primary, a, b = cluster
+    as_primary = CliRunner().invoke(app, ["--database-url", a.url(), "serve", "--port", "0",
+                                          "--read-url", b.url()])
+    assert as_primary.exit_code == 2, as_primary.output
+    assert f"the primary (127.0.0.1:{a.port}) is not writable" in as_primary.output
+    nobody = CliRunner().invoke(app, ["--database-url", primary.url(), "serve", "--port", "0",
+                                      "--read-url", "postgresql://u:p@127.0.0.1:1,127.0.0.1:2/x"])
+    assert nobody.exit_code == 4, nobody.output
+    assert ("no read target answers (127.0.0.1:1, 127.0.0.1:2): Connection refused"
+            in " ".join(nobody.output.split()))
+    assert "Traceback" not in as_primary.output + nobody.output
+
+
 # --- searches on the standbys ------------------------------------------------------------------
 
 def test_searches_are_answered_by_the_standbys_both_of_them(cluster, served):

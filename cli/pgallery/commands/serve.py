@@ -10,6 +10,10 @@ its own. Each worker has its own connection pool; uploads are shared between the
 a private directory this process makes and removes (web/uploads.py), and the thumbnail
 cache is written atomically, so two workers making the same thumbnail is harmless.
 
+With ``--read-url URL`` (hot standbys, a libpq multi-host URL) the searches go there and
+the prompt cache to the primary (web/database.py); both are checked here before the
+socket is bound, so a standby given as the primary, or no standby up, is one line.
+
 On a network (README.md, "Putting it on a network"): /healthz and /readyz for a load
 balancer; --max-concurrent and --rate-limit (web/limits.py); header, request and
 keep-alive timeouts and URL/header size bounds (web/protocol.py); an access log of one
@@ -38,7 +42,7 @@ import typer
 from pgallery import migrations
 from pgallery.commands.common import settings
 from pgallery.database import resolve_url
-from pgallery.database.multihost import reader_conninfo
+from pgallery.database.multihost import check as check_read_scale, reader_conninfo
 from pgallery.errors import ArgError, ConfigError
 from pgallery.rendering.tables import console, err_console
 from pgallery.web.config import MB, WebConfig
@@ -222,6 +226,8 @@ def serve(
         reader_conninfo(read_url)       # malformed, or a libpq too old: one line, now
     url = resolve_url(s)
     migrations.require_current(url)
+    if read_url:
+        check_read_scale(url, read_url)  # the primary writable, a standby up: one line
     config = WebConfig(home=s.home, max_upload_bytes=max_upload_mb * MB,
                        max_pixels=max_megapixels * 1_000_000, pool_size=pool_size,
                        max_concurrent=max_concurrent or None, rate_limit=rate,

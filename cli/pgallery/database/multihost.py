@@ -29,7 +29,7 @@ from urllib.parse import quote
 import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from pgallery.errors import ConfigError
+from pgallery.errors import ConfigError, DatabaseError
 
 LOAD_BALANCE_LIBPQ = 160000   # load_balance_hosts arrived with libpq 16
 READ_DEFAULTS = {"load_balance_hosts": "random", "target_session_attrs": "prefer-standby"}
@@ -88,3 +88,31 @@ def multi_host_url(urls: list[str], **params: str) -> str:
     query = "&".join(f"{k}={quote(v, safe='')}" for k, v in params.items())
     return (f"postgresql://{login + '@' if login else ''}{hosts}/"
             f"{quote(first.get('dbname', ''), safe='')}" + (f"?{query}" if query else ""))
+
+
+def reason(exc: BaseException) -> str:
+    """libpq's reason a connection failed, short: 'Connection refused', 'FATAL: ...'
+    (its full text repeats every host of a multi-host URL, over several lines)."""
+    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    return " ".join(first.rsplit("failed: ", 1)[-1].split())[:200]
+
+
+def check(primary_url: str, read_url: str, timeout: int = 10) -> None:
+    """Before serving: the primary takes writes and some read target answers, else a
+    one-line error (the server's own start would report it as a traceback)."""
+    try:
+        psycopg.connect(writer_conninfo(primary_url), connect_timeout=timeout).close()
+    except psycopg.OperationalError as exc:
+        detail = reason(exc)
+        where = ", ".join(targets(primary_url))
+        if "read-write" in str(exc) or "read-only" in str(exc):
+            raise ConfigError(f"the primary ({where}) is not writable, it is a standby? "
+                              "DATABASE_URL must name the primary when --read-url names "
+                              "the standbys") from None
+        raise DatabaseError(f"cannot connect to the primary ({where}): {detail}") from None
+    try:
+        psycopg.connect(reader_conninfo(read_url), connect_timeout=timeout).close()
+    except psycopg.OperationalError as exc:
+        detail = reason(exc)
+        raise DatabaseError(f"no read target answers ({', '.join(targets(read_url))}): "
+                            f"{detail}") from None

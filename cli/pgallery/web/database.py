@@ -58,7 +58,8 @@ from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from pgallery.database.connection import redact
-from pgallery.database.multihost import parse, reader_conninfo, targets, writer_conninfo
+from pgallery.database.multihost import (parse, reader_conninfo, reason, targets,
+                                         writer_conninfo)
 from pgallery.errors import DatabaseError, PromptNotEmbedded, from_database_error
 
 log = logging.getLogger("pgallery.web")
@@ -181,8 +182,8 @@ class Database:
                 raise DatabaseError(self._primary_refused(exc)) from None
 
     def _primary_refused(self, exc: Exception) -> str:
-        detail = " ".join(str(exc).split())[:300]
-        if "read-write" in detail or "read-only" in detail:
+        detail = reason(exc)
+        if "read-write" in str(exc) or "read-only" in str(exc):
             return (f"the primary ({self.write_target}) is not writable, it is a standby? "
                     f"DATABASE_URL must name the primary when --read-url names the standbys")
         return f"cannot connect to the primary ({self.write_target}): {detail}"
@@ -228,7 +229,7 @@ class Database:
 
     def _down_message(self, exc: BaseException | None) -> str:
         which = "read target" if self.read_scaled else "database"
-        detail = " ".join(str(exc).split())[:200] if exc else "its connection broke"
+        detail = reason(exc) if exc else "its connection broke"
         return f"no {which} answers ({self._targets_text()}): {detail}"
 
     async def _after_broken(self) -> None:
