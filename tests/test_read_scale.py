@@ -45,7 +45,9 @@ from pgallery.database.replica import Replica, replicas
 from pgallery.loading.writer import register_model, write_batch
 from synthetic import make_collection
 
-pytestmark = pytest.mark.database  # servers of their own
+# the tests that take `cluster` start servers of their own: marked database; the URL rules
+# and the malformed URL are the unit tier's
+database = pytest.mark.database
 
 MODEL = "azure-vision/2023-04-15"   # the fake Azure's model: prompts are embedded for it
 POOL = 16                           # reader connections: P(all on one standby) = 2**-15
@@ -168,6 +170,7 @@ def test_the_read_url_is_load_balanced_over_standbys_and_the_writer_needs_the_pr
     assert psycopg.pq.version() >= 160000   # load_balance_hosts needs libpq 16
 
 
+@database
 def test_replica_commands_name_several_standbys_and_one_url_over_all(cluster):
     primary, a, b = cluster
     home = str(primary.home)
@@ -191,6 +194,7 @@ def test_a_malformed_read_url_is_a_one_line_error(tmp_path):
     assert "Traceback" not in result.output and result.exception.__class__ is SystemExit
 
 
+@database
 def test_serve_refuses_a_standby_as_the_primary_and_dead_read_targets_in_one_line(cluster):
     primary, a, b = cluster
     as_primary = CliRunner().invoke(app, ["--database-url", a.url(), "serve", "--port", "0",
@@ -207,6 +211,7 @@ def test_serve_refuses_a_standby_as_the_primary_and_dead_read_targets_in_one_lin
 
 # --- searches on the standbys ------------------------------------------------------------------
 
+@database
 def test_searches_are_answered_by_the_standbys_both_of_them(cluster, served):
     primary, a, b = cluster
     base, _ = served
@@ -225,6 +230,7 @@ def test_searches_are_answered_by_the_standbys_both_of_them(cluster, served):
     assert ready["writes"] == f"127.0.0.1:{primary.port}"
 
 
+@database
 def test_a_new_prompt_is_cached_on_the_primary_and_searched_while_standbys_lag(
         cluster, served, azure):
     primary, a, b = cluster
@@ -264,6 +270,7 @@ def test_a_new_prompt_is_cached_on_the_primary_and_searched_while_standbys_lag(
 
 # --- standbys going away and coming back -------------------------------------------------------
 
+@database
 def test_searches_go_on_with_one_standby_down_and_fail_clearly_with_both(cluster, served):
     primary, a, b = cluster
     base, _ = served
@@ -294,6 +301,7 @@ def test_searches_go_on_with_one_standby_down_and_fail_clearly_with_both(cluster
         b.start()
 
 
+@database
 def test_with_the_primary_down_searches_go_on_on_the_standbys(cluster, served, azure):
     """Last in the file: the primary stays stopped (the fixture's teardown copes)."""
     primary, a, b = cluster
