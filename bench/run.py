@@ -48,6 +48,7 @@ BENCHMARKS = (
     "duplicates",     # near-duplicate threshold calibration and near_duplicates() time
     "local_quality",  # the offline `local` provider finding transformed copies and crops
     "web",            # pgallery serve under load against direct SQL
+    "read_scale",     # pgallery serve reading from the primary, one standby, two
     "concurrency",    # searches while a load and an index rebuild run
     "query_kinds",    # recall per kind of query (stored, new vectors, filtered) at the tuned default
     "colour_ranking", # which palette measure finds the pictures of the colours asked

@@ -60,6 +60,9 @@ NOT_RUN = {
                               "the named proxy",
     "pgallery db cluster create": "needs a PostgreSQL with Citus (PGALLERY_CITUS_PG_BIN); "
                                   "tests/test_citus.py runs these commands",
+    "pgallery db replica create": "standbys, and a server reading from them, for the "
+                                  "length of a test: tests/test_read_scale.py runs these "
+                                  "commands and `pgallery serve --read-url`",
     "pgallery serve": "runs until Ctrl-C; the `run serve` blocks run against it (web_server "
                       "fixture), tests/test_web_serve.py runs the command itself",
 }

@@ -63,12 +63,12 @@ def with_application_name(url: str, name: str) -> str:
     return psycopg.conninfo.make_conninfo(**info)
 
 
-def start_server(url: str, workers: int, pool: int,
-                 application_name: str) -> tuple[subprocess.Popen, str, int]:
+def start_server(url: str, workers: int, pool: int, application_name: str,
+                 extra: tuple[str, ...] = ()) -> tuple[subprocess.Popen, str, int]:
     env = dict(os.environ, DATABASE_URL=with_application_name(url, application_name),
                PYTHONPATH=str(REPO / "cli"))
     args = [sys.executable, "-m", "pgallery", "serve", "--host", "127.0.0.1", "--port", "0",
-            "--no-access-log", "--workers", str(workers), "--pool-size", str(pool)]
+            "--no-access-log", "--workers", str(workers), "--pool-size", str(pool), *extra]
     process = subprocess.Popen(args, env=env, stdout=subprocess.PIPE,
                                stderr=subprocess.DEVNULL, text=True)
     deadline = time.monotonic() + 120

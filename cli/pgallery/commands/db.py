@@ -141,104 +141,143 @@ def migrate(
     console.print(f"schema at {migrations.current_revision(target) or 'base'}")
 
 
-# -- `pgallery db replica ...`: a hot standby of the embedded server ------------------------
+# -- `pgallery db replica ...`: hot standbys of the embedded server -------------------------
 
 replica_app = typer.Typer(
-    help="A read-only hot standby of the embedded server (streaming replication on a "
-         "second port): create, start, stop, status, url, wait, destroy.",
+    help="Read-only hot standbys of the embedded server (streaming replication, each on a "
+         "port of its own): create, start, stop, status, url, wait, destroy. "
+         "`pgallery serve --read-url \"$(pgallery db replica url --all)\"` sends the "
+         "searches to them.",
     no_args_is_help=True)
 app.add_typer(replica_app, name="replica")
 
+NameOption = Annotated[str, typer.Option(
+    "--name", help="Which standby: lower-case letters, digits, _ (several may exist).")]
 
-def _replica(ctx: typer.Context):
+
+def _replica(ctx: typer.Context, name: str = "replica"):
     from pgallery.database.replica import Replica
 
-    return Replica(_embedded_only(ctx))
+    return Replica(_embedded_only(ctx), name)
+
+
+def _created(ctx: typer.Context, name: str):
+    replica = _replica(ctx, name)
+    if not replica.status().initialized:
+        option = "" if name == "replica" else f" --name {name}"
+        raise ConfigError(f"no standby {name!r} yet: run `pgallery db replica create{option}`")
+    return replica
 
 
 @replica_app.command("create")
-def replica_create(ctx: typer.Context):
+def replica_create(ctx: typer.Context, name: NameOption = "replica"):
     """Copy the running server with the bundled pg_basebackup and start it as a standby.
 
-    It streams every change from the primary and answers every search read-only.
-    Example: `pgallery db replica create && psql "$(pgallery db replica url)"`
+    It streams every change from the primary and answers every search read-only. Each
+    standby has its own name, directory, port and replication slot.
+    Example: `pgallery db replica create && pgallery db replica create --name b`
     """
-    replica = _replica(ctx)
+    replica = _replica(ctx, name)
     existed = replica.status().initialized
     replica.create()
-    console.print(f"replica {'already existed' if existed else 'created'}: running on "
+    console.print(f"standby {name} {'already existed' if existed else 'created'}: running on "
                   f"127.0.0.1:{replica.port} (data in {replica.data_dir})")
 
 
 @replica_app.command("start")
-def replica_start(ctx: typer.Context):
-    """Start the standby (it catches up from the primary's replication slot).
+def replica_start(ctx: typer.Context, name: NameOption = "replica"):
+    """Start a standby (it catches up from the primary's replication slot).
 
-    Example: `pgallery db replica start`
+    Example: `pgallery db replica start --name b`
     """
-    replica = _replica(ctx)
-    if not replica.status().initialized:
-        raise ConfigError("no replica yet: run `pgallery db replica create`")
+    replica = _created(ctx, name)
     replica.start()
-    console.print(f"replica running on 127.0.0.1:{replica.port}")
+    console.print(f"standby {name} running on 127.0.0.1:{replica.port}")
 
 
 @replica_app.command("stop")
-def replica_stop(ctx: typer.Context):
-    """Stop the standby (its data and slot are kept; the primary keeps its WAL for it).
+def replica_stop(ctx: typer.Context, name: NameOption = "replica"):
+    """Stop a standby (its data and slot are kept; the primary keeps its WAL for it).
 
-    Example: `pgallery db replica stop`
+    Example: `pgallery db replica stop --name b`
     """
-    console.print("stopped" if _replica(ctx).stop() else "not running")
+    console.print("stopped" if _replica(ctx, name).stop() else "not running")
 
 
 @replica_app.command("status")
 def replica_status(ctx: typer.Context):
-    """Whether the standby exists, runs, streams, and how far it lags behind the primary.
+    """Every standby: whether it runs and streams, and how far it lags behind the primary.
 
     Example: `pgallery db replica status`
     """
-    replica = _replica(ctx)
-    st = replica.replica_status()
-    console.print(key_value_table([
-        ("replica", replica.data_dir), ("created", st.created), ("running", st.running),
-        ("port", st.port), ("standby (in recovery)", st.in_recovery),
-        ("streaming", st.streaming), ("replay lag (bytes)", st.replay_lag_bytes),
-        ("replay lag (s)", st.replay_lag_seconds)]))
+    from pgallery.database.replica import replicas
+
+    from pgallery.rendering.tables import rows_table
+
+    found = replicas(_embedded_only(ctx))
+    if not found:
+        raise ConfigError("no replica yet: run `pgallery db replica create`")
+    rows = []
+    for replica in found:
+        st = replica.replica_status()
+        rows.append({"name": replica.name, "port": st.port, "running": st.running,
+                     "standby": st.in_recovery, "streaming": st.streaming,
+                     "replay lag (bytes)": st.replay_lag_bytes,
+                     "replay lag (s)": (None if st.replay_lag_seconds is None
+                                        else round(st.replay_lag_seconds, 3))})
+    console.print(rows_table(rows, list(rows[0])))
 
 
 @replica_app.command("url")
-def replica_url(ctx: typer.Context):
-    """Print the standby's URL (for psql, pgbench, or DATABASE_URL of read-only searches).
+def replica_url(ctx: typer.Context,
+                name: Annotated[str, typer.Argument(help="Which standby.")] = "replica",
+                all_: Annotated[bool, typer.Option(
+                    "--all", help="One multi-host URL over every standby, load-balanced "
+                                  "(libpq 16+), for `pgallery serve --read-url`.")] = False):
+    """Print a standby's URL, or with --all one URL over every standby.
 
-    Example: `DATABASE_URL="$(pgallery db replica url)" pgallery search painting x.jpg`
+    Examples: `psql "$(pgallery db replica url b)"` and
+    `pgallery serve --read-url "$(pgallery db replica url --all)"`
     """
-    replica = _replica(ctx)
-    if not replica.status().initialized:
-        raise ConfigError("no replica yet: run `pgallery db replica create`")
-    typer.echo(replica.url())
+    if all_:
+        from pgallery.database.replica import all_standbys_url
+
+        typer.echo(all_standbys_url(_embedded_only(ctx)))
+        return
+    typer.echo(_created(ctx, name).url())
 
 
 @replica_app.command("wait")
 def replica_wait(ctx: typer.Context,
+                 name: Annotated[Optional[str], typer.Option(
+                     "--name", help="Only this standby; default: every running one.")] = None,
                  timeout: Annotated[float, typer.Option(
                      min=0.1, help="Give up after this many seconds.")] = 60.0):
-    """Wait until the standby has replayed everything committed on the primary so far.
+    """Wait until the standbys have replayed everything committed on the primary so far.
 
     Example: `pgallery load --csv ... && pgallery db replica wait`
     """
-    seconds = _replica(ctx).wait_for_replay(timeout)
-    console.print(f"replica caught up ({seconds:.2f} s)")
+    from pgallery.database.replica import replicas
+
+    if name is not None:
+        chosen = [_created(ctx, name)]
+    else:
+        chosen = [r for r in replicas(_embedded_only(ctx)) if r.status().running]
+        if not chosen:
+            raise ConfigError("no standby is running: `pgallery db replica start`")
+    for replica in chosen:
+        seconds = replica.wait_for_replay(timeout)
+        console.print(f"standby {replica.name} caught up ({seconds:.2f} s)")
 
 
 @replica_app.command("destroy")
-def replica_destroy(ctx: typer.Context):
-    """Stop the standby, delete its files and drop its replication slot on the primary.
+def replica_destroy(ctx: typer.Context, name: NameOption = "replica"):
+    """Stop a standby, delete its files and drop its replication slot on the primary.
 
-    Example: `pgallery db replica destroy`
+    Example: `pgallery db replica destroy --name b`
     """
-    _replica(ctx).destroy()
-    console.print("replica removed")
+    _replica(ctx, name).destroy()
+    console.print(f"standby {name} removed")
 
 
 # -- `pgallery db cluster ...`: a local Citus cluster -----------------------------------------

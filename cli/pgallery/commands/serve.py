@@ -10,6 +10,10 @@ its own. Each worker has its own connection pool; uploads are shared between the
 a private directory this process makes and removes (web/uploads.py), and the thumbnail
 cache is written atomically, so two workers making the same thumbnail is harmless.
 
+With ``--read-url URL`` (hot standbys, a libpq multi-host URL) the searches go there and
+the prompt cache to the primary (web/database.py); both are checked here before the
+socket is bound, so a standby given as the primary, or no standby up, is one line.
+
 On a network (README.md, "Putting it on a network"): /healthz and /readyz for a load
 balancer; --max-concurrent and --rate-limit (web/limits.py); header, request and
 keep-alive timeouts and URL/header size bounds (web/protocol.py); an access log of one
@@ -38,6 +42,7 @@ import typer
 from pgallery import migrations
 from pgallery.commands.common import settings
 from pgallery.database import resolve_url
+from pgallery.database.multihost import check as check_read_scale, reader_conninfo
 from pgallery.errors import ArgError, ConfigError
 from pgallery.rendering.tables import console, err_console
 from pgallery.web.config import MB, WebConfig
@@ -134,6 +139,15 @@ def serve(
              "The database is resolved (the embedded one started) once, by this process. "
              "More workers help only where cores are free: on 2 shared cores, 2 were within "
              "a few percent of 1 (bench/README.md).")] = 1,
+    read_url: Annotated[Optional[str], typer.Option(
+        envvar="PGALLERY_READ_URL", metavar="URL", rich_help_panel="Read scale",
+        help="Send searches to these servers (hot standbys), a libpq URL with one or more "
+             "hosts: postgresql://user:pw@host1:5433,host2:5434/pgallery. Each pooled "
+             "connection picks a host at random (load_balance_hosts=random), standbys first "
+             "(target_session_attrs=prefer-standby), unless the URL says otherwise; the "
+             "prompt cache is still written to the primary (DATABASE_URL or the embedded "
+             "server). `pgallery db replica url --all` prints one for the local standbys.")
+                         ] = None,
     pool_size: Annotated[int, typer.Option(
         min=1, max=100,
         help="Database connections for searches, per worker: requests beyond it wait "
@@ -189,6 +203,9 @@ def serve(
     On a network, behind a proxy that terminates TLS:
     `pgallery serve --host 0.0.0.0 --token-file tokens.txt --max-concurrent 64
     --rate-limit 20/s --proxy-headers --log-format json`
+
+    Searches on two hot standbys, the prompt cache on the primary:
+    `pgallery serve --read-url "$(pgallery db replica url --all)"`
     """
     import uvicorn
 
@@ -203,14 +220,21 @@ def serve(
         raise ArgError("--private needs --token-file (who may read the pages?)")
     tokens = read_token_file(token_file) if token_file is not None else ()
     s = settings(ctx)
+    if read_url is not None:
+        if not read_url.strip():
+            raise ArgError("--read-url is empty; give a libpq URL of the standbys")
+        reader_conninfo(read_url)       # malformed, or a libpq too old: one line, now
     url = resolve_url(s)
     migrations.require_current(url)
+    if read_url:
+        check_read_scale(url, read_url)  # the primary writable, a standby up: one line
     config = WebConfig(home=s.home, max_upload_bytes=max_upload_mb * MB,
                        max_pixels=max_megapixels * 1_000_000, pool_size=pool_size,
                        max_concurrent=max_concurrent or None, rate_limit=rate,
                        request_timeout=request_timeout, tokens=tokens, private=private,
                        cors_origins=tuple(cors_origin or ()),
-                       access_log=log_format if access_log else None)
+                       access_log=log_format if access_log else None,
+                       read_url=read_url or None)
     sock = _bind(host, port)
     bound_host, bound_port = sock.getsockname()[:2]
     shown = f"[{bound_host}]" if ":" in bound_host else bound_host

@@ -427,14 +427,23 @@ async def healthz(request: Request) -> Response:
            tag="health", errors=(503,))
 async def readyz(request: Request) -> Response:
     service: SearchService = request.app.state.service
+    db = request.app.state.db
     try:   # one page of one painting, through the pool and the reader role, like any search
         await asyncio.wait_for(service.search(SearchRequest(k=1)), READY_TIMEOUT)
+        # and where reads go: the URL's targets, and the server a pooled connection is on
+        reads = {"targets": db.read_targets,
+                 **await asyncio.wait_for(db.read_target(), READY_TIMEOUT)}
     except (asyncio.TimeoutError, psycopg.Error, PgalleryError, OSError) as exc:
         log.warning("not ready: %s", type(exc).__name__)
         return JSONResponse({"error": "the database is not answering a search"},
                             status_code=503, headers={"Retry-After": "5",
                                                       "Cache-Control": "no-store"})
-    return JSONResponse({"status": "ready"}, headers={"Cache-Control": "no-store"})
+    answer = {"status": "ready", "reads": reads, "writes": db.write_target}
+    config: WebConfig = request.app.state.config
+    if config.tokens and not BearerTokens(None, config.tokens).accepts(
+            request.headers.get("authorization", "").encode()):
+        answer = {"status": "ready"}   # where the servers are is for token holders only
+    return JSONResponse(answer, headers={"Cache-Control": "no-store"})
 
 
 # --- the API's description ---------------------------------------------------------------
@@ -553,7 +562,7 @@ def create_app(database_url: str, config: WebConfig | None = None,
 
     @asynccontextmanager
     async def lifespan(app: Starlette):
-        db = Database(database_url, size=config.pool_size)
+        db = Database(database_url, size=config.pool_size, read_url=config.read_url)
         await db.open()
         app.state.loop = asyncio.get_running_loop()   # the pool's loop (tests use it)
         uploads = UploadStore(config)

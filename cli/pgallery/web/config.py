@@ -29,6 +29,8 @@ class WebConfig:
     private: bool = False                # with tokens: the pages need one as well
     cors_origins: tuple[str, ...] = ()   # sites whose pages may call the API
     access_log: str | None = None        # "text" or "json": one line a request on stderr
+    read_url: str | None = None          # searches go there (standbys, libpq multi-host);
+    # the prompt cache still goes to the primary (web/database.py)
 
     @property
     def cache_dir(self) -> Path:

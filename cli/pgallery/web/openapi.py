@@ -137,8 +137,16 @@ ERROR = {"type": "object", "properties": {"error": {"type": "string", "maxLength
          "required": ["error"], "additionalProperties": False,
          "description": "Any refusal or failure: one line that says what was wrong."}
 
-HEALTH = {"type": "object", "properties": {"status": {"type": "string"}},
-          "required": ["status"]}
+HEALTH = {"type": "object", "properties": {
+    "status": {"type": "string"},
+    "reads": {"type": "object", "description": "/readyz: where searches go", "properties": {
+        "targets": {"type": "array", "items": {"type": "string"},
+                    "description": "host:port of each server the read URL names"},
+        "answered_by": {"type": "string", "description": "host:port of a pooled reader"},
+        "standby": {"type": "boolean", "description": "whether that server is a standby"}}},
+    "writes": {"type": "string", "description": "/readyz: host:port of the primary, "
+                                                "where prompts are cached"}},
+    "required": ["status"]}
 
 COMPONENTS = {"Result": RESULT, "Query": QUERY_ECHO, "SearchResponse": SEARCH,
               "Painting": PAINTING, "Error": ERROR, "Health": HEALTH}

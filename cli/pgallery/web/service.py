@@ -86,8 +86,10 @@ class SearchService:
     async def drive(self, steps: flow.Flow):
         """Run a flow (pgallery.flow): statements awaited on the pool, blocking calls in a
         worker thread, prompts cached as the writer. An error is thrown back into the flow
-        at the step that asked."""
+        at the step that asked. Once the flow has cached a prompt, its statements read
+        from the primary: a standby may not have replayed the write yet (web/database.py)."""
         answer, error = None, None
+        wrote = False
         while True:
             try:
                 op = steps.throw(error) if error is not None else steps.send(answer)
@@ -96,21 +98,17 @@ class SearchService:
             answer, error = None, None
             try:
                 if type(op) is Fetch:
-                    answer = await self._fetch(op)
+                    answer = await self.db.fetch(op.statement, op.args, one=op.one,
+                                                 on_primary=wrote)
                 elif type(op) is Block:
                     answer = await run_sync(op.fn, *op.args)
                 else:
                     answer = await self.db.write_prompt(op.prompt, op.vector, op.model)
+                    wrote = wrote or bool(answer)
             except psycopg.Error as exc:
                 error = from_database_error(exc)
             except Exception as exc:    # thrown into the flow
                 error = exc
-
-    async def _fetch(self, op: Fetch):
-        async with self.db.connection() as conn:
-            async with conn.cursor(row_factory=None if op.one else dict_row) as cur:
-                await cur.execute(op.statement, op.args)
-                return await cur.fetchone() if op.one else await cur.fetchall()
 
     # --- the model and its provider ----------------------------------------------------------
 
