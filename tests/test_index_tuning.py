@@ -11,6 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from pgallery.commands import app
+from pgallery import tuning
 from pgallery.database import connect
 from pgallery.loading.embeddings_file import load_embeddings_file
 from test_tuning import easy_vectors, hard_vectors, load
@@ -88,7 +89,7 @@ def test_dry_run_changes_nothing(easy, monkeypatch):
 def test_a_load_that_changes_the_collection_measures_recall_by_itself(make_database,
                                                                         tmp_path):
     url = make_database()
-    vectors = hard_vectors(1500, seed=8)
+    vectors = hard_vectors(tuning.MIN_TUNING_ROWS, seed=8)  # the least a load measures
     path = tmp_path / "load.tsv"
     with open(path, "w", encoding="utf-8") as fh:
         fh.write("image_file\ttitle\tvector\n")
@@ -99,7 +100,7 @@ def test_a_load_that_changes_the_collection_measures_recall_by_itself(make_datab
     assert summary.tuning is not None and summary.tuning.sample_size > 0
     with psycopg.connect(url) as conn:
         vectors_then = conn.execute("SELECT vectors FROM index_tuning_status()").fetchone()[0]
-    assert vectors_then == 1500
+    assert vectors_then == tuning.MIN_TUNING_ROWS
     with connect(url) as conn:        # the same file again changes nothing: no new measurement
         again = load_embeddings_file(conn, path, model="test/loaded")
     assert again.tuning is None
