@@ -1,4 +1,4 @@
-"""Citus: the same collection on one server and on a coordinator with 2 and 3 workers: load, latency, recall, work per shard, and what N machines would give.
+"""One server against Citus with 2 and 3 workers: load, latency, recall, per-shard work, N machines.
 
     PGALLERY_CITUS_PG_BIN=<bin> nice -n 10 python bench/run.py citus --size 100000
     PGALLERY_CITUS_PG_BIN=<bin> python bench/run.py citus --size 3000 --quick
@@ -14,6 +14,9 @@ end:
   single      one server (``workers`` 0)
   2 workers   a coordinator and 2 workers, 8 shards (`pgallery db cluster create`)
   3 workers   a coordinator and 3 workers, 12 shards
+
+(``workers``: the worker counts to run, 0 = one server; ``dist``: the collection,
+bench/lib/hard_data.py's clustered, datagen, ...)
 
 Each is migrated (`pgallery migrate` lays a cluster out) and loaded with the same Parquet
 file through the library's loader (`pgallery load --embeddings`: COPY + merge per batch,
