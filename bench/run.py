@@ -13,7 +13,8 @@ question it answers), DEFAULTS (its parameters, "size" among them), optionally Q
 and one entry point, ``run(ctx) -> dict`` returning its figures. Adding one is a line in
 BENCHMARKS below. Results go to bench/results/<name>_<size>.json (a module may name its
 own with ``result_name(params)``; --results DIR to change the folder), replacing the
-previous run's; bench/lib/result.py describes the envelope.
+previous run's; bench/lib/result.py describes the envelope. A run() that cannot run here
+raises common.Skipped(reason): the runner says so and writes nothing.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ BENCH = Path(__file__).resolve().parent
 sys.path[:0] = [str(BENCH / "lib"), str(BENCH)]      # lib's helpers, the benchmarks package
 
 import result  # noqa: E402
-from common import RESULTS, connect, server_facts, server_url  # noqa: E402
+from common import RESULTS, Skipped, connect, server_facts, server_url  # noqa: E402
 
 # One line per benchmark: the name of its module in bench/benchmarks/.
 BENCHMARKS = (
@@ -55,6 +56,7 @@ BENCHMARKS = (
     "colour",         # search_by_colour at scale: latency tails, index against exact
     "map_layout",     # the map: neighbours kept per layout method, time, placement
     "map_viewport",   # /api/map at 100k: the first screen and pan/zoom latency
+    "citus",          # one server against a coordinator with 2 and 3 workers (needs Citus)
 )
 
 
@@ -142,7 +144,7 @@ def check_settings(names: list[str], settings: list[str]) -> None:
 
 
 def run_one(name: str, size: int | None, quick: bool, settings: list[str], results: Path,
-            command: str) -> Path:
+            command: str) -> Path | None:
     module = load(name)
     params = parameters(name, module, size, quick, settings)
     with connect(server_url("postgres"), autocommit=True) as conn:
@@ -157,7 +159,11 @@ def run_one(name: str, size: int | None, quick: bool, settings: list[str], resul
     results.mkdir(parents=True, exist_ok=True)
     print(f"\n=== {name} (size {ctx.size:,}{', quick' if quick else ''}) ===", flush=True)
     t = time.perf_counter()
-    figures = module.run(ctx)
+    try:
+        figures = module.run(ctx)
+    except Skipped as why:
+        print(f"{name}: skipped: {why}", flush=True)
+        return None
     seconds = time.perf_counter() - t
     document = result.envelope(
         benchmark=name, question=question(module), date=started, seconds=seconds,

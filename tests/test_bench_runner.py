@@ -154,3 +154,16 @@ def test_a_quick_run_writes_the_envelope_and_real_figures(pg_server, tmp_path):
     assert figures["exact"]["queries"] == 20        # quick: 10 random + 10 stored
     assert figures["exact"]["equal_to_reference"] == 20
     assert 0 < figures["exact"]["p50_ms"] <= figures["exact"]["p95_ms"]
+
+
+def test_a_benchmark_that_cannot_run_here_says_why_and_writes_nothing(pg_server, tmp_path):
+    # the citus benchmark needs a PostgreSQL with Citus; without one it is skipped, and a
+    # result from an earlier run (here: none) is left as it was
+    run = runner("citus", "--size", "600", "--results", str(tmp_path / "results"),
+                 env={"DATABASE_URL": pg_server.url("postgres"),
+                      "PGALLERY_BENCH_WORK": str(tmp_path / "work"),
+                      "PGALLERY_CITUS_PG_BIN": ""})
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
+    assert "citus: skipped: PGALLERY_CITUS_PG_BIN is not set" in run.stdout
+    assert "Traceback" not in run.stdout + run.stderr
+    assert not list((tmp_path / "results").glob("*"))

@@ -340,8 +340,9 @@ def test_the_reader_searches_through_the_coordinator_and_writes_nowhere(cluster,
 
 
 @pytest.fixture
-def old_cluster():
-    home = Path(tempfile.mkdtemp(prefix="pgallery-citus-old-"))
+def empty_cluster():
+    """A coordinator and one worker, nothing migrated."""
+    home = Path(tempfile.mkdtemp(prefix="pgallery-citus-empty-"))
     home.chmod(0o755)
     c = LocalCluster(home)
     c.create(1, PG_BIN)
@@ -350,8 +351,8 @@ def old_cluster():
     shutil.rmtree(home, ignore_errors=True)
 
 
-def test_migrate_upgrades_a_cluster_laid_out_before_the_citus_layer(old_cluster, single):
-    url = old_cluster.url()
+def test_migrate_upgrades_a_cluster_laid_out_before_the_citus_layer(empty_cluster, single):
+    url = empty_cluster.url()
     migrations.upgrade(url, "0014")        # laid out by the runner, with 0014's functions
     with connect(url, autocommit=True) as conn:
         assert conn.execute("SELECT count(*) FROM citus_tables").fetchone()[0] == 7
@@ -376,6 +377,27 @@ def test_migrate_upgrades_a_cluster_laid_out_before_the_citus_layer(old_cluster,
     assert "predates pgallery's Citus support" in result.output
     assert "Traceback" not in result.output
     assert migrations.current_revision(url) == migrations.head_revision()
+
+
+def test_a_file_load_through_the_coordinator_runs_every_after_load_step(empty_cluster,
+                                                                         tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    url = empty_cluster.url()
+    assert cli(url, "migrate").exit_code == 0
+    small = make_collection(600, seed=4)
+    path = tmp_path / "small.parquet"
+    pq.write_table(pa.table({
+        "image_file": [r.image_file for r in small.records],
+        "vector": pa.FixedSizeListArray.from_arrays(small.vectors.ravel(), 1024)}), path)
+    result = cli(url, "load", "--embeddings", str(path), "--model", MODEL)
+    assert result.exit_code == 0, result.output
+    with connect(url, autocommit=True) as conn:
+        # the map's first layout reads the vectors through the coordinator too
+        assert conn.execute("SELECT count(*) FROM painting_map").fetchone()[0] == 600
+        assert conn.execute("SELECT count(*) FROM painting_embedding_half"
+                            ).fetchone()[0] == 600
 
 
 def test_show_models_and_index_tune_work_through_the_coordinator(cluster):

@@ -48,6 +48,11 @@ from pgallery.database import connect  # noqa: E402
 from pgallery.database.embedded import EmbeddedServer  # noqa: E402
 
 
+class Skipped(Exception):
+    """Raised by a benchmark's run() that cannot run here (what it needs is missing): the
+    runner prints the reason, writes no result (the previous one stays) and goes on."""
+
+
 # -- server and databases ----------------------------------------------------------------------
 
 def server_url(database: str = "postgres") -> str:
@@ -207,7 +212,8 @@ def fmt_bytes(n: int) -> str:
     return str(n)
 
 
-__all__ = ["BENCH_DIR", "MODEL", "REAL_GALLERY", "REPO", "RESULTS", "WORK", "connect", "database_exists",
+__all__ = ["BENCH_DIR", "MODEL", "REAL_GALLERY", "REPO", "RESULTS", "Skipped", "WORK", "connect",
+           "database_exists",
            "fmt_bytes", "fresh_database", "median", "percentiles", "print_table",
            "recall_at_k", "recall_tails", "relation_size", "run_clients", "server_facts",
            "server_url", "stopwatch"]

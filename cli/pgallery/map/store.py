@@ -60,9 +60,11 @@ def read_vectors(conn: psycopg.Connection, model: str,
                  ) -> tuple[np.ndarray, np.ndarray]:
     """(painting ids, (n, dimension) float32 vectors) of a model, in painting_id order.
     Only the model's own dimensions are read (the stored vectors are zero-padded)."""
-    dim, total = conn.execute(
-        "SELECT m.dimension, (SELECT count(*) FROM painting_embedding e WHERE e.model = m.name)"
-        " FROM embedding_model m WHERE m.name = %s", (model,)).fetchone()
+    # two statements: Citus refuses a subquery correlated with a reference table's rows
+    dim = conn.execute("SELECT dimension FROM embedding_model WHERE name = %s",
+                       (model,)).fetchone()[0]
+    total = conn.execute("SELECT count(*) FROM painting_embedding WHERE model = %s",
+                         (model,)).fetchone()[0]
     ids = np.empty(total, dtype=np.int64)
     X = np.empty((total, dim), dtype=np.float32)
     done = 0
