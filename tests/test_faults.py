@@ -114,9 +114,10 @@ def test_repeated_sigkill_at_random_points_loses_and_duplicates_nothing(
     assert_exactly_one_row_and_vector_each(url, [p.name for p in paths])
 
 
-@pytest.fixture
-def own_server():
-    """A server of its own: this test stops it with -m immediate."""
+@pytest.fixture(scope="module")
+def crash_server():
+    """A server of this module's own (one initdb and migration for its tests): they stop
+    it with -m immediate."""
     home = Path(tempfile.mkdtemp(prefix="pgallery-crash-"))
     home.chmod(0o755)  # the server may run as the unprivileged `pgallery` user
     server = EmbeddedServer(home / "pg")
@@ -125,6 +126,13 @@ def own_server():
     yield server
     server.destroy()
     shutil.rmtree(home, ignore_errors=True)
+
+
+@pytest.fixture
+def own_server(crash_server):
+    """The module's server, running (whatever the test before it left)."""
+    crash_server.ensure_running()
+    return crash_server
 
 
 @pytest.mark.slow
