@@ -98,12 +98,13 @@ def test_a_new_vectors_pages_come_from_both_sources_without_repeats(hard):
            " page => %s)")
     with connect(hard["url"], autocommit=True) as conn:
         unguarded(conn)
+        alone = [r[0] for page in (1, 2, 3) for r in conn.execute(sql, (q, page))]
         conn.execute("CALL build_vector_probe_index()")
         got = [r[0] for page in (1, 2, 3) for r in conn.execute(sql, (q, page))]
         conn.execute("CALL drop_vector_probe_index()")
     exact = {f"probe-{i:05d}.jpg" for i in exact_top(hard["stored"], q[None, :], k=30)[0]}
     assert len(got) == len(set(got)) == 30
-    assert len(set(got) & exact) >= 27
+    assert len(set(got) & exact) >= max(len(set(alone) & exact), 20)
 
 
 def test_index_tune_builds_it_and_every_report_names_it(hard, monkeypatch):
@@ -113,12 +114,18 @@ def test_index_tune_builds_it_and_every_report_names_it(hard, monkeypatch):
     from pgallery.commands import app
 
     monkeypatch.setenv("DATABASE_URL", hard["url"])
-    monkeypatch.setattr(tuning, "VECTOR_PROBE_MIN_ROWS", 1000)    # 50,000 in use
+    assert len(hard["stored"]) >= tuning.VECTOR_PROBE_MIN_ROWS
     try:
         tuned = CliRunner().invoke(app, ["index", "tune", "--sample", "60", "--budget", "5"])
         status = CliRunner().invoke(app, ["index", "status"])
         with connect(hard["url"], autocommit=True) as conn:
             kinds = conn.execute("SELECT kinds FROM index_tuning_status()").fetchone()[0]
+            # a new session: new vectors run at the kind's own choice, stored paintings
+            # at the default
+            probed = {kind: conn.execute("SELECT set_config('pgallery.query_kind', %s, false),"
+                                         " probed_ef_search()", (kind,)).fetchone()[1]
+                      for kind in ("vector", "stored")}
+            default = int(conn.execute("SHOW hnsw.ef_search").fetchone()[0])
     finally:
         with connect(hard["url"], autocommit=True) as conn:
             conn.execute("CALL drop_vector_probe_index()")
@@ -127,6 +134,9 @@ def test_index_tune_builds_it_and_every_report_names_it(hard, monkeypatch):
     assert "IVF 3 of 55 lists" in tuned.output and "IVF 3 of 55 lists" in status.output
     assert kinds["vector"]["probe"] == {"lists": 55, "probes": 3}
     assert kinds["stored"]["probe"] is None
+    # with the probe the moved vectors are served at the sweep's first value
+    assert kinds["vector"]["chosen"] == 10 and kinds["vector"]["at"] == 10 < default
+    assert probed == {"vector": 10, "stored": None}
 
 
 def test_the_downgrade_below_it_drops_the_index(make_database):

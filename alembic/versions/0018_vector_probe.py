@@ -2,7 +2,7 @@
 
 - build_vector_probe_index(lists) / drop_vector_probe_index(): the IVFFlat index
   painting_embedding_half_ivfflat on painting_embedding_half (lists = sqrt(rows)), built by
-  `pgallery index tune` and the after-load steps from 50,000 rows, never on Citus.
+  `pgallery index tune` and the after-load steps from 1,000 rows, never on Citus.
 - vector_probes(): how many of its lists a new-vector search reads (1.5 %, or the setting
   pgallery.vector_probes).
 - nearest_paintings: queries that are not stored paintings merge the graph's page with
@@ -23,7 +23,7 @@ branch_labels = None
 depends_on = None
 # sha256 of the layer this revision ships (tests/test_migrations.py checks it: a change to
 # a landed layer needs a new revision, docs/migrations.md)
-layer_sha256 = "2b62107a805313fc716a4d9a1b4dd5a2451b6ad378fa18cadc8a167a8f2324ee"
+layer_sha256 = "05329f15655a5d67adc1d20334f84af6d79a7e07263c38ba899fda6b2f0b9871"
 
 
 def upgrade() -> None:

@@ -267,8 +267,9 @@ def probe_cost(url: str, sets: dict, runs: int = 3, probe_ef: int | None = None)
             for run in range(runs):
                 for j in range(len(Q)):
                     for probes in (("0", "") if (j + run) % 2 else ("", "0")):
-                        conn.execute("SELECT set_config('pgallery.vector_probes', %s, false)",
-                                     (probes,))
+                        # "": the database's own (RESET), "0": the graph alone
+                        conn.execute("SET pgallery.vector_probes = 0" if probes else
+                                     "RESET pgallery.vector_probes")
                         _, t = _query(conn, name, Q[j], int(exclude[j]), filtered,
                                       None if probes == "0" else probe_ef)
                         times[probes].append(t)
@@ -277,7 +278,7 @@ def probe_cost(url: str, sets: dict, runs: int = 3, probe_ef: int | None = None)
                          "p95_ms_graph": float(np.percentile(off, 95)),
                          "p95_ms_probe": float(np.percentile(on, 95)),
                          "p50_ratio": float(np.median(on) / np.median(off))}
-        conn.execute("SELECT set_config('pgallery.vector_probes', '', false)")
+        conn.execute("RESET pgallery.vector_probes")
     return out
 
 

@@ -315,7 +315,9 @@ def tune_recall(conn: psycopg.Connection, *, model: str | None = None, sample: i
     # each kind's guard threshold is the one calibrated at the setting the database will
     # use: the choice, or the default in force when nothing was chosen
     default = chosen if chosen is not None else current
-    measured = {name: replace(kind, guard_distance=_threshold_at(kind, default))
+    probe = vector_probe(conn) if index == "hnsw" else None
+    measured = {name: replace(kind, guard_distance=_threshold_at(
+                    kind, served_at(kind, default, probe)))
                 for name, kind in measured.items()}
     measured_current = next((m for m in table if m.value == current), None)
     if chosen is not None:
@@ -325,7 +327,7 @@ def tune_recall(conn: psycopg.Connection, *, model: str | None = None, sample: i
     else:
         current_meets = False if current <= table[-1].value else None
     return TuningResult(
-        probe=vector_probe(conn) if index == "hnsw" else None,
+        probe=probe,
         index=index, setting=setting, chosen=chosen, met=chosen is not None and met_all,
         rows=rows, sample_size=len(picked), current=current, current_meets=current_meets,
         mean=at.mean, p5=at.p5, share_below_half=at.share_below_half, table=table,
@@ -406,6 +408,16 @@ def _calibrated_guard(base: float | None, pages) -> tuple[float | None, bool]:
     if base is None or not lost or LOST_MARGIN * min(lost) >= base:
         return base, False
     return LOST_MARGIN * min(lost), True
+
+
+def served_at(kind: KindMeasurement, default: int | None, probe: dict | None) -> int | None:
+    """The setting a kind's queries run at: the default, except new vectors with the probe
+    index beside the graph, which run at their own smallest setting when it is lower
+    (probed_ef_search, 01_settings.sql; record_query_kinds records it)."""
+    if kind.kind == "vector" and probe and kind.chosen is not None \
+            and (default is None or kind.chosen < default):
+        return kind.chosen
+    return default
 
 
 def _threshold_at(kind: KindMeasurement, value: int | None) -> float | None:
@@ -684,10 +696,12 @@ AFTER_LOAD_BUDGET = 120.0
 
 # The probe index (51_vector_probe_index.sql: IVFFlat on the compact copy, sqrt(rows) lists,
 # 1.5 % of them probed beside the graph for every query that is not a stored painting) is
-# built from this many vectors. Below it the graph alone served new vectors by the rule at
-# 3k and 20k (bench/README.md, section 16); at 100k it lost 1-4 of 200 at every ef_search
-# and the merge with the probe lost none.
-VECTOR_PROBE_MIN_ROWS = 50_000
+# built from this many vectors, the size from which recall is measured at all. The graph
+# alone lost new vectors at every size measured, depending on the build: 6 of 200 on 3k
+# clustered rows at the tuned ef_search 10 (another build: 1), 1 of 200 on 20k rows loaded
+# cluster by cluster at 800, 3-12 of 200 at 100k at any ef_search; merged with the probe,
+# none in any of them (bench/README.md, section 16).
+VECTOR_PROBE_MIN_ROWS = MIN_TUNING_ROWS
 
 
 def vector_probe(conn: psycopg.Connection) -> dict | None:
@@ -744,7 +758,8 @@ def kinds_document(result: TuningResult) -> dict:
     out = {}
     default = result.chosen if result.chosen is not None else result.current
     for name, kind in result.kinds.items():
-        at = kind.at(default) if default is not None else None
+        value = served_at(kind, default, result.probe)
+        at = kind.at(value) if value is not None else None
         at = at or (kind.table[-1] if kind.table else None)
         out[name] = {
             # what nearest_paintings merged with the graph's page for this kind

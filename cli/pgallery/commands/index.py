@@ -101,7 +101,7 @@ def tune(
     until, for every kind, the mean recall reaches --target-recall, 95% of the queries
     reach --tail-recall and none is under 0.5, counting the lost-query guard. The smallest
     value serving every kind becomes the database default for new sessions, and each
-    kind's neighbour distances set its guard threshold. From 50,000 vectors it first builds
+    kind's neighbour distances set its guard threshold. From 1,000 vectors it first builds
     the probe index new vectors and prompts read beside the graph (an IVFFlat index on the
     compact copy; not on Citus), so they are measured as they are served. Loads that change the collection by a
     quarter do this by themselves. Example: `pgallery index tune --target-recall 0.98`
