@@ -87,8 +87,10 @@ def test_filtered_new_vectors_merge_the_probe_and_stored_paintings_keep_the_grap
         conn.execute("CALL build_vector_probe_index()")
         merged, stored_merged = pages(conn, filtered, queries), pages(conn, more_like, files)
         conn.execute("CALL drop_vector_probe_index()")
-    assert (recall(alone) < 0.5).sum() >= 3
+    # the filtered walk goes further than the unfiltered one (alone it lost 0-3 in the
+    # builds seen, mean about 0.9): none lost and a higher mean with the probe
     assert (recall(merged) < 0.5).sum() == 0, np.sort(recall(merged))[:5]
+    assert recall(merged).mean() >= 0.97 > recall(alone).mean()
     assert stored_merged == stored_alone
 
 
@@ -156,3 +158,14 @@ def test_the_downgrade_below_it_drops_the_index(make_database):
     migrations.upgrade(url)
     with connect(url, autocommit=True) as conn:
         assert conn.execute("SELECT vector_probes()").fetchone()[0] is None
+
+
+def test_it_builds_under_a_small_maintenance_work_mem(hard):
+    # pgvector refuses a k-means sample larger than maintenance_work_mem: the procedure
+    # gives its own build the room, whatever the server's setting
+    with connect(hard["url"], autocommit=True) as conn:
+        conn.execute("SET maintenance_work_mem = '1MB'")
+        conn.execute("CALL build_vector_probe_index()")
+        assert conn.execute("SELECT vector_probes(), current_setting('maintenance_work_mem')"
+                            ).fetchone() == (3, "1MB")
+        conn.execute("CALL drop_vector_probe_index()")

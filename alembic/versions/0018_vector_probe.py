@@ -23,7 +23,7 @@ branch_labels = None
 depends_on = None
 # sha256 of the layer this revision ships (tests/test_migrations.py checks it: a change to
 # a landed layer needs a new revision, docs/migrations.md)
-layer_sha256 = "05329f15655a5d67adc1d20334f84af6d79a7e07263c38ba899fda6b2f0b9871"
+layer_sha256 = "1306f1a5e35dcbff7778a6fdfb8cd8c5636a0567dc96a09d0fceaf5e164b342a"
 
 
 def upgrade() -> None:

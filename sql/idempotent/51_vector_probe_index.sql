@@ -38,6 +38,13 @@ BEGIN
         RAISE EXCEPTION 'lists must be between 1 and 32768, got %', lists
             USING ERRCODE = 'PGA06';
     END IF;
+    -- k-means runs on max(50 * lists, 10,000) sampled vectors held in memory (pgvector
+    -- refuses the build beyond maintenance_work_mem): room for them, twice over, for this
+    -- build only, where the server's setting is smaller
+    PERFORM set_config('maintenance_work_mem',
+                       greatest(greatest(50 * lists, 10000) * 4,
+                                pg_size_bytes(current_setting('maintenance_work_mem')) / 1024)
+                       || 'kB', true);
     DROP INDEX IF EXISTS painting_embedding_half_ivfflat_new;
     -- lists is an integer: format's %s cannot inject anything here
     EXECUTE format('CREATE INDEX painting_embedding_half_ivfflat_new '
