@@ -6,7 +6,11 @@
 - vector_probes(): how many of its lists a new-vector search reads (1.5 %, or the setting
   pgallery.vector_probes).
 - nearest_paintings: queries that are not stored paintings merge the graph's page with
-  the probe's nearest rows, re-ranked by exact distance.
+  the probe's nearest rows, re-ranked by exact distance (merged_page(), pages without
+  repeats).
+- probed_ef_search() (01_settings.sql): new vectors served by the probe walk the graph at
+  pgallery.ef_search_probed, which record_query_kinds sets from the tuner's choice for
+  them.
 - Downgrade drops the index (the layer below has no use for it).
 
 Revision ID: 0018
