@@ -418,6 +418,20 @@ def test_show_models_and_index_tune_work_through_the_coordinator(cluster):
         assert conn.execute("SELECT count(*) FROM index_tuning").fetchone()[0] == 1
 
 
+def test_the_probe_index_of_new_vectors_is_skipped_on_the_sharded_copy(cluster, collection):
+    # the compact copy is sharded: no IVFFlat partition there, and searches keep the graph
+    url = cluster.url()
+    with connect(url, autocommit=True) as conn:
+        notices = []
+        conn.add_notice_handler(lambda d: notices.append(d.message_primary))
+        conn.execute("CALL build_vector_probe_index()")
+        assert conn.execute("SELECT to_regclass('painting_embedding_half_ivfflat'),"
+                            " vector_probes()").fetchone() == (None, None)
+    assert any("sharded" in n for n in notices), notices
+    q = queries_near(collection, 1, seed=8)[0]
+    assert len(rows(url, "SELECT image_file FROM search_by_vector(%(q)s, k => 10)", q=q)) == 10
+
+
 def test_the_web_app_searches_the_cluster_and_says_which_worker_is_down(cluster,
                                                                          tmp_path):
     import requests

@@ -46,10 +46,10 @@ SEARCHES = {
 DEFINERS = {"nearest_paintings", "search_by_image", "search_hybrid", "prompt_vector",
             "build_ivfflat_index", "tune_search_defaults", "restore_hnsw_index",
             "search_combined", "near_duplicates", "record_index_tuning",
-            "record_query_kinds"}
+            "record_query_kinds", "build_vector_probe_index"}
 # definers that run dynamic SQL: each formats only numbers into its statement
 DYNAMIC = {"build_ivfflat_index", "tune_search_defaults", "record_index_tuning",
-           "record_query_kinds"}
+           "record_query_kinds", "build_vector_probe_index"}
 
 
 @pytest.fixture(scope="module")

@@ -33,6 +33,13 @@ builds the HNSW index and runs the tuner after the load), and then, in one run:
   and measured again.
 - hnswlib and FAISS (same M / ef_construction, one thread) beside, at the same ef values,
   on held-out and noisy (``--libs``).
+- ``probe``: instead of the 0014 / fixed / rebuild arms, the second candidate source of
+  new-vector queries (51_vector_probe_index.sql): in one run and one database, the old
+  and current tuner's choices on the graph alone (before), then the probe index built
+  (timed) and every set measured at the same default (after), at twice the probes, and
+  once more after the tuner has measured with it (tuning.ensure_vector_probe).
+- ``probe_cost``: only the interleaved cost measurement of ``probe`` (probe_cost), on a
+  database of an earlier ``probe`` run (``reuse``) that has the probe index.
 - ``libs_only``: the libraries alone on the same rows and queries (no database).
 - ``reuse``: keep a database of the same name from an earlier run (same rows) instead of
   loading again (a 100k load takes 6-10 minutes on a shared machine).
@@ -139,12 +146,16 @@ GUARDS = ("pgallery.lost_query_distance", "pgallery.lost_query_distance_vector",
           "pgallery.lost_query_distance_text")
 
 
-def measure(url: str, sets: dict, truth: dict, ef: int | None) -> dict:
+def measure(url: str, sets: dict, truth: dict, ef: int | None,
+            session: dict | None = None) -> dict:
     """Every set at one ef_search (None: the database default), guard as the database has
-    it; the firing rate from the same queries run unguarded in the same session."""
+    it; the firing rate from the same queries run unguarded in the same session.
+    ``session``: settings for the session first (pgallery.vector_probes, say)."""
     out = {}
     with connect(url, autocommit=True) as conn:
         conn.execute("SELECT '[1]'::vector")
+        for name, value in (session or {}).items():
+            conn.execute("SELECT set_config(%s, %s, false)", (name, str(value)))
         default_ef = int(conn.execute("SHOW hnsw.ef_search").fetchone()[0])
         thresholds = {g: conn.execute("SELECT current_setting(%s, true)", (g,)).fetchone()[0]
                       for g in GUARDS}
@@ -240,6 +251,64 @@ def tune_and_measure(url, sets, truth, result, label, kinds, log, lowered=True):
     return r
 
 
+def probe_cost(url: str, sets: dict, runs: int = 3, probe_ef: int | None = None) -> dict:
+    """What the probe costs a query: each new-vector query of the held-out and filtered
+    sets run with the probe (the database's default) and without (pgallery.vector_probes
+    = 0) in turn, in one session, the order alternating, ``runs`` times; p50 and p95 of
+    each and the ratio of the p50s. Interleaved so that the machine's load, which moves
+    every p50 of this shared machine by 2-7x between arms minutes apart, falls on both.
+    ``probe_ef``: the probed queries at this ef_search instead of the default."""
+    out = {}
+    with connect(url, autocommit=True) as conn:
+        conn.execute("SELECT '[1]'::vector")
+        for name in ("held-out", "filtered"):
+            Q, exclude, filtered = sets[name]
+            times = {"0": [], "": []}
+            for run in range(runs):
+                for j in range(len(Q)):
+                    for probes in (("0", "") if (j + run) % 2 else ("", "0")):
+                        # "": the database's own (RESET), "0": the graph alone
+                        conn.execute("SET pgallery.vector_probes = 0" if probes else
+                                     "RESET pgallery.vector_probes")
+                        _, t = _query(conn, name, Q[j], int(exclude[j]), filtered,
+                                      None if probes == "0" else probe_ef)
+                        times[probes].append(t)
+            off, on = (np.array(times[p]) * 1000 for p in ("0", ""))
+            out[name] = {"p50_ms_graph": float(np.median(off)), "p50_ms_probe": float(np.median(on)),
+                         "p95_ms_graph": float(np.percentile(off, 95)),
+                         "p95_ms_probe": float(np.percentile(on, 95)),
+                         "p50_ratio": float(np.median(on) / np.median(off))}
+        conn.execute("RESET pgallery.vector_probes")
+    return out
+
+
+def probe_arms(url, sets, truth, result, log) -> None:
+    """The second candidate source (see the docstring): built on the database as tuned,
+    measured at the default in force, at twice its probes, and after the tuner has
+    measured with it."""
+    from pgallery import tuning
+
+    with connect(url, autocommit=True) as conn:
+        t = time.perf_counter()
+        conn.execute("CALL build_vector_probe_index()")
+        build_s = time.perf_counter() - t
+        probe = tuning.vector_probe(conn)
+        size = conn.execute("SELECT pg_relation_size('painting_embedding_half_ivfflat'),"
+                            " pg_relation_size('painting_embedding_hnsw')").fetchone()
+    result["probe"] = {**probe, "build_s": build_s, "bytes": size[0], "hnsw_bytes": size[1]}
+    log(f"  probe index: {probe} built in {build_s:.1f}s", flush=True)
+    m = measure(url, sets, truth, None)
+    m["label"] = f"+ probe {probe['probes']} of {probe['lists']} (after)"
+    result["measured"].append(m)
+    wide = 2 * probe["probes"]
+    m = measure(url, sets, truth, None, session={"pgallery.vector_probes": wide})
+    m["label"] = f"+ probe {wide} of {probe['lists']}"
+    result["measured"].append(m)
+    tune_and_measure(url, sets, truth, result, "+ probe, tuned", tuning.KINDS, log)
+    result["probe"]["cost"] = probe_cost(url, sets)
+    log(f"  probe cost: {result['probe']['cost']}", flush=True)
+
+
 def rebuild(url: str) -> float:
     """The rebuild `pgallery index tune` advises: ef_construction 128, rows as stored."""
     with connect(url, autocommit=True) as conn:
@@ -266,17 +335,29 @@ def run_libs_only(dist: str, n: int, log=print) -> dict:
 
 
 def run_one(dist: str, n: int, libs: bool, log=print, reuse: bool = False,
-            rebuilt: bool = False) -> dict:
-    from common import database_exists, server_url
+            rebuilt: bool = False, probe: bool = False, cost_only: bool = False) -> dict:
+    from common import database_exists, migrations, server_url
     from pgallery import tuning
 
     coll = hard_data.load(dist, n + HOLD_OUT if dist != "real" else n, QUERIES)
     X, held = split(coll)
     log(f"{dist} {len(X)} rows (+{len(held)} held out)", flush=True)
     name = f"kinds_{dist.replace('-', '_')}_{n}"
+    if cost_only:
+        # the cost at the default, and what a lower ef_search for probed queries gives
+        url, sets = server_url(name), query_sets(X, held)
+        truth = truths(X, sets)
+        cost = {str(ef): probe_cost(url, sets, probe_ef=ef) for ef in (None, 20)}
+        measured = [{**measure(url, sets, truth, ef), "label": f"+ probe, ef_search {ef}"}
+                    for ef in (10, 20)]
+        return {"dist": dist, "rows": len(X), "held_out": len(held), "choices": {},
+                "measured": measured, "probe": {"cost": cost}}
     if reuse and database_exists(name):
         url, load_s = server_url(name), None
         log(f"  reusing database {name}", flush=True)
+        migrations.upgrade(url)         # the layer of this tree, on the rows as loaded
+        with connect(url, autocommit=True) as conn:
+            conn.execute("CALL drop_vector_probe_index()")
     else:
         url, load_s = load(X, name, log)
     sets = query_sets(X, held)
@@ -284,6 +365,13 @@ def run_one(dist: str, n: int, libs: bool, log=print, reuse: bool = False,
     result = {"dist": dist, "rows": len(X), "held_out": len(held), "load_s": load_s,
               "facts": coll.facts, "choices": {}, "measured": []}
     tune_and_measure(url, sets, truth, result, "stored only (old)", ("stored",), log)
+    if probe:
+        tune_and_measure(url, sets, truth, result, "graph + guard (before)", tuning.KINDS,
+                         log)
+        probe_arms(url, sets, truth, result, log)
+        with connect(url) as conn:
+            result["server"] = server_facts(conn)
+        return result
     tune_and_measure(url, sets, truth, result, "per kind (0014)", tuning.KINDS, log,
                      lowered=False)
     for ef in (40, 100):
@@ -305,13 +393,16 @@ def run_one(dist: str, n: int, libs: bool, log=print, reuse: bool = False,
 
 
 DEFAULTS = {"size": 3000, "dist": "clustered,clustered-sorted,real", "libs": False,
-            "reuse": False, "rebuild": False, "libs_only": False}
+            "reuse": False, "rebuild": False, "libs_only": False, "probe": False,
+            "probe_cost": False}
 LIBRARIES = ("hnswlib", "faiss-cpu", "pyarrow")
 
 
 def result_name(params) -> str:
-    """query_kinds_<dists>_<size>: runs of other distributions at one size are kept."""
-    return f"query_kinds_{params.dist.replace(',', '+')}_{params.size}"
+    """query_kinds_<dists>_<size> (query_kinds_probe_... for ``probe``): runs of other
+    distributions at one size are kept."""
+    arm = "probe_cost_" if params.probe_cost else "probe_" if params.probe else ""
+    return f"query_kinds_{arm}{params.dist.replace(',', '+')}_{params.size}"
 
 
 def run(ctx) -> dict:
@@ -327,7 +418,8 @@ def run(ctx) -> dict:
                          for k, v in runs[-1]["libs"].items() if k != "build_s"])
             continue
         r = run_one(dist, ctx.size, ctx.params.libs, log=ctx.log, reuse=ctx.params.reuse,
-                    rebuilt=ctx.params.rebuild)
+                    rebuilt=ctx.params.rebuild, probe=ctx.params.probe,
+                    cost_only=ctx.params.probe_cost)
         rows = []
         for m in r["measured"]:
             for name, s in m["sets"].items():

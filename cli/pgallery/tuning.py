@@ -163,6 +163,9 @@ class TuningResult:
     # every kind measured (stored, vector, text), by name; ``table`` and the figures above
     # are the stored kind's, ``chosen`` the smallest value serving every kind
     kinds: dict = field(default_factory=dict)
+    # the second candidate source new vectors and prompts were measured with (the probe
+    # index: {"lists": ..., "probes": ...}, vector_probe()); None: the graph alone
+    probe: dict | None = None
 
     def at(self, value: int) -> SettingMeasurement | None:
         return next((m for m in self.table if m.value == value), None)
@@ -312,7 +315,9 @@ def tune_recall(conn: psycopg.Connection, *, model: str | None = None, sample: i
     # each kind's guard threshold is the one calibrated at the setting the database will
     # use: the choice, or the default in force when nothing was chosen
     default = chosen if chosen is not None else current
-    measured = {name: replace(kind, guard_distance=_threshold_at(kind, default))
+    probe = vector_probe(conn) if index == "hnsw" else None
+    measured = {name: replace(kind, guard_distance=_threshold_at(
+                    kind, served_at(kind, default, probe)))
                 for name, kind in measured.items()}
     measured_current = next((m for m in table if m.value == current), None)
     if chosen is not None:
@@ -322,6 +327,7 @@ def tune_recall(conn: psycopg.Connection, *, model: str | None = None, sample: i
     else:
         current_meets = False if current <= table[-1].value else None
     return TuningResult(
+        probe=probe,
         index=index, setting=setting, chosen=chosen, met=chosen is not None and met_all,
         rows=rows, sample_size=len(picked), current=current, current_meets=current_meets,
         mean=at.mean, p5=at.p5, share_below_half=at.share_below_half, table=table,
@@ -402,6 +408,16 @@ def _calibrated_guard(base: float | None, pages) -> tuple[float | None, bool]:
     if base is None or not lost or LOST_MARGIN * min(lost) >= base:
         return base, False
     return LOST_MARGIN * min(lost), True
+
+
+def served_at(kind: KindMeasurement, default: int | None, probe: dict | None) -> int | None:
+    """The setting a kind's queries run at: the default, except new vectors with the probe
+    index beside the graph, which run at their own smallest setting when it is lower
+    (probed_ef_search, 01_settings.sql; record_query_kinds records it)."""
+    if kind.kind == "vector" and probe and kind.chosen is not None \
+            and (default is None or kind.chosen < default):
+        return kind.chosen
+    return default
 
 
 def _threshold_at(kind: KindMeasurement, value: int | None) -> float | None:
@@ -676,6 +692,63 @@ MIN_TUNING_ROWS = 1000
 AFTER_LOAD_BUDGET = 120.0
 
 
+# -- the second candidate source of new-vector queries -----------------------------------
+
+# The probe index (51_vector_probe_index.sql: IVFFlat on the compact copy, sqrt(rows) lists,
+# 1.5 % of them probed beside the graph for every query that is not a stored painting) is
+# built from this many vectors, the size from which recall is measured at all. The graph
+# alone lost new vectors at every size measured, depending on the build: 6 of 200 on 3k
+# clustered rows at the tuned ef_search 10 (another build: 1), 1 of 200 on 20k rows loaded
+# cluster by cluster at 800, 3-12 of 200 at 100k at any ef_search; merged with the probe,
+# none in any of them (bench/README.md, section 16).
+VECTOR_PROBE_MIN_ROWS = MIN_TUNING_ROWS
+PROBE_NOT_BUILT = "the probe index of new-vector queries was not built"
+
+
+def vector_probe(conn: psycopg.Connection) -> dict | None:
+    """The probe index's lists and the lists a new-vector search reads ({"lists",
+    "probes"}), or None when there is none (or the database predates it)."""
+    try:
+        with conn.transaction():
+            row = conn.execute(
+                "SELECT (SELECT o.option_value::integer FROM pg_class c,"
+                "        pg_options_to_table(c.reloptions) AS o"
+                "        WHERE c.oid = to_regclass('painting_embedding_half_ivfflat')"
+                "          AND o.option_name = 'lists'), vector_probes()").fetchone()
+    except psycopg.errors.UndefinedFunction:
+        return None
+    return None if row[0] is None or not row[1] else {"lists": row[0], "probes": row[1]}
+
+
+def ensure_vector_probe(conn: psycopg.Connection, *, rebuild: bool = False) -> str | None:
+    """Build the probe index when the collection holds VECTOR_PROBE_MIN_ROWS vectors and
+    there is none yet, or rebuild it (``rebuild``: the collection changed enough that its
+    lists, learned from the rows, should be learned again). Nothing on Citus (the procedure
+    builds none there) or beside an IVFFlat main index. Returns a note for the user, or None
+    when nothing was built."""
+    try:
+        with conn.transaction():
+            rows, sharded, exists, main_ivfflat = conn.execute(
+                "SELECT (SELECT count(*) FROM painting_embedding_half),"
+                " distributed_table('painting_embedding_half'),"
+                " to_regclass('painting_embedding_half_ivfflat') IS NOT NULL,"
+                " to_regclass('painting_embedding_ivfflat') IS NOT NULL").fetchone()
+    except psycopg.errors.UndefinedFunction:
+        return None
+    if sharded or main_ivfflat or rows < VECTOR_PROBE_MIN_ROWS or (exists and not rebuild):
+        return None
+    started = time.perf_counter()
+    try:
+        with conn.transaction():
+            conn.execute("CALL build_vector_probe_index()")
+    except psycopg.Error as exc:       # the load or the measurement goes on without it
+        return f"{PROBE_NOT_BUILT}: {exc.diag.message_primary or exc}"
+    probe = vector_probe(conn) or {}
+    return (f"built the probe index of new-vector queries (IVFFlat on the compact copy, "
+            f"{probe.get('lists')} lists, {probe.get('probes')} read per search) in "
+            f"{time.perf_counter() - started:.0f} s")
+
+
 def lost_query_distance(result: TuningResult) -> float | None:
     q99 = result.kth_distance.get("q99")
     return None if q99 is None else min(2.0, GUARD_FACTOR * q99)
@@ -689,9 +762,12 @@ def kinds_document(result: TuningResult) -> dict:
     out = {}
     default = result.chosen if result.chosen is not None else result.current
     for name, kind in result.kinds.items():
-        at = kind.at(default) if default is not None else None
+        value = served_at(kind, default, result.probe)
+        at = kind.at(value) if value is not None else None
         at = at or (kind.table[-1] if kind.table else None)
         out[name] = {
+            # what nearest_paintings merged with the graph's page for this kind
+            "probe": None if name == "stored" else result.probe,
             "sample_size": kind.sample_size, "chosen": kind.chosen,
             "guard_distance": kind.guard_distance,
             "at": None if at is None else at.value,
@@ -790,13 +866,19 @@ def _kind_row(name: str, kind: dict) -> dict:
             "at": kind.get("at"), "mean": f("mean", ".3f"), "p5": f("p5", ".2f"),
             "under 0.5": f("share_below_half", ".1%"), "p50 ms": f("p50_ms", ".2f"),
             "guard fires": f("guard_rate", ".1%"), "served": f("served_mean", ".3f"),
-            "needs": kind.get("chosen") if kind.get("chosen") is not None else "none"}
+            "needs": kind.get("chosen") if kind.get("chosen") is not None else "none",
+            "second source": _probe_label(kind.get("probe"))}
+
+
+def _probe_label(probe: dict | None) -> str:
+    return "" if not probe else f"IVF {probe['probes']} of {probe['lists']} lists"
 
 
 # mean, p5 and under 0.5: the graph's own answers; guard fires: the share the lost-query
-# guard answers exactly; served: the mean with it; needs: the kind's own smallest setting
+# guard answers exactly; served: the mean with it; needs: the kind's own smallest setting;
+# second source: the probe index read beside the graph (ensure_vector_probe), as lists read of its lists
 KIND_COLUMNS = ("kind", "sample", "at", "mean", "p5", "under 0.5", "p50 ms", "guard fires",
-                "served", "needs")
+                "served", "needs", "second source")
 
 
 def rebuild_advice(result: TuningResult) -> str | None:

@@ -13,7 +13,31 @@ BEGIN
             USING ERRCODE = 'PGA06';
     END IF;
     RETURN coalesce(ef_search,
+                    probed_ef_search(),
                     nullif(current_setting('hnsw.ef_search', true), '')::integer, 40);
+END
+$$;
+
+-- A new vector (pgallery.query_kind 'vector') that the probe index serves too
+-- (vector_probes(), 51_vector_probe_index.sql) needs fewer graph candidates than a stored
+-- painting: the ef_search `pgallery index tune` measured to serve that kind with the probe
+-- in place (pgallery.ef_search_probed, record_query_kinds), never above the default; NULL
+-- (the default applies) for any other query, without the probe, or when the session set
+-- its own hnsw.ef_search.
+CREATE OR REPLACE FUNCTION probed_ef_search() RETURNS integer
+LANGUAGE plpgsql STABLE
+SET search_path FROM CURRENT
+AS $$
+DECLARE
+    probed integer := nullif(current_setting('pgallery.ef_search_probed', true), '')::integer;
+    session integer := nullif(current_setting('hnsw.ef_search', true), '')::integer;
+BEGIN
+    IF probed IS NULL OR current_setting('pgallery.query_kind', true) IS DISTINCT FROM 'vector'
+       OR session::text IS DISTINCT FROM database_setting('hnsw.ef_search')
+       OR coalesce(vector_probes(), 0) = 0 THEN
+        RETURN NULL;
+    END IF;
+    RETURN least(probed, session);
 END
 $$;
 

@@ -174,7 +174,14 @@ DECLARE
     -- On a Citus coordinator each shard's scan runs on a worker (docs/scale-out.md): the
     -- recall settings go to the workers too, and no statement uses a generic plan.
     sharded boolean := distributed_table('painting_embedding');
+    -- The second candidate source of queries that are not stored paintings: the lists of
+    -- the compact copy's IVFFlat index to read (vector_probes(), 51_vector_probe_index.sql;
+    -- NULL or 0: none). Stored paintings keep the graph alone, as they were tuned.
+    probes integer;
 BEGIN
+    IF query_kind <> 'stored' AND NOT sharded AND NOT exact THEN
+        probes := vector_probes();
+    END IF;
     -- pgvector accepts hnsw.ef_search up to 1000; beyond, the iterative scan supplies rows
     PERFORM set_config('hnsw.ef_search', least(greatest(r.ef_search, k), 1000)::text, true),
             set_config('ivfflat.probes', r.probes::text, true);
@@ -199,18 +206,47 @@ BEGIN
                     set_config('enable_mergejoin', 'off', true),
                     set_config('plan_cache_mode', CASE WHEN sharded THEN 'force_custom_plan'
                                                        ELSE 'force_generic_plan' END, true);
-            SELECT array_agg(ROW(p.painting_id, p.image_file, p.title, p.author, p.technique,
-                                 p.painting_type, p.school, p.timeframe, p.date,
-                                 h.distance, 1 - h.distance, 1 - h.distance)::search_result
-                             ORDER BY h.distance, h.painting_id)
-            INTO page
-            FROM (SELECT e.painting_id, e.embedding <=> q AS distance
-                  FROM painting_embedding e
-                  WHERE e.model = model_name
-                    AND e.painting_id IS DISTINCT FROM exclude_painting
-                  ORDER BY l2_normalize(e.embedding)::halfvec(1024) <=> qh
-                  LIMIT k OFFSET skip) AS h
-            JOIN painting p ON p.painting_id = h.painting_id;
+            IF probes > 0 THEN
+                -- A new vector: the graph's rows up to this page's end and as many from
+                -- the probe index (vector_probes() of its lists), re-ranked together by
+                -- exact distance (merged_page). The two lose different queries: on
+                -- 100,000 clustered rows the graph alone lost 1-4 of 200 new vectors at
+                -- any ef_search, the merge none (bench/README.md, section 16).
+                PERFORM set_config('ivfflat.probes', probes::text, true);
+                SELECT array_agg(ROW(p.painting_id, p.image_file, p.title, p.author,
+                                     p.technique, p.painting_type, p.school, p.timeframe,
+                                     p.date, m.distance, 1 - m.distance,
+                                     1 - m.distance)::search_result
+                                 ORDER BY m.distance, m.painting_id)
+                INTO page
+                FROM merged_page(q, model_name,
+                         ARRAY(SELECT g.painting_id FROM painting_embedding g
+                               WHERE g.model = model_name
+                                 AND g.painting_id IS DISTINCT FROM exclude_painting
+                               ORDER BY l2_normalize(g.embedding)::halfvec(1024) <=> qh
+                               LIMIT skip + k),
+                         ARRAY(SELECT hv.painting_id FROM painting_embedding_half hv
+                               WHERE hv.model = model_name
+                                 AND hv.painting_id IS DISTINCT FROM exclude_painting
+                               ORDER BY hv.embedding <=> qh
+                               LIMIT skip + k),
+                         k, r.page) AS m
+                JOIN painting p ON p.painting_id = m.painting_id;
+            ELSE
+                SELECT array_agg(ROW(p.painting_id, p.image_file, p.title, p.author,
+                                     p.technique, p.painting_type, p.school, p.timeframe,
+                                     p.date, h.distance, 1 - h.distance,
+                                     1 - h.distance)::search_result
+                                 ORDER BY h.distance, h.painting_id)
+                INTO page
+                FROM (SELECT e.painting_id, e.embedding <=> q AS distance
+                      FROM painting_embedding e
+                      WHERE e.model = model_name
+                        AND e.painting_id IS DISTINCT FROM exclude_painting
+                      ORDER BY l2_normalize(e.embedding)::halfvec(1024) <=> qh
+                      LIMIT k OFFSET skip) AS h
+                JOIN painting p ON p.painting_id = h.painting_id;
+            END IF;
             -- The lost-query guard: a first page whose k-th row is much farther than the
             -- k-th neighbours of the same kind of query usually are (lost_distance above,
             -- set by `pgallery index tune` from its sample of that kind) came from the
@@ -307,43 +343,78 @@ BEGIN
         -- the tenth match farther than the tenth neighbour, so the threshold fires more
         -- often here than unfiltered (bench/recall-by-query-kind.md).
         PERFORM set_config('enable_sort', 'off', true);
-        wider := NULL;
-        <<walk>>
-        LOOP
-            SELECT array_agg(ROW(h.*, 1 - h.distance, 1 - h.distance)::search_result
-                             ORDER BY h.distance, h.painting_id)
+        IF probes > 0 THEN
+            -- A new vector, as unfiltered: the walk's matching rows up to this page's end
+            -- and as many of the probe index's, re-ranked together (merged_page); the
+            -- probe is this kind's second pass, so a page beyond the guard's threshold is
+            -- answered exactly when few enough paintings match, and kept otherwise.
+            PERFORM set_config('ivfflat.probes', probes::text, true);
+            SELECT array_agg(ROW(p.painting_id, p.image_file, p.title, p.author,
+                                 p.technique, p.painting_type, p.school, p.timeframe,
+                                 p.date, m.distance, 1 - m.distance,
+                                 1 - m.distance)::search_result
+                             ORDER BY m.distance, m.painting_id)
             INTO page
-            FROM (SELECT p.painting_id, p.image_file, p.title, p.author, p.technique,
-                         p.painting_type, p.school, p.timeframe, p.date,
-                         e.embedding <=> q AS distance
-                  FROM painting_embedding e
-                  JOIN painting p ON p.painting_id = e.painting_id
-                  WHERE e.model = model_name
-                    AND p.painting_id IS DISTINCT FROM exclude_painting
-                    AND painting_matches(ROW(p.*)::painting, r)
-                  ORDER BY l2_normalize(e.embedding)::halfvec(1024) <=> qh
-                  LIMIT k OFFSET skip) AS h;
-            IF wider IS NOT NULL OR cardinality(page) IS DISTINCT FROM k OR r.page > 1
-               OR page[least(k, 10)].distance <= lost_distance OR r.ef_search >= 1000 THEN
-                EXIT walk;
-            END IF;
-            IF matching < 20 * prefilter_limit THEN
-                -- few enough matching rows that reading them all costs no more than a
-                -- few searches: the exact path below answers
+            FROM merged_page(q, model_name,
+                     ARRAY(SELECT e.painting_id FROM painting_embedding e
+                           JOIN painting f ON f.painting_id = e.painting_id
+                           WHERE e.model = model_name
+                             AND e.painting_id IS DISTINCT FROM exclude_painting
+                             AND painting_matches(ROW(f.*)::painting, r)
+                           ORDER BY l2_normalize(e.embedding)::halfvec(1024) <=> qh
+                           LIMIT skip + k),
+                     ARRAY(SELECT hv.painting_id FROM painting_embedding_half hv
+                           JOIN painting f ON f.painting_id = hv.painting_id
+                           WHERE hv.model = model_name
+                             AND hv.painting_id IS DISTINCT FROM exclude_painting
+                             AND painting_matches(ROW(f.*)::painting, r)
+                           ORDER BY hv.embedding <=> qh
+                           LIMIT skip + k),
+                     k, r.page) AS m
+            JOIN painting p ON p.painting_id = m.painting_id;
+            IF r.page = 1 AND cardinality(page) = k AND matching < 20 * prefilter_limit
+               AND page[least(k, 10)].distance > lost_distance THEN
                 page := NULL;
-                EXIT walk;
             END IF;
-            first_page := page;
-            wider := least(1000, 4 * greatest(r.ef_search, k));
-            PERFORM set_config('hnsw.ef_search', wider::text, true),
-                    set_config('ivfflat.probes', least(32768, 4 * r.probes)::text, true);
-            IF sharded THEN
-                PERFORM shard_search_settings(wider, least(32768, 4 * r.probes));
+        ELSE
+            wider := NULL;
+            <<walk>>
+            LOOP
+                SELECT array_agg(ROW(h.*, 1 - h.distance, 1 - h.distance)::search_result
+                                 ORDER BY h.distance, h.painting_id)
+                INTO page
+                FROM (SELECT p.painting_id, p.image_file, p.title, p.author, p.technique,
+                             p.painting_type, p.school, p.timeframe, p.date,
+                             e.embedding <=> q AS distance
+                      FROM painting_embedding e
+                      JOIN painting p ON p.painting_id = e.painting_id
+                      WHERE e.model = model_name
+                        AND p.painting_id IS DISTINCT FROM exclude_painting
+                        AND painting_matches(ROW(p.*)::painting, r)
+                      ORDER BY l2_normalize(e.embedding)::halfvec(1024) <=> qh
+                      LIMIT k OFFSET skip) AS h;
+                IF wider IS NOT NULL OR cardinality(page) IS DISTINCT FROM k OR r.page > 1
+                   OR page[least(k, 10)].distance <= lost_distance OR r.ef_search >= 1000 THEN
+                    EXIT walk;
+                END IF;
+                IF matching < 20 * prefilter_limit THEN
+                    -- few enough matching rows that reading them all costs no more than a
+                    -- few searches: the exact path below answers
+                    page := NULL;
+                    EXIT walk;
+                END IF;
+                first_page := page;
+                wider := least(1000, 4 * greatest(r.ef_search, k));
+                PERFORM set_config('hnsw.ef_search', wider::text, true),
+                        set_config('ivfflat.probes', least(32768, 4 * r.probes)::text, true);
+                IF sharded THEN
+                    PERFORM shard_search_settings(wider, least(32768, 4 * r.probes));
+                END IF;
+            END LOOP walk;
+            IF wider IS NOT NULL AND cardinality(page) IS DISTINCT FROM k
+               OR page[k].distance > first_page[k].distance THEN
+                page := first_page;
             END IF;
-        END LOOP walk;
-        IF wider IS NOT NULL AND cardinality(page) IS DISTINCT FROM k
-           OR page[k].distance > first_page[k].distance THEN
-            page := first_page;
         END IF;
         IF cardinality(page) = k THEN
             RETURN QUERY SELECT * FROM finished_page(page, r);

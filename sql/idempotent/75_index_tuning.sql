@@ -29,7 +29,9 @@ $$;
 -- kept with the measurement it belongs to, and the lost-query guard's threshold of each
 -- kind made the database's default: pgallery.lost_query_distance_vector for new vectors
 -- (search_by_vector, uploads, composed queries), pgallery.lost_query_distance_text for
--- prompts; a kind not measured has its threshold reset (no guard). The stored paintings'
+-- prompts; a kind not measured has its threshold reset (no guard). With the probe index
+-- (the vector figures name it), the vector kind's own choice becomes
+-- pgallery.ef_search_probed, the ef_search new vectors run at (probed_ef_search). The stored paintings'
 -- threshold is record_index_tuning's. Runs as its owner, like record_index_tuning; it
 -- formats nothing but numbers into its statements.
 CREATE OR REPLACE FUNCTION record_query_kinds(tuning_id bigint, kinds jsonb) RETURNS void
@@ -58,6 +60,16 @@ BEGIN
         ELSE
             EXECUTE format('ALTER DATABASE %I SET pgallery.lost_query_distance_vector = %s',
                            current_database(), threshold);
+        END IF;
+        -- the ef_search new vectors need with the probe index beside the graph
+        -- (probed_ef_search, 01_settings.sql), when the figures were measured with it
+        IF kinds -> 'vector' -> 'probe' IS NULL OR jsonb_typeof(kinds -> 'vector' -> 'probe') = 'null'
+           OR (kinds -> 'vector' ->> 'chosen') IS NULL THEN
+            EXECUTE format('ALTER DATABASE %I RESET pgallery.ef_search_probed',
+                           current_database());
+        ELSE
+            EXECUTE format('ALTER DATABASE %I SET pgallery.ef_search_probed = %s',
+                           current_database(), (kinds -> 'vector' ->> 'chosen')::integer);
         END IF;
         threshold := (kinds -> 'text' ->> 'guard_distance')::float8;
         IF threshold IS NULL THEN

@@ -101,13 +101,20 @@ def tune(
     until, for every kind, the mean recall reaches --target-recall, 95% of the queries
     reach --tail-recall and none is under 0.5, counting the lost-query guard. The smallest
     value serving every kind becomes the database default for new sessions, and each
-    kind's neighbour distances set its guard threshold. Loads that change the collection by a
+    kind's neighbour distances set its guard threshold. From 1,000 vectors it first builds
+    the probe index new vectors and prompts read beside the graph (an IVFFlat index on the
+    compact copy; not on Citus), so they are measured as they are served. Loads that change the collection by a
     quarter do this by themselves. Example: `pgallery index tune --target-recall 0.98`
     """
     from pgallery import tuning
     from pgallery.rendering.tables import tuning_line
 
     with database(ctx, autocommit=True) as conn:
+        if not dry_run:
+            with console.status("building the probe index of new-vector queries ..."):
+                note = tuning.ensure_vector_probe(conn)
+            if note:
+                console.print(note)
         with console.status(f"measuring recall on {sample} sample queries ..."):
             result = tuning.tune_recall(conn, sample=sample, target_mean=target_recall,
                                         tail_recall=tail_recall, budget_seconds=budget)

@@ -5,7 +5,9 @@ that wrote vectors (images or an embeddings file) and after ``pgallery index bui
 2. ANALYZE painting and painting_embedding (the planner's estimates, and the vector count
    step 4 reads);
 3. rebuild the IVFFlat index if there is one (its lists are trained on the data it was
-   built from), or build it when asked (``pgallery index build``);
+   built from), or build it when asked (``pgallery index build``); build the probe index
+   of new-vector queries from tuning.VECTOR_PROBE_MIN_ROWS vectors (rebuilt with the
+   measurement below);
 4. size the database's default hnsw.ef_search to the collection (tune_search_defaults);
 5. the map (pgallery/map/store.py): the active model's first layout, or its new
    paintings placed beside their neighbours.
@@ -68,9 +70,17 @@ def _measure_recall(conn: psycopg.Connection, done: AfterLoad) -> None:
 
     with _autocommit(conn):
         try:
-            if not tuning.needs_tuning(conn):
-                return
+            needed = tuning.needs_tuning(conn)
         except psycopg.errors.UndefinedTable:      # a database not migrated to 0013
+            return
+        # the probe index of new-vector queries, built before the measurement so that it
+        # measures what they are served; its lists are learned again when the collection
+        # changed this much. The summary says so only if it could not be built (the
+        # measurement's figures name it when it was).
+        note = tuning.ensure_vector_probe(conn, rebuild=needed)
+        if note and note.startswith(tuning.PROBE_NOT_BUILT):
+            done.notes.append(note)
+        if not needed:
             return
         before = conn.execute("SELECT current_setting('hnsw.ef_search', true)").fetchone()[0]
         result = tuning.tune_recall(conn, budget_seconds=tuning.AFTER_LOAD_BUDGET)
