@@ -392,3 +392,16 @@ def test_postgres_ranks_clip_vectors_like_numpy_cosine(provider, images, make_da
     assert [r[0] for r in rows] == expected
     for image_file, distance in rows:
         assert distance == pytest.approx(_cosine_distance(query, stored[image_file]), abs=1e-5)
+
+
+def test_a_large_jpeg_is_decoded_at_a_reduced_scale_that_keeps_twice_the_models_side(tmp_path):
+    from pgallery.providers.clip import load_image
+
+    path = tmp_path / "large.jpg"
+    Image.new("RGB", (4000, 3000), (200, 120, 40)).save(path, quality=90)
+    reduced = load_image(path, side=224)
+    assert min(reduced.size) >= 448 and reduced.size[0] < 4000       # 1/4: 1000 x 750
+    assert reduced.mode == "RGB" and load_image(path).size == (4000, 3000)
+    png = tmp_path / "large.png"                                       # only JPEG has scales
+    Image.new("RGB", (1200, 900)).save(png)
+    assert load_image(png, side=224).size == (1200, 900)

@@ -92,12 +92,30 @@ def model_tag(spec: str) -> str:
     return "clip/" + _TAG_UNSAFE.sub("-", name)[:190]
 
 
-def load_image(source: ImageSource):
+def load_image(source: ImageSource, side: int | None = None):
     """A decoded RGB PIL image from a file, a URL or a CheckedImage. Raises the intake's
-    typed errors (pgallery.intake), as every provider does."""
+    typed errors (pgallery.intake), as every provider does.
+
+    ``side``: the model sees the picture resized to this (its shortest edge); a JPEG is
+    then decoded at the smallest of Pillow's reduced scales (1/2, 1/4, 1/8) that keeps
+    at least twice that, which is several times faster for a photo of several thousand
+    pixels and leaves the resize to the model's own preprocessor."""
     checked = read_image(source, decode=False)   # decoded here, once
     with checked.open() as image, decoding(checked.name):
+        if side and image.format == "JPEG":
+            image.draft("RGB", (2 * side, 2 * side))
         return image.convert("RGB")
+
+
+def _input_side(processor) -> int | None:
+    """The side a CLIP image processor resizes a picture to (its shortest edge)."""
+    size = getattr(processor, "size", None)
+
+    def field(name):
+        return size.get(name) if isinstance(size, dict) else getattr(size, name, None)
+
+    side = field("shortest_edge") or field("height")
+    return int(side) if isinstance(side, (int, float)) and side > 0 else None
 
 
 def _unit(vector: np.ndarray, what: str) -> np.ndarray:
@@ -216,6 +234,7 @@ class ClipProvider(EmbeddingProvider):
             self._image_processor = self._load(transformers, "AutoImageProcessor", source)
             self._tokenizer = self._load(transformers, "AutoTokenizer", source)
         self._clip = self._clip.to("cpu").float().eval()
+        self._side = _input_side(self._image_processor)
         self.dimension = int(self._clip.config.projection_dim)
         if self.dimension > COLUMN_DIMENSION:
             raise ConfigError(f"{self.model} has {self.dimension} dimensions; the database "
@@ -275,7 +294,7 @@ class ClipProvider(EmbeddingProvider):
     # -- the interface ------------------------------------------------------------------
 
     def embed_image(self, source: ImageSource) -> np.ndarray:
-        return _unit(self._image_vectors([load_image(source)])[0], str(source))
+        return _unit(self._image_vectors([load_image(source, self._side)])[0], str(source))
 
     def embed_text(self, text: str) -> np.ndarray:
         if text is None or not str(text).strip():
@@ -306,7 +325,7 @@ class ClipProvider(EmbeddingProvider):
         loaded: list[tuple[int, object]] = []
         for i, source in enumerate(sources):
             try:
-                loaded.append((i, load_image(source)))
+                loaded.append((i, load_image(source, self._side)))
             except EmbeddingFailed as exc:
                 results[i] = ImageResult(source, error=exc)
         if loaded:
