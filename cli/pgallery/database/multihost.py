@@ -97,19 +97,24 @@ def reason(exc: BaseException) -> str:
     return " ".join(first.rsplit("failed: ", 1)[-1].split())[:200]
 
 
+def primary_refused(exc: BaseException, primary_url: str) -> ConfigError | DatabaseError:
+    """The one-line error for a primary connection that failed: a ConfigError when the
+    server named is not writable (a standby), else a DatabaseError with libpq's reason."""
+    where = ", ".join(targets(primary_url))
+    if "read-write" in str(exc) or "read-only" in str(exc):
+        return ConfigError(f"the primary ({where}) is not writable, it is a standby? "
+                           "DATABASE_URL must name the primary when --read-url names "
+                           "the standbys")
+    return DatabaseError(f"cannot connect to the primary ({where}): {reason(exc)}")
+
+
 def check(primary_url: str, read_url: str, timeout: int = 10) -> None:
     """Before serving: the primary takes writes and some read target answers, else a
     one-line error (the server's own start would report it as a traceback)."""
     try:
         psycopg.connect(writer_conninfo(primary_url), connect_timeout=timeout).close()
     except psycopg.OperationalError as exc:
-        detail = reason(exc)
-        where = ", ".join(targets(primary_url))
-        if "read-write" in str(exc) or "read-only" in str(exc):
-            raise ConfigError(f"the primary ({where}) is not writable, it is a standby? "
-                              "DATABASE_URL must name the primary when --read-url names "
-                              "the standbys") from None
-        raise DatabaseError(f"cannot connect to the primary ({where}): {detail}") from None
+        raise primary_refused(exc, primary_url) from None
     try:
         psycopg.connect(reader_conninfo(read_url), connect_timeout=timeout).close()
     except psycopg.OperationalError as exc:

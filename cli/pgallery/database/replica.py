@@ -12,8 +12,9 @@ pg_hba line: see embedded.py). The copy streams WAL through a physical replicati
 so the primary keeps the WAL the standby has not replayed yet even while the standby is
 stopped; `destroy` drops the slot again. Each standby has its own slot (pgallery_replica
 for the default one, pgallery_replica_NAME for the others), which is also the
-application_name it streams under, so the primary's pg_stat_replication tells them apart. The standby serves every search function
-read-only (they are STABLE and write nothing); loads go to the primary.
+application_name it streams under, so the primary's pg_stat_replication tells them apart.
+A standby serves every search function read-only (they are STABLE and write nothing);
+loads go to the primary.
 """
 
 from __future__ import annotations

@@ -58,8 +58,8 @@ from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from pgallery.database.connection import redact
-from pgallery.database.multihost import (parse, reader_conninfo, reason, targets,
-                                         writer_conninfo)
+from pgallery.database.multihost import (parse, primary_refused, reader_conninfo, reason,
+                                         targets, writer_conninfo)
 from pgallery.errors import DatabaseError, PromptNotEmbedded, from_database_error
 
 log = logging.getLogger("pgallery.web")
@@ -103,6 +103,13 @@ class _MostRecentFirst(deque):
 
 class _Broken(Exception):
     """A statement failed because its pooled connection's server went away."""
+
+
+async def _rows(conn: psycopg.AsyncConnection, statement: str, args, one: bool, row_factory):
+    """The statement's rows (``row_factory``), or with ``one`` its first row as a tuple."""
+    async with conn.cursor(row_factory=None if one else row_factory) as cur:
+        await cur.execute(statement, args)
+        return await cur.fetchone() if one else await cur.fetchall()
 
 
 def _named(url: str, name: str) -> str:
@@ -182,11 +189,7 @@ class Database:
                 raise DatabaseError(self._primary_refused(exc)) from None
 
     def _primary_refused(self, exc: Exception) -> str:
-        detail = reason(exc)
-        if "read-write" in str(exc) or "read-only" in str(exc):
-            return (f"the primary ({self.write_target}) is not writable, it is a standby? "
-                    f"DATABASE_URL must name the primary when --read-url names the standbys")
-        return f"cannot connect to the primary ({self.write_target}): {detail}"
+        return str(primary_refused(exc, self.url))
 
     # -- reads ------------------------------------------------------------------------------
     def connection(self):
@@ -267,12 +270,8 @@ class Database:
         if on_primary and self.read_scaled:
             return await self._on_primary(statement, args, one, row_factory)
 
-        async def work(conn):
-            async with conn.cursor(row_factory=None if one else row_factory) as cur:
-                await cur.execute(statement, args)
-                return await cur.fetchone() if one else await cur.fetchall()
         try:
-            return await self.read(work)
+            return await self.read(lambda conn: _rows(conn, statement, args, one, row_factory))
         except psycopg.Error as exc:
             if self.read_scaled and isinstance(from_database_error(exc), PromptNotEmbedded):
                 return await self._on_primary(statement, args, one, row_factory)
@@ -312,9 +311,7 @@ class Database:
         async with self._writer_lock:
             conn = await self._primary()
             try:
-                async with conn.cursor(row_factory=None if one else row_factory) as cur:
-                    await cur.execute(statement, args)
-                    return await cur.fetchone() if one else await cur.fetchall()
+                return await _rows(conn, statement, args, one, row_factory)
             except psycopg.OperationalError:
                 if conn.broken:
                     await conn.close()
