@@ -103,8 +103,9 @@ def tune(
     value serving every kind becomes the database default for new sessions, and each
     kind's neighbour distances set its guard threshold. From 1,000 vectors it first builds
     the probe index new vectors and prompts read beside the graph (an IVFFlat index on the
-    compact copy; not on Citus), so they are measured as they are served. Loads that change the collection by a
-    quarter do this by themselves. Example: `pgallery index tune --target-recall 0.98`
+    compact copy; not on Citus), so they are measured as they are served. Loads that change
+    the collection by a quarter do this by themselves.
+    Example: `pgallery index tune --target-recall 0.98`
     """
     from pgallery import tuning
     from pgallery.rendering.tables import tuning_line
